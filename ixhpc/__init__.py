@@ -1,0 +1,3 @@
+"""ixhpc: InferenceX-style LLM inference benchmarks on Slurm clusters."""
+
+__version__ = "0.1.0"

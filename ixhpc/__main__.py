@@ -1,0 +1,3 @@
+from ixhpc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Command-line frame: ``python -m ixhpc`` / ``ixhpc``.
+
+Each subcommand lives in ``ixhpc/commands/<name>.py`` with two functions,
+``configure(parser)`` and ``run(args) -> int``. Only the module of the command being run is
+imported, and those modules import heavy libraries (pandas, h5py, submitit) inside ``run``,
+so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ixhpc import __version__
+
+# name -> one-line help. Order is the order shown by --help.
+COMMANDS: dict[str, str] = {
+    "validate": "check recipe files and report every error with its location",
+    "sweep": "expand recipes into run points (InferenceX matrix format or a table)",
+    "render": "write the sbatch scripts and manifest for a recipe, submitting nothing",
+    "submit": "submit a recipe's run points to Slurm and create a run directory",
+    "status": "show the state of every point of a run",
+    "logs": "show the logs of a run, a point or a role",
+    "cancel": "cancel the Slurm jobs of a run (and only those)",
+    "resume": "resubmit the points of a run that have no valid result",
+    "merge": "merge run-point HDF5 files into one file and table",
+    "report": "write a Markdown summary and plots from a merged file",
+    "debug": "get a point's resources with salloc and open a ready shell",
+    "local-cluster": "bring the project's local multi-node Slurm cluster up or down",
+}
+
+
+def _module_name(command: str) -> str:
+    return "ixhpc.commands." + command.replace("-", "_")
+
+
+def _available() -> dict[str, str]:
+    """Commands whose module exists (later issues add them), found without importing them."""
+    import importlib.util
+
+    return {n: h for n, h in COMMANDS.items() if importlib.util.find_spec(_module_name(n))}
+
+
+def build_parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ixhpc",
+        description="Run InferenceX-style LLM inference benchmarks on Slurm clusters.",
+    )
+    parser.add_argument("--version", action="version", version=f"ixhpc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in _available().items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        if name == selected:
+            importlib.import_module(_module_name(name)).configure(sp)
+    return parser
+
+
+def _selected_command(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ixhpc.errors import UserError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = _selected_command(argv)
+    parser = build_parser(selected)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(_module_name(args.command)).run(args) or 0)
+    except UserError as exc:
+        print(f"ixhpc {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("ixhpc: interrupted", file=sys.stderr)
+        return 130
