@@ -1,0 +1,5 @@
+"""The load generator (``python -m ixhpc.bench``), InferenceX ``benchmark_serving``-style.
+
+It runs inside engine containers with the ixhpc source mounted, so it may import only the
+standard library, aiohttp, numpy and ``ixhpc.atomic`` (tests/test_bench.py enforces this).
+"""

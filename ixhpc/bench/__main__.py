@@ -1,0 +1,128 @@
+"""``python -m ixhpc.bench``: run one benchmark point against an OpenAI-compatible server.
+
+Exit status: 0 when the point passed, 1 when it failed (more than 5% of the requests failed,
+or no output tokens came back; the result file is still written and states why), 2 for bad
+arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import resource
+import os
+import sys
+from typing import Any
+
+from ixhpc import atomic
+from ixhpc.bench import client, dataset, metrics
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ixhpc.bench",
+        description="Benchmark an OpenAI-compatible streaming server with random prompts.",
+    )
+    p.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8000")
+    p.add_argument("--model", help="model name (default: the first one the server lists)")
+    p.add_argument("--endpoint", default="/v1/completions", choices=("/v1/completions", "/v1/chat/completions"))
+    p.add_argument("--isl", type=int, required=True, help="input sequence length (tokens)")
+    p.add_argument("--osl", type=int, required=True, help="output sequence length (tokens)")
+    p.add_argument("--random-range-ratio", type=float, default=1.0, help="lengths uniform in [ratio*len, len]")
+    p.add_argument("--num-prompts", type=int, help="default: max-concurrency x 10")
+    p.add_argument("--max-concurrency", type=int, required=True)
+    p.add_argument("--request-rate", type=float, default=math.inf, help="requests/s, Poisson (default inf)")
+    p.add_argument("--num-warmups", type=int, default=0, help="requests sent first and not counted")
+    p.add_argument("--ignore-eos", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompt-format", choices=("text", "token-ids"), default="text")
+    p.add_argument("--request-timeout", type=float, default=6 * 3600.0, help="seconds per request")
+    p.add_argument("--output", help="result JSON file (written atomically)")
+    return p
+
+
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.isl < 1 or args.osl < 1:
+        p.error("--isl and --osl must be >= 1")
+    if not 0.0 <= args.random_range_ratio <= 1.0:
+        p.error("--random-range-ratio must be in [0, 1]")
+    if args.max_concurrency < 1:
+        p.error("--max-concurrency must be >= 1")
+    if args.num_prompts is not None and args.num_prompts < 1:
+        p.error("--num-prompts must be >= 1")
+    if not args.request_rate > 0:
+        p.error("--request-rate must be > 0 (inf for all at once)")
+    if args.num_warmups < 0 or args.request_timeout <= 0:
+        p.error("--num-warmups must be >= 0 and --request-timeout > 0")
+    if args.output and os.path.exists(args.output):
+        p.error(f"--output {args.output} exists; results are never overwritten")
+    if not args.base_url.startswith(("http://", "https://")):
+        p.error("--base-url must start with http:// or https://")
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _print_summary(summary: dict[str, Any], failure: str | None) -> None:
+    print("=========== ixhpc.bench result ===========")
+    for key in ("completed", "failed", "duration", "total_input_tokens", "total_output_tokens",
+                "request_throughput", "output_throughput", "total_token_throughput"):
+        print(f"{key:<32}{summary[key]:>12.2f}" if isinstance(summary[key], float) else f"{key:<32}{summary[key]:>12}")
+    for name in ("ttft", "tpot", "itl", "e2el"):
+        print(f"-- {name} (ms): " + "  ".join(
+            f"{stat}={summary[f'{stat}_{name}_ms']:.2f}" for stat in ("mean", "median", "p99", "p99.9")
+        ))
+    print(f"point: {'FAILED: ' + failure if failure else 'ok'}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    num_prompts = args.num_prompts or args.max_concurrency * 10
+    _raise_fd_limit()
+    model = args.model
+    if model is None:
+        try:
+            model = asyncio.run(client.first_model(args.base_url))
+        except Exception as exc:  # noqa: BLE001 - any reason the listing failed is one line
+            print(f"ixhpc.bench: error: cannot list models at {args.base_url}/v1/models ({exc}); pass --model",
+                  file=sys.stderr)
+            return 1
+    token_ids = args.prompt_format == "token-ids"
+    prompts = dataset.random_prompts(num_prompts, args.isl, args.osl, args.random_range_ratio, args.seed, token_ids)
+    warmups = dataset.random_prompts(args.num_warmups, args.isl, args.osl, args.random_range_ratio,
+                                     args.seed + 1, token_ids)
+    cfg = client.ClientConfig(
+        base_url=args.base_url, model=model, endpoint=args.endpoint, ignore_eos=args.ignore_eos,
+        max_concurrency=args.max_concurrency, request_rate=args.request_rate,
+        request_timeout=args.request_timeout, seed=args.seed,
+    )
+    results, start, duration = asyncio.run(client.benchmark(cfg, prompts, warmups))
+    summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate)
+    failure = metrics.point_failure(summary)
+    _print_summary(summary, failure)
+    if args.output:
+        document = {
+            "summary": summary,
+            "requests": metrics.request_arrays(results, start),
+            "config": {
+                "base_url": args.base_url, "model": model, "isl": args.isl, "osl": args.osl,
+                "random_range_ratio": args.random_range_ratio, "num_prompts": num_prompts,
+                "max_concurrency": args.max_concurrency, "request_rate": args.request_rate,
+                "num_warmups": args.num_warmups, "ignore_eos": args.ignore_eos, "seed": args.seed,
+            },
+            "failure": failure,
+        }
+        atomic.write_text(args.output, json.dumps(document))
+        print(f"wrote {args.output}")
+    return 1 if failure else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,155 @@
+"""``python -m ixhpc.sim serve|router``: run a simulated engine worker or a disaggregated router."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import signal
+import sys
+from typing import Any, Callable, Coroutine
+
+from aiohttp import web
+
+from ixhpc.sim import model
+
+DESCRIPTION = (
+    "ixhpc SIMULATED inference engine: an OpenAI-compatible HTTP server whose timings come "
+    "from a roofline model of the GPU (no model runs, no GPU is used)."
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ixhpc.sim", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = model.SimConfig()
+    serve = sub.add_parser("serve", help="run one simulated engine worker", description=DESCRIPTION)
+    _add_listen(serve)
+    serve.add_argument("--role", choices=("prefill", "decode", "both"), default="both")
+    serve.add_argument("--model", default="sim-model", help="model name served (default %(default)s)")
+    serve.add_argument("--name", help="worker name in its records (default: its URL)")
+    serve.add_argument("--gpu", choices=sorted(model.GPUS), default=d.gpu)
+    serve.add_argument("--tp", type=int, default=d.tp)
+    serve.add_argument("--ep", type=int, default=d.ep)
+    serve.add_argument("--model-params-b", type=float, default=d.model_params_b, help="total parameters, billions")
+    serve.add_argument(
+        "--active-params-b", type=float, default=d.active_params_b,
+        help="active parameters per token, billions (MoE; equal to --model-params-b for a dense model)",
+    )
+    serve.add_argument("--precision", choices=sorted(model.BYTES_PER_PARAM), default=d.precision)
+    serve.add_argument("--kv-bytes-per-token", type=float, default=d.kv_bytes_per_token)
+    serve.add_argument("--max-batch", type=int, default=d.max_batch, help="max running sequences")
+    serve.add_argument("--max-prefill-tokens", type=int, default=d.max_prefill_tokens, help="prefill chunk size")
+    serve.add_argument(
+        "--time-scale", type=float, default=1.0,
+        help="multiply every simulated duration by this (0.1 runs ten times faster than real time)",
+    )
+    router = sub.add_parser("router", help="run a simulated disaggregated router", description=DESCRIPTION)
+    _add_listen(router)
+    router.add_argument("--prefill", nargs="+", required=True, metavar="URL", help="prefill worker URLs")
+    router.add_argument("--decode", nargs="+", required=True, metavar="URL", help="decode worker URLs")
+    router.add_argument("--policy", choices=("round-robin", "least-loaded"), default="round-robin")
+    return parser
+
+
+def _add_listen(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True, help="0 picks a free port (printed in the ready line)")
+
+
+def _config(args: argparse.Namespace) -> model.SimConfig:
+    cfg = model.SimConfig(
+        gpu=args.gpu, tp=args.tp, ep=args.ep, model_params_b=args.model_params_b,
+        active_params_b=args.active_params_b, precision=args.precision,
+        kv_bytes_per_token=args.kv_bytes_per_token, max_batch=args.max_batch,
+        max_prefill_tokens=args.max_prefill_tokens,
+    )
+    model.validate(cfg)
+    if args.time_scale <= 0:
+        raise ValueError("--time-scale must be > 0")
+    return cfg
+
+
+async def _serve(
+    app: web.Application, host: str, port: int, describe: str, on_bound: Callable[[str], None] | None = None
+) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=4096, shutdown_timeout=2.0)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SystemExit(f"ixhpc.sim: error: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    url_host = f"[{host}]" if ":" in host else host
+    url = f"http://{url_host}:{runner.addresses[0][1]}"
+    if on_bound is not None:
+        on_bound(url)
+    print(f"ixhpc.sim: simulated {describe} ready on {url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("ixhpc.sim: simulated server shutting down", flush=True)
+    await runner.cleanup()
+
+
+def _raise_fd_limit() -> None:
+    """Thousands of concurrent streams need thousands of sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _raise_fd_limit()
+    if args.command == "router":
+        from ixhpc.sim import router
+
+        bad = [u for u in args.prefill + args.decode if not u.startswith(("http://", "https://"))]
+        if bad:
+            print(f"ixhpc.sim: error: worker URLs must start with http:// or https://: {bad[0]}", file=sys.stderr)
+            return 2
+        app = router.make_app(args.prefill, args.decode, args.policy)
+        describe = (
+            f"router (policy={args.policy}, {len(args.prefill)} prefill, {len(args.decode)} decode workers)"
+        )
+        _run(_serve(app, args.host, args.port, describe))
+        return 0
+    from ixhpc.sim import server
+
+    try:
+        cfg = _config(args)
+    except ValueError as exc:
+        print(f"ixhpc.sim: error: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        engine = server.Engine(cfg, args.role, args.name or "", args.time_scale)
+        app = server.make_app(engine, args.model)
+
+        def name_engine(url: str) -> None:  # the real port is known only once bound
+            engine.name = engine.name or url
+        describe = (
+            f"engine (role={args.role}, model={args.model}, {cfg.gpu} tp={cfg.tp} ep={cfg.ep} "
+            f"{cfg.precision}, max-batch={cfg.max_batch}, time-scale={args.time_scale:g})"
+        )
+        await _serve(app, args.host, args.port, describe, name_engine)
+
+    _run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

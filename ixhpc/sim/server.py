@@ -1,0 +1,372 @@
+"""The simulated engine's HTTP server: OpenAI-compatible completions timed by ``model``.
+
+Token counting: a string prompt has one token per whitespace-separated word; a prompt given as
+a list of token ids has one token per id; chat messages count the words of their contents.
+Generated tokens are the word `` tok``, one per SSE chunk. With ``ignore_eos`` a request gets
+exactly ``max_tokens`` tokens; without it, a seeded pseudo-random length in
+``[max_tokens/2, max_tokens]`` (a stand-in for an EOS).
+
+Disaggregation: the router calls ``POST /sim/prefill`` on a prefill worker, which answers after
+the prefill time with the KV size; the router then sends the request to a decode worker with
+headers ``X-Sim-KV-Tokens`` (KV tokens to receive) and ``X-Sim-Prefill-Worker``; the decode
+worker charges the KV transfer time before the request joins its batch. ``X-Sim-Request-Id``
+(or ``X-Request-Id``) names the request in the workers' records.
+
+``GET /sim/timings`` returns every request's server-side times in ``time.perf_counter()``
+seconds (CLOCK_MONOTONIC on Linux, so comparable with a client on the same machine):
+arrival, KV ready, each token's write time, finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ixhpc.sim import model
+
+SIM_BANNER = "ixhpc simulated engine (not a real GPU engine)"
+_TOKEN_TEXT = " tok"
+MAX_RECORDS = 200_000  # records kept for /sim/timings; older ones are dropped
+
+
+def count_prompt_tokens(body: dict[str, Any]) -> int:
+    """Prompt tokens of a completions or chat request under the simulated tokenizer."""
+    if "messages" in body:
+        words = 0
+        for message in body["messages"]:
+            content = message.get("content", "")
+            if isinstance(content, list):  # OpenAI content parts
+                content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            words += len(str(content).split())
+        return words
+    prompt = body.get("prompt", "")
+    if isinstance(prompt, list):
+        if prompt and isinstance(prompt[0], list):
+            raise ValueError("batched prompts are not supported")
+        return len(prompt) if (not prompt or isinstance(prompt[0], int)) else len(" ".join(prompt).split())
+    return len(str(prompt).split())
+
+
+@dataclass(eq=False)
+class Request:
+    id: str
+    prompt_tokens: int
+    max_tokens: int
+    kv_tokens: int = 0  # > 0: the prompt was prefilled elsewhere, its KV arrives by transfer
+    generated: int = 0
+    finished: bool = False
+    cancelled: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def context_tokens(self) -> int:
+        return self.prompt_tokens + self.generated
+
+
+class Engine:
+    """Continuous batching: one scheduler task admits waiting requests and runs decode steps."""
+
+    def __init__(self, cfg: model.SimConfig, role: str, name: str, time_scale: float) -> None:
+        self.cfg, self.role, self.name, self.time_scale = cfg, role, name, time_scale
+        self.waiting: collections.deque[Request] = collections.deque()
+        self.running: list[Request] = []
+        self.prefill_queue: collections.deque[tuple[int, asyncio.Future[float]]] = collections.deque()
+        self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_RECORDS)
+        self.kv_capacity = model.kv_capacity_tokens(cfg)
+        self.kv_reserved = 0
+        self._work = asyncio.Event()
+        self._prefill_work = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ids = itertools.count()
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._decode_loop()), asyncio.create_task(self._prefill_loop())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for req in [*self.waiting, *self.running]:  # let open streams end instead of hanging
+            req.finished = req.cancelled = True
+            req.wake.set()
+
+    def new_id(self) -> str:
+        return f"cmpl-sim-{next(self._ids)}"
+
+    # -- prefill role: a FIFO of prompt chunks, compute-bound, served back to back ----------
+    async def prefill(self, tokens: int) -> float:
+        """Wait for this prompt's prefill; return the perf_counter time it started."""
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.prefill_queue.append((tokens, fut))
+        self._prefill_work.set()
+        return await fut
+
+    async def _prefill_loop(self) -> None:
+        while True:
+            if not self.prefill_queue:
+                self._prefill_work.clear()
+                await self._prefill_work.wait()
+            batch, tokens = [], 0
+            while self.prefill_queue and (not batch or tokens + self.prefill_queue[0][0] <= self.cfg.max_prefill_tokens):
+                item = self.prefill_queue.popleft()
+                batch.append(item)
+                tokens += item[0]
+            start = time.perf_counter()
+            await _sleep_until(start + model.prefill_time(self.cfg, tokens) * self.time_scale)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(start)
+
+    # -- decode: continuous batching ------------------------------------------------------
+    async def submit(self, req: Request) -> None:
+        """Queue ``req`` (after its KV transfer, if it has one) for the decode loop."""
+        if req.kv_tokens:
+            await asyncio.sleep(model.kv_transfer_time(self.cfg, req.kv_tokens) * self.time_scale)
+        req.record["kv_ready"] = time.perf_counter()
+        self.waiting.append(req)
+        self._work.set()
+
+    def _admit(self) -> int:
+        """Move waiting requests into the batch; return the prompt tokens to prefill here."""
+        prefill_tokens = 0
+        while self.waiting and len(self.running) < self.cfg.max_batch:
+            req = self.waiting[0]
+            if req.cancelled:
+                self.waiting.popleft()
+                continue
+            cost = 0 if req.kv_tokens else req.prompt_tokens
+            need = req.prompt_tokens + req.max_tokens
+            if prefill_tokens and prefill_tokens + cost > self.cfg.max_prefill_tokens:
+                break
+            if self.running and self.kv_reserved + need > self.kv_capacity:
+                break  # KV cache full: wait for sequences to finish
+            self.waiting.popleft()
+            self.kv_reserved += need
+            prefill_tokens += cost
+            self.running.append(req)
+        return prefill_tokens
+
+    async def _decode_loop(self) -> None:
+        while True:
+            if not self.waiting and not self.running:
+                self._work.clear()
+                await self._work.wait()
+            start = time.perf_counter()
+            prefill_tokens = self._admit()
+            context = sum(r.context_tokens for r in self.running)
+            step = model.prefill_time(self.cfg, prefill_tokens) + model.decode_step_time(
+                self.cfg, len(self.running), context
+            )
+            await _sleep_until(start + step * self.time_scale)
+            still = []
+            for req in self.running:
+                if not req.cancelled:
+                    req.generated += 1
+                    req.finished = req.generated >= req.max_tokens
+                    req.wake.set()
+                if req.finished or req.cancelled:
+                    self.kv_reserved -= req.prompt_tokens + req.max_tokens
+                else:
+                    still.append(req)
+            self.running = still
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "running": len(self.running),
+            "waiting": len(self.waiting),
+            "prefill_queue": len(self.prefill_queue),
+        }
+
+
+async def _sleep_until(deadline: float) -> None:
+    delay = deadline - time.perf_counter()
+    await asyncio.sleep(delay if delay > 0 else 0)
+
+
+# -- HTTP --------------------------------------------------------------------------------
+class Api:
+    def __init__(self, engine: Engine, model_name: str) -> None:
+        self.engine, self.model_name = engine, model_name
+        self._model_json = json.dumps(model_name)
+
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "simulated": True, **self.engine.stats()})
+
+    async def models(self, request: web.Request) -> web.Response:
+        entry = {
+            "id": self.model_name,
+            "object": "model",
+            "owned_by": "ixhpc-simulated",
+            "simulated": True,
+            "description": f"{SIM_BANNER}: role={self.engine.role} gpu={self.engine.cfg.gpu} tp={self.engine.cfg.tp}",
+        }
+        return web.json_response({"object": "list", "data": [entry]})
+
+    async def timings(self, request: web.Request) -> web.Response:
+        records = list(self.engine.records)
+        if request.query.get("clear"):
+            self.engine.records.clear()
+        return web.json_response({"clock": "time.perf_counter", "worker": self.engine.name, "records": records})
+
+    async def prefill(self, request: web.Request) -> web.Response:
+        try:
+            body = await json_body(request)
+        except ValueError as exc:
+            return error_response(400, str(exc))
+        tokens = body.get("prompt_tokens")
+        if not isinstance(tokens, int) or tokens < 0:
+            return error_response(400, "prompt_tokens must be a non-negative integer")
+        rid = str(body.get("id") or self.engine.new_id())
+        record = {"id": rid, "role": "prefill", "arrival": time.perf_counter(), "prompt_tokens": tokens}
+        self.engine.records.append(record)
+        record["start"] = await self.engine.prefill(tokens)
+        record["end"] = time.perf_counter()
+        return web.json_response({"id": rid, "kv_tokens": tokens, "prefill_worker": self.engine.name})
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        arrival = time.perf_counter()
+        if self.engine.role == "prefill":
+            return error_response(400, "this is a prefill worker: send completions through the router")
+        try:
+            body = await json_body(request)
+            req = self._parse(body, request, chat)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return error_response(400, str(exc))
+        req.record.update(
+            id=req.id, role=self.engine.role, arrival=arrival, prompt_tokens=req.prompt_tokens,
+            max_tokens=req.max_tokens, kv_tokens=req.kv_tokens,
+            prefill_worker=request.headers.get("X-Sim-Prefill-Worker", ""), token_times=[],
+        )
+        self.engine.records.append(req.record)
+        try:
+            await self.engine.submit(req)
+            if body.get("stream"):
+                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                return await self._stream(request, req, chat, include_usage)
+            return await self._whole(req, chat)
+        finally:
+            req.cancelled = req.cancelled or not req.finished
+            req.record["finished"] = time.perf_counter()
+            req.record["status"] = "cancelled" if req.cancelled else "ok"
+
+    def _parse(self, body: dict[str, Any], request: web.Request, chat: bool) -> Request:
+        if chat and not isinstance(body.get("messages"), list):
+            raise ValueError("messages must be a list")
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError("max_tokens must be a positive integer")
+        prompt_tokens = count_prompt_tokens(body)
+        rid = request.headers.get("X-Sim-Request-Id") or request.headers.get("X-Request-Id") or self.engine.new_id()
+        if not body.get("ignore_eos"):  # stand-in for an EOS: a stable length per request id
+            max_tokens = random.Random(rid).randint((max_tokens + 1) // 2, max_tokens)
+        kv = request.headers.get("X-Sim-KV-Tokens")
+        kv_tokens = int(kv) if kv and kv.isdigit() else 0
+        return Request(id=rid, prompt_tokens=prompt_tokens, max_tokens=max_tokens, kv_tokens=kv_tokens)
+
+    def _chunk(self, req: Request, chat: bool, text: str | None, finish: str | None) -> bytes:
+        reason = "null" if finish is None else f'"{finish}"'
+        head = f'data: {{"id":{json.dumps(req.id)},"created":{int(time.time())},"model":{self._model_json},'
+        if chat:
+            delta = "{}" if text is None else f'{{"content":"{text}"}}'
+            tail = f'"object":"chat.completion.chunk","choices":[{{"index":0,"delta":{delta},"finish_reason":{reason}}}]}}\n\n'
+        else:
+            tail = f'"object":"text_completion","choices":[{{"index":0,"text":"{text or ""}","logprobs":null,"finish_reason":{reason}}}]}}\n\n'
+        return (head + tail).encode()
+
+    def _usage(self, req: Request) -> dict[str, int]:
+        return {
+            "prompt_tokens": req.prompt_tokens,
+            "completion_tokens": req.generated,
+            "total_tokens": req.prompt_tokens + req.generated,
+        }
+
+    async def _stream(self, request: web.Request, req: Request, chat: bool, include_usage: bool) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        token_chunk = self._chunk(req, chat, _TOKEN_TEXT, None)
+        times = req.record["token_times"]
+        sent = 0
+        while not req.finished:
+            await req.wake.wait()
+            req.wake.clear()
+            new = req.generated - sent
+            if new <= 0:
+                continue
+            out = token_chunk * new
+            if req.finished:
+                out += self._chunk(req, chat, None, "length" if req.max_tokens == req.generated else "stop")
+                if include_usage:
+                    usage = {"id": req.id, "object": "text_completion", "choices": [], "usage": self._usage(req)}
+                    out += b"data: " + json.dumps(usage).encode() + b"\n\n"
+                out += b"data: [DONE]\n\n"
+            now = time.perf_counter()
+            times.extend([now] * new)
+            sent = req.generated
+            await resp.write(out)
+        await resp.write_eof()
+        return resp
+
+    async def _whole(self, req: Request, chat: bool) -> web.Response:
+        while not req.finished:
+            await req.wake.wait()
+            req.wake.clear()
+        text = _TOKEN_TEXT * req.generated
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+        if chat:
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        req.record["token_times"].append(time.perf_counter())
+        return web.json_response({
+            "id": req.id, "object": "chat.completion" if chat else "text_completion",
+            "created": int(time.time()), "model": self.model_name, "choices": [choice], "usage": self._usage(req),
+        })
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"request body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("request body must be a JSON object")
+    return body
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "code": status}}, status=status)
+
+
+def make_app(engine: Engine, model_name: str) -> web.Application:
+    api = Api(engine, model_name)
+    app = web.Application(client_max_size=64 * 1024**2)
+    app.router.add_get("/health", api.health)
+    app.router.add_get("/v1/models", api.models)
+    app.router.add_get("/sim/timings", api.timings)
+    app.router.add_post("/sim/prefill", api.prefill)
+    app.router.add_post("/v1/completions", api.completions)
+    app.router.add_post("/v1/chat/completions", api.chat)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        engine.start()
+        yield
+        await engine.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
