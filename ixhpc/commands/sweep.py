@@ -1,0 +1,102 @@
+"""`ixhpc sweep`: expand recipes into run points, as InferenceX matrix rows or a table.
+
+Accepts InferenceX's `generate_sweep_configs.py full-sweep` flags, so
+``ixhpc sweep full-sweep --config-files A.yaml B.yaml --runner-config runners.yaml ...``
+prints the same rows (as a multiset) as InferenceX does for the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="recipe files (the word `full-sweep` is accepted and ignored, "
+                             "for InferenceX compatibility)")
+    parser.add_argument("--config-files", nargs="+", default=[], metavar="FILE",
+                        help="recipe / InferenceX master config files")
+    parser.add_argument("--runner-config", metavar="FILE",
+                        help="InferenceX runners.yaml: --runner-type labels are checked against it")
+    parser.add_argument("--format", choices=("inferencex", "table"), default="table",
+                        help="inferencex: a JSON array of matrix rows; table: for people")
+    parser.add_argument("--json", action="store_true",
+                        help="print the run points (all fields, topology) as a JSON array")
+    parser.add_argument("--cluster", metavar="NAME",
+                        help="resolve runners on this cluster profile (default: the first "
+                             "profile serving each runner)")
+    parser.add_argument("--profiles", metavar="FILE", help="user cluster profile file")
+    from ixhpc.sweep import add_filter_args
+    add_filter_args(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ixhpc import profiles, sweep
+    from ixhpc.errors import UserError
+    from ixhpc.recipe import load_recipe_files
+
+    files = [f for f in args.files if f != "full-sweep"] + list(args.config_files)
+    if not files:
+        raise UserError("no recipe files given (FILE... or --config-files)")
+    filters = sweep.filters_from_args(args)
+    if args.runner_config:
+        _check_runner_types(args.runner_config, filters.runner_type)
+    recipes = load_recipe_files(files)
+    known = profiles.load_profiles(args.profiles)
+    cluster = None
+    if args.cluster:
+        if args.cluster not in known:
+            raise UserError(f"unknown cluster profile '{args.cluster}' "
+                            f"(known: {', '.join(sorted(known))})")
+        cluster = known[args.cluster]
+    points = sweep.expand(recipes, filters, cluster=cluster, profiles=known)
+    if args.json:
+        _emit(json.dumps([p.model_dump(mode="json") for p in points], indent=1))
+    elif args.format == "inferencex":
+        _emit(json.dumps([p.to_inferencex_row() for p in points]))
+    else:
+        _emit(_table(points))
+        print(f"{len(points)} run points, {sum(len(p.conc) for p in points)} benchmarks",
+              file=sys.stderr)
+    return 0
+
+
+def _emit(text: str) -> None:
+    """Write the output in one go; a closed pipe (`| head`) is not an error."""
+    import os
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _check_runner_types(path: str, wanted: tuple[str, ...]) -> None:
+    """Load runners.yaml (label -> list of runner names) and check --runner-type against it."""
+    from ixhpc.errors import UserError
+    from ixhpc.recipe import RecipeError, load_yaml
+
+    doc = load_yaml(path, "a mapping of runner labels to runner names")
+    bad = [doc.error((label,), "expected a non-empty list of runner names, found "
+                     + (repr(names) if not isinstance(names, list) else "an empty or mixed list"))
+           for label, names in doc.data.items()
+           if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)]
+    if bad:
+        raise RecipeError(bad)
+    unknown = sorted(set(wanted) - set(doc.data))
+    if unknown:
+        raise UserError(f"invalid runner type(s) {', '.join(unknown)}; "
+                        f"{path} defines: {', '.join(sorted(doc.data))}")
+
+
+def _table(points: list) -> str:
+    header = ("KEY", "RUNNER", "CLUSTER/PARTITION", "NODES", "GPUS", "CONC", "EVAL")
+    rows = [(p.key, p.runner, f"{p.cluster}/{p.partition}" if p.resolved else "-",
+             str(p.nodes if p.nodes is not None else "-"), str(p.gpus if p.gpus is not None else "-"),
+             ",".join(map(str, p.conc)), "yes" if p.run_eval else "")
+            for p in points]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+                     for r in [header, *rows])
