@@ -1,0 +1,28 @@
+"""`ixhpc report merged.h5 -o DIR`: Markdown summary table and PNG plots."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("merged", help="merged HDF5 file (or a single run-point file)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for summary.md and plots")
+    for name, kind in (("hw", str), ("framework", str), ("model-prefix", str), ("precision", str),
+                       ("isl", int), ("osl", int)):
+        parser.add_argument(f"--{name}", action="append", type=kind, metavar=name.upper().replace("-", "_"),
+                            help=f"keep only points with this {name} (repeat for several)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ixhpc.errors import UserError
+    from ixhpc.results import load, report
+
+    df = report.filtered(load(args.merged), hw=args.hw, framework=args.framework,
+                         model_prefix=args.model_prefix, precision=args.precision,
+                         isl=args.isl, osl=args.osl)
+    if df.empty:
+        raise UserError(f"no points in {args.merged} match the filters", 1)
+    for path in report.write_report(df, args.output):
+        print(f"wrote {path}")
+    return 0

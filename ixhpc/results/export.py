@@ -1,0 +1,36 @@
+"""Exports of a merged table: InferenceX ``agg_bmk.json`` rows and CSV."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ixhpc import atomic
+from ixhpc.results import metrics
+
+
+def records(df) -> list[dict[str, Any]]:
+    """Rows as plain Python values, absent ones as None."""
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def ok_rows(df):
+    """Points whose benchmark succeeded: failed points stay in the table, not in comparisons."""
+    return df[df["failure"].isna()] if "failure" in df else df
+
+
+def agg_rows(df) -> list[dict[str, Any]]:
+    return [metrics.agg_row(row) for row in records(ok_rows(df))]
+
+
+def write_agg_json(df, path: str | os.PathLike[str]) -> int:
+    rows = agg_rows(df)
+    # allow_nan=False: InferenceX's consumers include strict JSON parsers
+    atomic.write_text(path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
+    return len(rows)
+
+
+def write_csv(df, path: str | os.PathLike[str]) -> int:
+    atomic.write_text(path, df.to_csv(index=False))
+    return len(df)

@@ -1,0 +1,147 @@
+"""Bench JSON + run-point metadata -> a run-point HDF5 file (the edge where inputs are checked)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator
+
+from ixhpc.errors import UserError
+from ixhpc.results import metrics, store
+
+Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
+Number = Union[StrictInt, StrictFloat]
+
+# Keys a point cannot be placed without (the rest of the contract's table is optional here,
+# absent meaning "not applicable").
+REQUIRED_METADATA = ("point_key", "model", "framework", "precision", "runner", "isl", "osl", "conc")
+INT_METADATA = ("isl", "osl", "conc", "gpus", "prefill_gpus", "decode_gpus", "tp", "ep")
+
+
+class _Strict(BaseModel):
+    # strict: "12" is not a number and 1 is not a bool (ints are still accepted as floats)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Requests(_Strict):
+    ttft_ms: list[float]
+    tpot_ms: list[float]
+    e2el_ms: list[float]
+    input_len: list[StrictInt]
+    output_len: list[StrictInt]
+    success: list[StrictBool]
+    error: list[StrictStr]
+    start_time: list[float]
+    itl_ms_values: list[float]
+    itl_ms_offsets: list[StrictInt]
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> "Requests":
+        n = len(self.ttft_ms)
+        per_request = ("tpot_ms", "e2el_ms", "input_len", "output_len", "success", "error", "start_time")
+        bad = [k for k in per_request if len(getattr(self, k)) != n]
+        if bad:
+            raise ValueError(f"requests.{bad[0]} has {len(getattr(self, bad[0]))} entries, ttft_ms has {n}")
+        offs = self.itl_ms_offsets
+        if len(offs) != n + 1 or offs[0] != 0 or offs[-1] != len(self.itl_ms_values) or any(
+            b < a for a, b in zip(offs, offs[1:])
+        ):
+            raise ValueError("requests.itl_ms_offsets must start at 0, never decrease, end at "
+                             "len(itl_ms_values) and have one entry more than there are requests")
+        return self
+
+
+class BenchResult(_Strict):
+    summary: dict[str, Number]
+    requests: Requests
+    config: dict[str, Optional[Scalar]]
+    failure: Optional[StrictStr] = None
+
+    @model_validator(mode="after")
+    def _throughputs(self) -> "BenchResult":
+        missing = [k for k in ("total_token_throughput", "output_throughput") if k not in self.summary]
+        if missing:
+            raise ValueError(f"summary lacks {', '.join(missing)}")
+        return self
+
+
+class Metadata(BaseModel):
+    # extra="allow" on purpose: the contract's key set grows with the sweep; what is closed is
+    # the shape (flat, scalar values) and the keys the results part needs.
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("metadata must be a JSON object")
+        bad = [k for k, v in data.items() if not isinstance(v, (str, int, float, bool))]
+        if bad:
+            raise ValueError(f"metadata {bad[0]!r} must be a string, number or boolean")
+        missing = [k for k in REQUIRED_METADATA if k not in data]
+        if missing:
+            raise ValueError(f"metadata lacks {', '.join(missing)}")
+        not_int = [k for k in INT_METADATA if k in data and (type(data[k]) is not int)]
+        if not_int:
+            raise ValueError(f"metadata {not_int[0]!r} must be an integer")
+        return data
+
+
+def _validated(model: type[BaseModel], data: Any, what: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise UserError(f"{what}: {where + ': ' if where else ''}{err['msg']}") from None
+
+
+def build_point(bench_result: dict[str, Any], metadata: dict[str, Any]) -> store.Point:
+    """Check both inputs and compute the InferenceX metrics once, from the metadata's topology."""
+    bench = _validated(BenchResult, bench_result, "benchmark result")
+    meta = dict(_validated(Metadata, metadata, "metadata").model_extra or {})
+    req = bench.requests
+    errors = [(i, e) for i, e in enumerate(req.error) if e]
+    return store.Point(
+        metadata=meta,
+        summary=dict(bench.summary),
+        metrics=metrics.point_metrics(meta, bench.summary),
+        failure=bench.failure or "",
+        config={k: v for k, v in bench.config.items() if v is not None},
+        requests={
+            "ttft": np.asarray(req.ttft_ms, "f8"), "tpot": np.asarray(req.tpot_ms, "f8"),
+            "e2el": np.asarray(req.e2el_ms, "f8"), "start_time": np.asarray(req.start_time, "f8"),
+            "input_len": np.asarray(req.input_len, "i4"), "output_len": np.asarray(req.output_len, "i4"),
+            "success": np.asarray(req.success, "?"),
+        },
+        itl_values=np.asarray(req.itl_ms_values, store.ITL_DTYPE),
+        itl_offsets=np.asarray(req.itl_ms_offsets, "i8"),
+        error_index=np.asarray([i for i, _ in errors], "i8"),
+        error_text=[e for _, e in errors],
+    )
+
+
+def write_point(path: str | os.PathLike[str], bench_result: dict[str, Any], metadata: dict[str, Any]) -> str:
+    """Write one run-point file atomically; returns its result id. Never overwrites a result."""
+    if os.path.exists(path):
+        raise UserError(f"{path} exists; results are never overwritten")
+    return store.write(path, build_point(bench_result, metadata))
+
+
+def load_json(path: str | os.PathLike[str], what: str) -> Any:
+    """Python-flavoured JSON (NaN, Infinity) as ixhpc.bench writes it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise UserError(f"{what} {path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{what} {path}: not readable JSON ({exc})") from None
+
+
+def ingest(bench_path: str | os.PathLike[str], meta_path: str | os.PathLike[str],
+           output: str | os.PathLike[str]) -> str:
+    return write_point(output, load_json(bench_path, "benchmark result"), load_json(meta_path, "metadata"))

@@ -1,0 +1,167 @@
+"""Markdown summary and PNG plots of a merged table (matplotlib, Agg backend: no display)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from ixhpc import atomic
+from ixhpc.results import export
+
+# merged-table column for each report filter
+FILTERS = {"hw": "runner", "framework": "framework", "model_prefix": "model_prefix",
+           "isl": "isl", "osl": "osl", "precision": "precision"}
+X_INTVTY = "median_intvty"
+
+
+def filtered(df, **wanted: Sequence[Any] | None):
+    """Rows matching every given filter (each filter is a list of accepted values)."""
+    for name, values in wanted.items():
+        if values:
+            column = FILTERS[name]
+            if column not in df:
+                return df.iloc[0:0]
+            df = df[df[column].isin(list(values))]
+    return df
+
+
+def parallelism(row: dict[str, Any]) -> str:
+    if row.get("disagg") or row.get("prefill_tp") is not None:
+        def side(role: str) -> str:
+            return (f"{row.get(f'{role}_num_worker') or 1}x tp{row.get(f'{role}_tp')}"
+                    f"{_ep(row.get(f'{role}_ep'))}{' dpa' if row.get(f'{role}_dp_attn') else ''}")
+        return f"P {side('prefill')} / D {side('decode')}"
+    return f"tp{row.get('tp')}{_ep(row.get('ep'))}{' dpa' if row.get('dp_attn') else ''}"
+
+
+def _ep(ep: Any) -> str:
+    return f" ep{ep}" if ep and ep > 1 else ""
+
+
+def _num(value: Any, scale: float = 1.0, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value * scale:,.{digits}f}"
+
+
+def series(row: dict[str, Any]) -> str:
+    """A plot series: one hardware/framework (and precision, spec decoding, disagg) setup."""
+    parts = [row.get("runner"), row.get("framework"), row.get("precision")]
+    if row.get("spec_decoding") not in (None, "none"):
+        parts.append(row["spec_decoding"])
+    if row.get("disagg"):
+        parts.append("disagg")
+    return " ".join(str(p) for p in parts if p)
+
+
+_SORT = ["runner", "framework", "precision", "isl", "osl", "disagg", "tp", "prefill_tp", "decode_tp", "conc"]
+
+
+def markdown(df) -> str:
+    ok = export.records(export.ok_rows(df).sort_values([c for c in _SORT if c in df], na_position="first"))
+    lines = [
+        "| hw | framework | precision | isl/osl | parallelism | conc | tput/GPU (tok/s) "
+        "| TTFT p50 (ms) | TTFT p99 (ms) | interactivity p50 (tok/s/user) |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in ok:
+        lines.append(
+            f"| {r.get('runner')} | {r.get('framework')} | {r.get('precision')} | {r.get('isl')}/{r.get('osl')} "
+            f"| {parallelism(r)} | {r.get('conc')} | {_num(r.get('tput_per_gpu'))} "
+            f"| {_num(r.get('median_ttft'), 1000)} | {_num(r.get('p99_ttft'), 1000)} "
+            f"| {_num(r.get(X_INTVTY))} |")
+    failed = export.records(df[df["failure"].notna()]) if "failure" in df else []
+    text = f"# Benchmark summary\n\n{len(ok)} points"
+    text += f" ({len(failed)} failed, listed below)\n\n" if failed else "\n\n"
+    text += "\n".join(lines) + "\n"
+    if failed:
+        text += "\n## Failed points\n\n" + "".join(
+            f"- `{r.get('point_key')}` (job {r.get('job_id')}): {r.get('failure')}\n" for r in failed)
+    return text
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points no other point beats on both axes (higher is better on both), by rising x."""
+    front: list[tuple[float, float]] = []
+    best_y = -math.inf
+    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if y > best_y:
+            front.append((x, y))
+            best_y = y
+    return front[::-1]
+
+
+def _groups(rows: list[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(key(r), []).append(r)
+    return out
+
+
+def _finite(*values: Any) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def plot_experiment(rows: list[dict[str, Any]], title: str, out_dir: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    written = []
+    for kind in ("pareto", "conc"):
+        fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
+        for label, srows in sorted(_groups(rows, series).items()):
+            if kind == "pareto":
+                pts = [(r[X_INTVTY], r["tput_per_gpu"]) for r in srows if _finite(r.get(X_INTVTY), r.get("tput_per_gpu"))]
+                if not pts:
+                    continue
+                dots = ax.scatter(*zip(*pts), s=18, alpha=0.45)
+                ax.plot(*zip(*pareto(pts)), marker="o", color=dots.get_facecolor()[0][:3], label=label)
+            else:
+                pts = [(r["conc"], r["tput_per_gpu"]) for r in srows if _finite(r.get("conc"), r.get("tput_per_gpu"))]
+                if not pts:
+                    continue
+                best: dict[float, float] = {}
+                for c, y in pts:  # several setups per concurrency: the line follows the best
+                    best[c] = max(y, best.get(c, -math.inf))
+                dots = ax.scatter(*zip(*pts), s=18, alpha=0.45)
+                ax.plot(*zip(*sorted(best.items())), marker="o", color=dots.get_facecolor()[0][:3],
+                        label=f"{label} (best per concurrency)")
+        if kind == "pareto":
+            ax.set(xlabel="interactivity, median (tok/s/user)", ylabel="token throughput per GPU (tok/s)",
+                   title=f"{title}: throughput vs interactivity (lines: Pareto frontier)")
+        else:
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set(xlabel="concurrency", ylabel="token throughput per GPU (tok/s)",
+                   title=f"{title}: throughput vs concurrency")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        path = out_dir / f"{stem}_{'tput_vs_intvty' if kind == 'pareto' else 'tput_vs_conc'}.png"
+        with atomic.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(df, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """summary.md plus two plots per experiment (model prefix, isl, osl); returns the files."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = out / "summary.md"
+    atomic.write_text(summary, markdown(df))
+    written = [summary]
+    rows = export.records(export.ok_rows(df))
+    experiments = _groups(rows, lambda r: (r.get("model_prefix"), r.get("isl"), r.get("osl")))
+    for (prefix, isl, osl), erows in sorted(experiments.items(), key=str):
+        title = f"{prefix} isl={isl} osl={osl}"
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{prefix}_{isl}_{osl}")
+        written += plot_experiment(erows, title, out, stem)
+    return written

@@ -1,0 +1,217 @@
+"""Merging run-point files: incremental, idempotent, safe with bad inputs, kills and rivals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from ixhpc.errors import UserError
+from ixhpc.results import export, load, merge, store, write_point
+from results_helpers import bench_result, metadata, write_points
+
+
+def quiet_merge(inputs, output, **kw):
+    skipped = []
+    stats = merge.merge(inputs, output, on_skip=lambda p, r: skipped.append((p, r)), **kw)
+    return stats, skipped
+
+
+def ids(paths):
+    return sorted(store.read(p, with_requests=False).result_id for p in paths)
+
+
+def test_merge_then_incremental_then_idempotent(tmp_path):
+    first = write_points(tmp_path / "pts", 6)
+    out = tmp_path / "m.h5"
+    stats, _ = quiet_merge([tmp_path / "pts"], out)
+    assert (stats.merged, stats.present) == (6, 0)
+    second = write_points(tmp_path / "pts", 4, start=6)
+    stats, _ = quiet_merge([tmp_path / "pts"], out)
+    assert (stats.merged, stats.present) == (4, 6)
+    before = out.stat().st_mtime_ns
+    stats, _ = quiet_merge([tmp_path / "pts", first[0]], out)
+    assert (stats.merged, stats.present) == (0, 10)
+    assert out.stat().st_mtime_ns == before  # nothing new: file untouched
+    df = load(out)
+    assert sorted(df["result_id"]) == ids(first + second)
+    assert df["point_key"].notna().all() and len(df) == 10
+
+
+def test_a_copy_elsewhere_counts_once(tmp_path):
+    [path] = write_points(tmp_path / "a", 1)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "same.h5").write_bytes(path.read_bytes())
+    stats, _ = quiet_merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m.h5")
+    assert (stats.merged, stats.present) == (1, 1)
+
+
+def test_rewritten_file_at_same_path_is_looked_at_again(tmp_path):
+    [path] = write_points(tmp_path / "pts", 1)
+    out = tmp_path / "m.h5"
+    quiet_merge([path], out)
+    path.unlink()
+    write_point(path, bench_result(seed=99), metadata(job_id="777"))
+    stats, _ = quiet_merge([path], out)
+    assert stats.merged == 1
+    assert sorted(load(out)["job_id"]) == ["1000", "777"]
+
+
+def test_bad_files_are_reported_and_skipped_others_merged(tmp_path):
+    good = write_points(tmp_path / "pts", 3)
+    d = tmp_path / "pts"
+    (d / "empty.h5").write_bytes(b"")
+    (d / "garbage.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"x" * 500)
+    (d / "truncated.h5").write_bytes(good[0].read_bytes()[:3000])
+    with h5py.File(d / "foreign.h5", "w") as f:
+        f["x"] = [1, 2, 3]
+    (d / ".hidden.h5.abc.tmp").write_bytes(b"half")  # a writer's temp file: never an input
+    (d / "notes.txt").write_text("ignored")
+    stats, skipped = quiet_merge([d, tmp_path / "missing"], tmp_path / "m.h5")
+    assert stats.merged == 3
+    reasons = {os.path.basename(p): r for p, r in skipped}
+    assert set(reasons) == {"empty.h5", "garbage.h5", "truncated.h5", "foreign.h5", "missing"}
+    assert reasons["empty.h5"] == "empty file"
+    assert "not written by ixhpc" in reasons["foreign.h5"]
+    assert all("\n" not in r for r in reasons.values())
+    assert sorted(load(tmp_path / "m.h5")["result_id"]) == ids(good)
+
+
+def test_column_type_clash_skips_that_file(tmp_path):
+    write_points(tmp_path / "a", 2)
+    [odd] = write_points(tmp_path / "b", 1, start=5, node_list=7)  # a number where text is
+    stats, skipped = quiet_merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m.h5")
+    assert stats.merged == 2 and skipped == [(str(odd), "node_list is int here but str in the merged table")]
+
+
+def test_int_column_widens_to_float(tmp_path):
+    write_points(tmp_path / "a", 1, extra_setting=3)
+    write_points(tmp_path / "b", 1, start=1, extra_setting=3.5)
+    out = tmp_path / "m.h5"
+    quiet_merge([tmp_path / "a"], out)
+    quiet_merge([tmp_path / "b"], out)
+    assert sorted(load(out)["extra_setting"]) == [3.0, 3.5]
+
+
+def test_per_request_data_is_merged_and_addressable(tmp_path):
+    paths = write_points(tmp_path / "pts", 3)
+    out = tmp_path / "m.h5"
+    quiet_merge([tmp_path / "pts"], out)
+    df = load(out).set_index("result_id")
+    with h5py.File(out) as f:
+        for path in paths:
+            point = store.read(path)
+            row = df.loc[point.result_id]
+            rows = slice(int(row["req_start"]), int(row["req_start"] + row["req_count"]))
+            np.testing.assert_array_equal(f["requests/ttft"][rows], point.requests["ttft"])
+            np.testing.assert_array_equal(f["requests/itl_count"][rows], np.diff(point.itl_offsets))
+            gaps = slice(int(row["itl_start"]), int(row["itl_start"] + row["itl_count"]))
+            np.testing.assert_array_equal(f["requests/itl_values"][gaps], point.itl_values)
+            mine = (f["requests/error_row"][()] >= rows.start) & (f["requests/error_row"][()] < rows.stop)
+            assert mine.sum() == len(point.error_text)
+
+
+def test_summary_only_keeps_the_table_only(tmp_path):
+    write_points(tmp_path / "pts", 2)
+    out = tmp_path / "m.h5"
+    quiet_merge([tmp_path / "pts"], out, summary_only=True)
+    with h5py.File(out) as f:
+        assert "requests" not in f
+    assert len(load(out)) == 2
+    full = tmp_path / "full.h5"
+    quiet_merge([tmp_path / "pts"], full)
+    with pytest.raises(UserError, match="without --summary-only"):
+        quiet_merge([tmp_path / "pts"], full, summary_only=True)
+
+
+def test_output_that_is_not_a_merged_file_is_never_replaced(tmp_path):
+    [point] = write_points(tmp_path / "pts", 1)
+    out = tmp_path / "precious.h5"
+    out.write_bytes(b"someone's data")
+    with pytest.raises(UserError, match="refusing"):
+        quiet_merge([point], out)
+    assert out.read_bytes() == b"someone's data"
+
+
+def test_exports_exclude_failed_points(tmp_path):
+    write_points(tmp_path / "pts", 3)
+    bad = bench_result(seed=50)
+    bad["failure"] = "12% of requests failed"
+    write_point(tmp_path / "pts" / "failed.h5", bad, metadata(job_id="9"))
+    out = tmp_path / "m.h5"
+    quiet_merge([tmp_path / "pts"], out)
+    df = load(out)
+    assert export.write_agg_json(df, tmp_path / "agg.json") == 3
+    rows = json.loads((tmp_path / "agg.json").read_text())
+    assert {r["hw"] for r in rows} == {"b200"} and all("tput_per_gpu" in r for r in rows)
+    assert export.write_csv(df, tmp_path / "t.csv") == 4
+    assert (tmp_path / "t.csv").read_text().count("\n") == 5
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "ixhpc", "merge", *map(str, args)],
+                          capture_output=True, text=True, **kw)
+
+
+def test_cli_counts_and_exit_codes(tmp_path):
+    write_points(tmp_path / "pts", 2)
+    (tmp_path / "pts" / "bad.h5").write_bytes(b"junk")
+    out = tmp_path / "m.h5"
+    done = _cli(tmp_path / "pts", "-o", out, "--json", tmp_path / "agg.json")
+    assert done.returncode == 1  # something was skipped
+    assert "2 merged, 1 skipped, 0 already present" in done.stdout
+    assert done.stderr.strip().startswith(f"skipped {tmp_path / 'pts' / 'bad.h5'}: ")
+    assert len(json.loads((tmp_path / "agg.json").read_text())) == 2
+    (tmp_path / "pts" / "bad.h5").unlink()
+    done = _cli(tmp_path / "pts", "-o", out)
+    assert done.returncode == 0 and "0 merged, 0 skipped, 2 already present" in done.stdout
+
+
+def test_two_concurrent_merges_leave_every_point_once(tmp_path):
+    a = write_points(tmp_path / "a", 40)
+    b = write_points(tmp_path / "b", 40, start=40)
+    out = tmp_path / "m.h5"
+    procs = [subprocess.Popen([sys.executable, "-m", "ixhpc", "merge", *dirs, "-o", str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for dirs in ([str(tmp_path / "a"), str(tmp_path / "b")], [str(tmp_path / "b")])]
+    results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
+    assert all(rc == 0 for _, _, rc in results), results
+    df = load(out)
+    assert sorted(df["result_id"]) == ids(a + b)  # each exactly once
+    with h5py.File(out) as f:
+        assert f["requests/ttft"].shape[0] == df["req_count"].sum()
+
+
+def test_merge_killed_midway_leaves_previous_output(tmp_path):
+    first = write_points(tmp_path / "a", 3)
+    out = tmp_path / "m.h5"
+    quiet_merge([tmp_path / "a"], out)
+    before = out.read_bytes()
+    write_points(tmp_path / "b", 150, start=10)
+    proc = subprocess.Popen([sys.executable, "-m", "ixhpc", "merge", str(tmp_path / "b"), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    killed = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        temps = list(tmp_path.glob(".m.h5.*.tmp"))
+        if temps and temps[0].exists() and temps[0].stat().st_size >= len(before):
+            proc.send_signal(signal.SIGKILL)  # the copy is there: the merge is under way
+            killed = True
+            break
+        time.sleep(0.001)
+    proc.wait()
+    if not killed:
+        pytest.skip("the merge finished before it could be killed (machine too fast for this input)")
+    assert out.read_bytes() == before
+    assert sorted(load(out)["result_id"]) == ids(first)
+    assert list(tmp_path.glob(".m.h5.*.tmp"))  # the killed merge's leftover...
+    stats, _ = quiet_merge([tmp_path / "b"], out)
+    assert stats.merged == 150 and len(load(out)) == 153
+    assert not list(tmp_path.glob(".m.h5.*.tmp"))  # ...removed by the next merge
