@@ -1,0 +1,512 @@
+"""Engine command builders: the launch line of one role (server, prefill/decode worker,
+router/frontend) for each InferenceX framework, as an argv list plus the env it needs.
+
+InferenceX ``framework:`` values map to engine families (``FRAMEWORKS``): sglang and
+sglang-disagg -> SGLang (router: sglang_router); vllm -> vLLM; trt -> TensorRT-LLM's
+``trtllm-serve``; dynamo-sglang / dynamo-trt / dynamo-vllm -> NVIDIA Dynamo (a frontend plus
+``dynamo.<backend>`` workers); atom -> AMD's ATOM; sim -> ixhpc's simulated engine.
+
+``launch(spec)`` returns a ``Launch`` (argv, env, config files, MPI tasks per node);
+``build(spec)`` folds env and files into one self-contained argv (``env K=V``, a fixed
+``sh -c`` that writes each file from its arguments) for callers that take a bare argv.
+Values are only ever argv elements: no shell string is built from a recipe value.
+
+Recipe ``additional-settings`` (``KEY=VALUE``, as InferenceX passes them to its launch
+scripts) are exported as environment variables; the tuning keys in ``TUNING`` (optionally
+prefixed ``PREFILL_``/``DECODE_`` for that role) also become engine flags.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ixhpc.errors import UserError
+
+Role = Literal["server", "prefill", "decode", "router", "frontend"]
+Port = int | str   # a number, or a script variable placeholder (ixhpc.shell.var)
+
+FRAMEWORKS: dict[str, str] = {
+    "sglang": "sglang", "sglang-disagg": "sglang",
+    "vllm": "vllm",
+    "trt": "trt", "trt-llm": "trt", "trtllm": "trt",
+    "dynamo-sglang": "dynamo-sglang", "dynamo-trt": "dynamo-trt", "dynamo-vllm": "dynamo-vllm",
+    "atom": "atom",
+    "sim": "sim",
+}
+
+# additional-settings key -> engine flag, per family (the trt names are InferenceX's own).
+TUNING: dict[str, dict[str, str]] = {
+    "sglang": {"MAX_BATCH_SIZE": "--max-running-requests", "MAX_NUM_TOKENS": "--max-prefill-tokens",
+               "GPU_MEM_FRACTION": "--mem-fraction-static"},
+    "vllm": {"MAX_BATCH_SIZE": "--max-num-seqs", "MAX_NUM_TOKENS": "--max-num-batched-tokens",
+             "GPU_MEM_FRACTION": "--gpu-memory-utilization"},
+    "trt": {"MAX_BATCH_SIZE": "--max_batch_size", "MAX_NUM_TOKENS": "--max_num_tokens",
+            "GPU_MEM_FRACTION": "--kv_cache_free_gpu_memory_fraction"},
+    "atom": {"MAX_BATCH_SIZE": "--max-num-seqs", "MAX_NUM_TOKENS": "--max-num-batched-tokens",
+             "GPU_MEM_FRACTION": "--gpu-memory-utilization"},
+}
+DEFAULT_MTP_STEPS = 3
+_SETTING = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
+
+
+class LaunchSpec(BaseModel):
+    """What a role needs to start, independent of the engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    framework: str
+    role: Role
+    model: str                                  # weights path or hub name
+    served_model_name: str | None = None        # the name clients send (default: model)
+    tp: int = Field(1, gt=0)
+    ep: int = Field(1, gt=0)
+    dp_attn: bool = False
+    pp: int = Field(1, gt=0)
+    max_model_len: int | None = Field(None, gt=0)
+    host: str = "0.0.0.0"
+    port: Port = 8000
+    precision: str | None = None
+    spec_decoding: str = "none"                 # none | mtp | draft_model
+    extra_args: list[str] = []                  # recipe's engine args, appended last (they win)
+    additional_settings: list[str] = []         # KEY=VALUE
+    # multi-node workers: one srun task per node; the rank comes from SLURM_NODEID unless set
+    nnodes: int = Field(1, gt=0)
+    node_rank: int | str | None = None
+    head_host: str | None = None
+    dist_port: Port = 29500                     # rendezvous port on the head node
+    bootstrap_port: Port | None = None          # sglang disaggregation bootstrap (prefill)
+    # routers / frontends
+    prefill_urls: list[str] = []
+    decode_urls: list[str] = []
+    prefill_bootstrap_ports: list[Port] = []    # sglang router: one per prefill URL
+    control_host: str | None = None             # dynamo: where etcd and NATS run
+    config_dir: str = "/tmp"                    # where generated engine config files go
+    # sim only
+    sim_gpu: str | None = None
+    sim_model_params_b: float | None = None
+    sim_active_params_b: float | None = None
+    sim_max_batch: int | None = None
+
+    @field_validator("framework")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in FRAMEWORKS:
+            raise ValueError(f"unknown framework {v!r} (known: {', '.join(sorted(FRAMEWORKS))})")
+        return v
+
+    @field_validator("additional_settings")
+    @classmethod
+    def _settings(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if not _SETTING.match(s):
+                raise ValueError(f"expected additional-settings entries KEY=VALUE, found {s!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _topology(self) -> LaunchSpec:
+        if self.nnodes > 1 and self.head_host is None:
+            raise ValueError(f"a worker on {self.nnodes} nodes needs head_host (its rank-0 node)")
+        return self
+
+    @property
+    def family(self) -> str:
+        return FRAMEWORKS[self.framework]
+
+    @property
+    def name(self) -> str:
+        return self.served_model_name or self.model
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return dict(_SETTING.match(s).groups() for s in self.additional_settings)  # type: ignore[union-attr]
+
+    def setting(self, key: str) -> str | None:
+        """``PREFILL_KEY`` / ``DECODE_KEY`` for that role, else plain ``KEY``."""
+        s = self.settings
+        return s.get(f"{self.role.upper()}_{key}", s.get(key))
+
+
+class Launch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    argv: list[str]
+    env: dict[str, str] = {}
+    files: dict[str, str] = {}    # path -> content, written before argv runs
+    tasks_per_node: int = 1       # MPI ranks per node (multi-node TensorRT-LLM: one per GPU)
+
+
+# ---------------------------------------------------------------------------- public API
+
+
+def launch(spec: LaunchSpec) -> Launch:
+    role = "frontend" if spec.role == "router" and spec.family.startswith("dynamo") else spec.role
+    builder = _BUILDERS[spec.family]
+    out = builder(spec, role)
+    if spec.family != "sim":  # InferenceX's launch scripts read additional-settings as env
+        out.env = {**spec.settings, **out.env}
+    return out
+
+
+def build(spec: LaunchSpec) -> list[str]:
+    """One self-contained argv: ``env K=V ...``, then a writer per config file, then argv."""
+    out = launch(spec)
+    argv = list(out.argv)
+    for path, content in reversed(out.files.items()):
+        argv = ["sh", "-c", 'printf "%s\\n" "$1" > "$2" && shift 2 && exec "$@"',
+                "ixhpc-write-config", content, path, *argv]
+    if out.env:
+        argv = ["env", *(f"{k}={v}" for k, v in out.env.items()), *argv]
+    return argv
+
+
+def health_path(framework: str, role: str = "server") -> str | None:
+    """The HTTP path that answers 200 once a role is ready; None: the role serves no HTTP
+    (Dynamo workers register with the frontend instead)."""
+    family = FRAMEWORKS.get(framework)
+    if family is None:
+        raise UserError(f"unknown framework {framework!r} (known: {', '.join(sorted(FRAMEWORKS))})")
+    if family.startswith("dynamo") and role in ("server", "prefill", "decode"):
+        return None
+    return "/health"   # sglang, sglang_router, vllm, trtllm-serve, dynamo.frontend, atom, sim
+
+
+def dynamo_services(host: str, data_dir: str = "/tmp/ixhpc-etcd") -> list[Launch]:
+    """etcd and NATS (JetStream), which a Dynamo frontend and its workers meet through."""
+    return [
+        Launch(argv=["etcd", "--listen-client-urls", "http://0.0.0.0:2379",
+                     "--advertise-client-urls", f"http://{host}:2379", "--data-dir", data_dir]),
+        Launch(argv=["nats-server", "-js", "-p", "4222"]),
+    ]
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _need(spec: LaunchSpec, ok: bool, what: str) -> None:
+    if not ok:
+        raise UserError(f"framework {spec.framework}, role {spec.role}: {what}")
+
+
+def _tuning(spec: LaunchSpec, family: str) -> list[str]:
+    args: list[str] = []
+    for key, flag in TUNING[family].items():
+        value = spec.setting(key)
+        if value is not None:
+            args += [flag, value]
+    return args
+
+
+def _number(spec: LaunchSpec, key: str, kind: type[int] | type[float]) -> int | float:
+    value = spec.setting(key)
+    try:
+        return kind(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"additional setting {key}: expected {'an integer' if kind is int else 'a number'}, "
+                        f"found {value!r}") from None
+
+
+def _mtp_steps(spec: LaunchSpec) -> int:
+    return int(_number(spec, "MTP_SIZE", int)) if spec.setting("MTP_SIZE") is not None else DEFAULT_MTP_STEPS
+
+
+def _spec_decoding(spec: LaunchSpec, supported: tuple[str, ...] = ("none", "mtp")) -> None:
+    _need(spec, spec.spec_decoding in supported,
+          f"spec-decoding {spec.spec_decoding!r} is not supported (supported: {', '.join(supported)})")
+
+
+def _ranked(spec: LaunchSpec, argv: list[str], rank_flag: str | None = "--node-rank",
+            not_head: str = "") -> list[str]:
+    """A multi-node worker runs one srun task per node with the same argv; each learns its
+    rank from Slurm on its node (SLURM_NODEID counts from 0 within the step). ``not_head``
+    is a fixed shell fragment (never a recipe value) adding flags on ranks > 0."""
+    if spec.nnodes == 1:
+        return argv
+    script = 'r="${SLURM_NODEID:?not in a Slurm step}"; '
+    if not_head:
+        script += f'[ "$r" = 0 ] || set -- "$@" {not_head}; '
+    script += f'exec "$@" {rank_flag} "$r"' if rank_flag else 'exec "$@"'
+    return ["bash", "-c", script, "ixhpc-node-rank", *argv]
+
+
+def _yaml(data: dict) -> str:
+    # Script-variable placeholders (NUL-delimited, see ixhpc.shell) must survive the dump;
+    # YAML would escape NUL, so carry them as a private-use character through it.
+    def swap(v):
+        if isinstance(v, str):
+            return v.replace("\x00", "\ue000")
+        if isinstance(v, dict):
+            return {k: swap(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [swap(x) for x in v]
+        return v
+    text = yaml.safe_dump(swap(data), sort_keys=False, allow_unicode=True, width=1000)
+    return text.rstrip("\n").replace("\ue000", "\x00")
+
+
+def _config_path(spec: LaunchSpec, what: str) -> str:
+    return f"{spec.config_dir}/ixhpc-{spec.framework}-{spec.role}-{spec.port}-{what}.yaml"
+
+
+def _hostport(url: str) -> str:
+    return re.sub(r"^https?://", "", url).rstrip("/")
+
+
+# ---------------------------------------------------------------------------- SGLang
+
+
+def _sglang_engine_args(spec: LaunchSpec, role: str) -> list[str]:
+    """Engine flags shared by ``sglang.launch_server`` and ``dynamo.sglang``."""
+    _spec_decoding(spec)
+    args = ["--model-path", spec.model, "--served-model-name", spec.name,
+            "--tp-size", str(spec.tp), "--trust-remote-code"]
+    if spec.ep > 1:
+        args += ["--ep-size", str(spec.ep)]
+    if spec.dp_attn:
+        args += ["--enable-dp-attention", "--dp-size", str(spec.tp)]
+    if spec.pp > 1:
+        args += ["--pp-size", str(spec.pp)]
+    if spec.max_model_len:
+        args += ["--context-length", str(spec.max_model_len)]
+    if role in ("prefill", "decode"):
+        args += ["--disaggregation-mode", role]
+        if spec.bootstrap_port is not None:
+            args += ["--disaggregation-bootstrap-port", str(spec.bootstrap_port)]
+    if spec.spec_decoding == "mtp":
+        steps = _mtp_steps(spec)
+        args += ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", str(steps),
+                 "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", str(steps + 1)]
+    if spec.nnodes > 1:
+        args += ["--dist-init-addr", f"{spec.head_host}:{spec.dist_port}", "--nnodes", str(spec.nnodes)]
+    return [*args, *_tuning(spec, "sglang")]
+
+
+def _sglang(spec: LaunchSpec, role: str) -> Launch:
+    if role == "router":
+        _need(spec, bool(spec.prefill_urls and spec.decode_urls), "needs prefill and decode URLs")
+        _need(spec, len(spec.prefill_bootstrap_ports) in (0, len(spec.prefill_urls)),
+              "needs one bootstrap port per prefill URL, or none")
+        argv = ["python3", "-m", "sglang_router.launch_router", "--pd-disaggregation",
+                "--host", spec.host, "--port", str(spec.port)]
+        for i, url in enumerate(spec.prefill_urls):
+            argv += ["--prefill", url, *([str(spec.prefill_bootstrap_ports[i])]
+                                         if spec.prefill_bootstrap_ports else [])]
+        for url in spec.decode_urls:
+            argv += ["--decode", url]
+        return Launch(argv=[*argv, *spec.extra_args])
+    _need(spec, role != "frontend", "SGLang has no frontend role (use router)")
+    argv = ["python3", "-m", "sglang.launch_server", *_sglang_engine_args(spec, role),
+            "--host", spec.host, "--port", str(spec.port), *spec.extra_args]
+    return Launch(argv=_ranked(spec, argv))
+
+
+# ---------------------------------------------------------------------------- vLLM
+
+
+def _vllm_engine_args(spec: LaunchSpec, role: str) -> list[str]:
+    _spec_decoding(spec)
+    # vLLM's data-parallel attention: each DP rank holds whole attention heads (TP 1) and the
+    # MoE layers spread over all ranks with expert parallelism.
+    tp, dp = (1, spec.tp) if spec.dp_attn else (spec.tp, 1)
+    args = ["--served-model-name", spec.name, "--tensor-parallel-size", str(tp), "--trust-remote-code"]
+    if dp > 1:
+        args += ["--data-parallel-size", str(dp)]
+    if spec.ep > 1 or spec.dp_attn:
+        args.append("--enable-expert-parallel")
+    if spec.pp > 1:
+        args += ["--pipeline-parallel-size", str(spec.pp)]
+    if spec.max_model_len:
+        args += ["--max-model-len", str(spec.max_model_len)]
+    if spec.spec_decoding == "mtp":
+        args += ["--speculative-config",
+                 f'{{"method": "mtp", "num_speculative_tokens": {_mtp_steps(spec)}}}']
+    if role in ("prefill", "decode") and spec.family == "vllm":
+        args += ["--kv-transfer-config", '{"kv_connector": "NixlConnector", "kv_role": "kv_both"}']
+    if spec.nnodes > 1 and dp > 1:
+        _need(spec, dp % spec.nnodes == 0, f"{dp} data-parallel ranks do not split over {spec.nnodes} nodes")
+        args += ["--data-parallel-size-local", str(dp // spec.nnodes),
+                 "--data-parallel-address", str(spec.head_host),
+                 "--data-parallel-rpc-port", str(spec.dist_port)]
+    elif spec.nnodes > 1:
+        args += ["--distributed-executor-backend", "mp", "--nnodes", str(spec.nnodes),
+                 "--master-addr", str(spec.head_host), "--master-port", str(spec.dist_port)]
+    return [*args, *_tuning(spec, "vllm")]
+
+
+def _vllm_ranked(spec: LaunchSpec, argv: list[str]) -> list[str]:
+    """Multi-node vLLM: rank 0 serves the API, the other nodes run --headless. With data
+    parallelism each node starts at its first DP rank; otherwise it gets --node-rank."""
+    if spec.dp_attn and spec.tp > 1:
+        local = spec.tp // spec.nnodes
+        return _ranked(spec, argv, None, f'--headless --data-parallel-start-rank "$((r * {local}))"')
+    return _ranked(spec, argv, not_head="--headless")
+
+
+def _vllm(spec: LaunchSpec, role: str) -> Launch:
+    _need(spec, role not in ("router", "frontend"),
+          "vLLM has no disaggregated router here; use framework dynamo-vllm for prefill/decode")
+    argv = ["vllm", "serve", spec.model, *_vllm_engine_args(spec, role),
+            "--host", spec.host, "--port", str(spec.port), *spec.extra_args]
+    return Launch(argv=_vllm_ranked(spec, argv))
+
+
+# ---------------------------------------------------------------------------- TensorRT-LLM
+
+
+def _trt_llm_api(spec: LaunchSpec, role: str) -> dict:
+    """LLM-API options with no trtllm-serve flag (passed as --extra_llm_api_options YAML)."""
+    _spec_decoding(spec)
+    opts: dict = {"enable_attention_dp": spec.dp_attn}
+    if role in ("prefill", "decode"):
+        opts["cache_transceiver_config"] = {"backend": "DEFAULT"}
+    if spec.spec_decoding == "mtp":
+        opts["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": _mtp_steps(spec)}
+    return opts
+
+
+def _trt_mpi(spec: LaunchSpec, argv: list[str]) -> tuple[list[str], int]:
+    """Across nodes TensorRT-LLM runs one MPI rank per GPU under srun; trtllm-llmapi-launch
+    makes rank 0 the server and the other ranks its workers."""
+    if spec.nnodes == 1:
+        return argv, 1
+    gpus = spec.tp * spec.pp
+    _need(spec, gpus % spec.nnodes == 0, f"tp x pp = {gpus} GPUs do not split over {spec.nnodes} nodes")
+    return ["trtllm-llmapi-launch", *argv], gpus // spec.nnodes
+
+
+def _trt(spec: LaunchSpec, role: str) -> Launch:
+    if role == "router":
+        _need(spec, bool(spec.prefill_urls and spec.decode_urls), "needs prefill and decode URLs")
+        path = _config_path(spec, "disagg")
+        config = {"hostname": spec.host, "port": spec.port, "backend": "pytorch",
+                  "context_servers": {"num_instances": len(spec.prefill_urls),
+                                      "urls": [_hostport(u) for u in spec.prefill_urls]},
+                  "generation_servers": {"num_instances": len(spec.decode_urls),
+                                         "urls": [_hostport(u) for u in spec.decode_urls]}}
+        return Launch(argv=["trtllm-serve", "disaggregated", "-c", path, *spec.extra_args],
+                      files={path: _yaml(config)})
+    _need(spec, role != "frontend", "TensorRT-LLM has no frontend role (use router)")
+    path = _config_path(spec, "llm-api")
+    argv = ["trtllm-serve", "serve", spec.model, "--host", spec.host, "--port", str(spec.port),
+            "--backend", "pytorch", "--tp_size", str(spec.tp), "--ep_size", str(spec.ep),
+            "--pp_size", str(spec.pp), "--trust_remote_code"]
+    if spec.max_model_len:
+        argv += ["--max_seq_len", str(spec.max_model_len)]
+    argv += [*_tuning(spec, "trt"), "--extra_llm_api_options", path, *spec.extra_args]
+    argv, tasks = _trt_mpi(spec, argv)
+    return Launch(argv=argv, files={path: _yaml(_trt_llm_api(spec, role))}, tasks_per_node=tasks)
+
+
+# ---------------------------------------------------------------------------- Dynamo
+
+
+def _dynamo_env(spec: LaunchSpec, role: str) -> dict[str, str]:
+    control = spec.control_host or (spec.host if role == "frontend" else None)
+    if control is None:
+        return {}   # then ETCD_ENDPOINTS / NATS_SERVER must come from the job environment
+    return {"ETCD_ENDPOINTS": f"http://{control}:2379", "NATS_SERVER": f"nats://{control}:4222"}
+
+
+def _dynamo(spec: LaunchSpec, role: str) -> Launch:
+    env = _dynamo_env(spec, role)
+    if role == "frontend":
+        argv = ["python3", "-m", "dynamo.frontend", "--http-host", spec.host,
+                "--http-port", str(spec.port), *spec.extra_args]
+        return Launch(argv=argv, env=env)
+    backend = spec.family.removeprefix("dynamo-")
+    if backend == "sglang":
+        argv = ["python3", "-m", "dynamo.sglang", *_sglang_engine_args(spec, role), *spec.extra_args]
+        return Launch(argv=_ranked(spec, argv), env=env)
+    if backend == "vllm":
+        argv = ["python3", "-m", "dynamo.vllm", "--model", spec.model, *_vllm_engine_args(spec, role),
+                *(["--is-prefill-worker"] if role == "prefill" else []), *spec.extra_args]
+        return Launch(argv=_vllm_ranked(spec, argv), env=env)
+    # dynamo-trt: the engine options live in the --extra-engine-args YAML
+    path = _config_path(spec, "engine")
+    engine = {"backend": "pytorch", "tensor_parallel_size": spec.tp, "moe_expert_parallel_size": spec.ep,
+              "pipeline_parallel_size": spec.pp, "trust_remote_code": True,
+              **({"max_seq_len": spec.max_model_len} if spec.max_model_len else {}),
+              **_trt_llm_api(spec, role)}
+    for key, field in (("MAX_BATCH_SIZE", "max_batch_size"), ("MAX_NUM_TOKENS", "max_num_tokens")):
+        if spec.setting(key) is not None:
+            engine[field] = _number(spec, key, int)
+    if spec.setting("GPU_MEM_FRACTION") is not None:
+        engine["kv_cache_config"] = {"free_gpu_memory_fraction": _number(spec, "GPU_MEM_FRACTION", float)}
+    argv = ["python3", "-m", "dynamo.trtllm", "--model-path", spec.model,
+            "--served-model-name", spec.name, "--extra-engine-args", path]
+    if role in ("prefill", "decode"):
+        argv += ["--disaggregation-mode", role]
+    argv, tasks = _trt_mpi(spec, [*argv, *spec.extra_args])
+    return Launch(argv=argv, env=env, files={path: _yaml(engine)}, tasks_per_node=tasks)
+
+
+# ---------------------------------------------------------------------------- ATOM
+
+
+def _atom(spec: LaunchSpec, role: str) -> Launch:
+    _need(spec, role == "server", "ATOM serves single-node aggregated points only")
+    _need(spec, spec.nnodes == 1, "ATOM runs on one node")
+    _spec_decoding(spec)
+    # ATOM's HTTP port is --server-port (its --port is an internal engine port) and it serves
+    # the model under its path, so clients must send `model` = the path.
+    argv = ["python3", "-m", "atom.entrypoints.openai_server", "--model", spec.model,
+            "--host", spec.host, "--server-port", str(spec.port),
+            "--tensor-parallel-size", str(spec.tp)]
+    if spec.ep > 1:
+        argv.append("--enable-expert-parallel")
+    if spec.dp_attn:
+        argv.append("--enable-dp-attention")
+    if spec.max_model_len:
+        argv += ["--max-model-len", str(spec.max_model_len)]
+    if spec.precision in ("fp8", "fp4"):
+        argv += ["--kv_cache_dtype", "fp8"]
+    if spec.spec_decoding == "mtp":
+        argv += ["--method", "mtp", "--num-speculative-tokens", str(_mtp_steps(spec))]
+    return Launch(argv=[*argv, *_tuning(spec, "atom"), *spec.extra_args])
+
+
+# ---------------------------------------------------------------------------- sim
+
+
+def _sim(spec: LaunchSpec, role: str) -> Launch:
+    if role == "router":
+        _need(spec, bool(spec.prefill_urls and spec.decode_urls), "needs prefill and decode URLs")
+        return Launch(argv=["python", "-m", "ixhpc.sim", "router", "--host", spec.host,
+                            "--port", str(spec.port), "--prefill", *spec.prefill_urls,
+                            "--decode", *spec.decode_urls, *spec.extra_args])
+    _need(spec, role != "frontend", "the simulated engine has no frontend role (use router)")
+    from ixhpc.sim.model import BYTES_PER_PARAM
+
+    _need(spec, spec.precision in (None, *BYTES_PER_PARAM),
+          f"the simulated engine models precision {', '.join(BYTES_PER_PARAM)}, not {spec.precision!r}")
+    argv = ["python", "-m", "ixhpc.sim", "serve", "--role", "both" if role == "server" else role,
+            "--host", spec.host, "--port", str(spec.port), "--model", spec.name,
+            "--tp", str(spec.tp), "--ep", str(spec.ep)]
+    if spec.precision:
+        argv += ["--precision", spec.precision]
+    for flag, value in (("--gpu", spec.sim_gpu), ("--model-params-b", spec.sim_model_params_b),
+                        ("--active-params-b", spec.sim_active_params_b),
+                        ("--max-batch", spec.sim_max_batch)):
+        if value is not None:
+            argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    argv += spec.extra_args
+    if spec.nnodes > 1:
+        # One simulated server stands for the whole multi-node worker: rank 0 serves, the
+        # other ranks idle like a real engine's worker ranks (and die with the step). Still
+        # `python ...` first, so the job can substitute its own interpreter.
+        argv = ["python", "-c", _SIM_RANK_0_ONLY, *argv[3:]]
+    return Launch(argv=argv)
+
+
+_SIM_RANK_0_ONLY = ("import os, runpy; os.environ.get('SLURM_NODEID', '0') == '0' or "
+                    "os.execvp('sleep', ['sleep', 'infinity']); "
+                    "runpy.run_module('ixhpc.sim', run_name='__main__', alter_sys=True)")
+
+
+_BUILDERS = {
+    "sglang": _sglang, "vllm": _vllm, "trt": _trt, "atom": _atom, "sim": _sim,
+    "dynamo-sglang": _dynamo, "dynamo-trt": _dynamo, "dynamo-vllm": _dynamo,
+}
