@@ -24,9 +24,16 @@ cluster-up: deps
 cluster-down:
 	$(PYTHON) -m ixhpc local-cluster down
 
+# The main job on the embedded default (the local cluster, simulated engine): a disaggregated
+# point over 3 GB200-like nodes and a single-node sweep on an MI355X-like node, then one
+# merged table and a report.
+DEMO := results/demo
 demo: cluster-up
-	$(PYTHON) -m ixhpc local-cluster status
-	srun -p gb200 -N3 -J ixhpc-demo bash -c 'echo "$$SLURMD_NODENAME: CUDA_VISIBLE_DEVICES=$$CUDA_VISIBLE_DEVICES"'
+	$(PYTHON) -m ixhpc submit recipes/examples/sim-disagg.yaml --results $(DEMO) --wait
+	$(PYTHON) -m ixhpc submit recipes/examples/sim-single-node.yaml --results $(DEMO) --wait
+	$(PYTHON) -m ixhpc merge $(DEMO) -o $(DEMO)-merged.h5
+	$(PYTHON) -m ixhpc report $(DEMO)-merged.h5 -o $(DEMO)-report
+	@echo "demo done: table and plots in $(DEMO)-report/"
 
 test: deps
 	$(PYTHON) -m pytest

@@ -24,7 +24,7 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = None) -> Iterat
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        tmp_path.chmod(mode if mode is not None else 0o666 & ~_umask())
+        tmp_path.chmod(mode if mode is not None else 0o666 & ~umask())
         _fsync(tmp_path)
         os.replace(tmp_path, target)
     except BaseException:
@@ -46,7 +46,8 @@ def write_text(path: str | os.PathLike[str], text: str, mode: int | None = None)
     write_bytes(path, text.encode(), mode)
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process umask (reading it means setting it; set it straight back)."""
     current = os.umask(0)
     os.umask(current)
     return current

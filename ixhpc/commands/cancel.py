@@ -1,0 +1,27 @@
+"""`ixhpc cancel RUN`: scancel the jobs of one run, and only those (ids from its manifest)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory or run id (under results/)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ixhpc import rundir, slurm
+
+    path = rundir.find(args.run)
+    manifest = rundir.load(path)
+    states = slurm.states(e.job_id for e in manifest.jobs if e.job_id)
+    live = sorted(j for j, s in states.items() if s.state not in slurm.TERMINAL)
+    slurm.cancel(live)
+    if args.json:
+        print(json.dumps({"run_id": manifest.run_id, "cancelled": live}))
+    else:
+        print(f"run {manifest.run_id}: cancelled {len(live)} job(s)"
+              + (f": {' '.join(live)}" if live else " (none was queued or running)"))
+    return 0

@@ -1,0 +1,45 @@
+"""`ixhpc status RUN`: every job and point of a run, from one squeue and one sacct call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory or run id (under results/)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--watch", nargs="?", const=10.0, type=float, metavar="SECONDS",
+                        help="refresh every SECONDS (default 10) until every job has ended")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ixhpc import rundir, runstate, slurm
+
+    path = rundir.find(args.run)
+    manifest = rundir.load(path)
+    while True:
+        jobs = runstate.job_statuses(path, manifest)
+        if args.json:
+            print(json.dumps({"run_id": manifest.run_id, "jobs": [j.as_dict() for j in jobs]}))
+        else:
+            _print_table(manifest.run_id, jobs)
+        ended = all(j.state in slurm.TERMINAL or j.state in ("NOT_SUBMITTED", "UNKNOWN") for j in jobs)
+        if not args.watch or ended:
+            break
+        time.sleep(args.watch)
+    failed = any(j.missing and j.state in slurm.TERMINAL for j in jobs)
+    return 1 if failed else 0
+
+
+def _print_table(run_id: str, jobs) -> None:
+    done = sum(j.points_done for j in jobs)
+    total = sum(j.points_total for j in jobs)
+    print(f"run {run_id}: {done}/{total} points have results")
+    width = max([len(j.key) for j in jobs] + [3])
+    print(f"{'JOB':{width}}  {'JOB ID':10}  {'STATE':13}  {'POINTS':7}  NODES / REASON")
+    for j in jobs:
+        extra = " ".join(x for x in (j.nodes, j.reason) if x)
+        print(f"{j.key:{width}}  {j.job_id or '-':10}  {j.state:13}  "
+              f"{f'{j.points_done}/{j.points_total}':7}  {extra}")

@@ -1,0 +1,99 @@
+"""`ixhpc submit RECIPE [--cluster NAME] [filters]`: render a run and submit it via submitit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from ixhpc.runs import add_run_args
+
+    add_run_args(parser)
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where run directories go (default: $IXHPC_RESULTS or ./results)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="render into a temporary directory and show what would be submitted")
+    parser.add_argument("--array-parallelism", type=int, default=64,
+                        help="at most this many tasks of a job array run at once (default 64)")
+    parser.add_argument("--wait", action="store_true",
+                        help="block until every job has ended, then show the status")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from ixhpc import rundir, runs
+
+    root = args.results or rundir.default_root()
+    run_id = rundir.new_run_id(args.recipe)
+    if args.dry_run:
+        root = Path(tempfile.mkdtemp(prefix="ixhpc-dry-run-"))
+    run_dir = root / run_id
+    profile, plans = runs.plan(args, run_dir, run_id)
+    manifest = runs.write(args, run_dir, run_id, profile, plans)
+    groups = runs.submission_groups(plans)
+    if args.dry_run:
+        _show_dry_run(run_dir, groups, args.json)
+        return 0
+    submit(run_dir, manifest, plans, groups, args.array_parallelism)
+    _report(run_dir, manifest, args.json)
+    if args.wait:
+        return _wait(run_dir, args.json)
+    return 0
+
+
+def submit(run_dir, manifest, plans, groups, parallelism: int) -> None:
+    from ixhpc import rundir, submission
+
+    entries = {e.key: e for e in manifest.jobs}
+    by_key = {p.key: p for p in plans}
+    batch = []
+    for i, (opts, keys) in enumerate(groups):
+        name = by_key[keys[0]].sbatch["job-name"] if len(keys) == 1 else f"ixhpc-{manifest.run_id}-array{i}"
+        batch.append(({**opts, "job-name": name}, [entries[k] for k in keys]))
+    try:
+        submission.submit_groups(run_dir, batch, parallelism)
+    finally:
+        rundir.save(run_dir, manifest)  # whatever was submitted is recorded, even on failure
+
+
+def _report(run_dir: Path, manifest, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"run_id": manifest.run_id, "run_dir": str(run_dir),
+                          "jobs": [{"key": e.key, "job_id": e.job_id} for e in manifest.jobs]}))
+        return
+    for e in manifest.jobs:
+        print(f"{e.job_id:>10}  {e.key}")
+    print(f"run {manifest.run_id}: {len(manifest.jobs)} job(s) submitted; "
+          f"follow it with `ixhpc status {run_dir}`")
+
+
+def _show_dry_run(run_dir: Path, groups, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"run_dir": str(run_dir), "sbatch_calls": [
+            {"options": opts, "jobs": keys} for opts, keys in groups]}))
+        return
+    for opts, keys in groups:
+        kind = f"job array of {len(keys)}" if len(keys) > 1 else "job"
+        print(f"sbatch ({kind}): " + " ".join(f"--{k}" if v is True else f"--{k}={v}"
+                                              for k, v in opts.items()))
+        for k in keys:
+            print(f"    {run_dir / 'scripts' / (k + '.sbatch')}")
+    print(f"dry run: {len(groups)} sbatch call(s) rendered under {run_dir}; nothing submitted")
+
+
+def _wait(run_dir: Path, as_json: bool) -> int:
+    from ixhpc.commands import status
+
+    while True:
+        from ixhpc import rundir, runstate, slurm
+
+        jobs = runstate.job_statuses(run_dir, rundir.load(run_dir))
+        if all(j.state in slurm.TERMINAL for j in jobs):
+            break
+        time.sleep(2)
+    return status.run(argparse.Namespace(run=str(run_dir), json=as_json, watch=None))

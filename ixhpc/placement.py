@@ -1,0 +1,352 @@
+"""From run points to job plans: which roles run where, with which command lines.
+
+A job is one allocation. Single-node points that differ only in concurrency share one job
+(the engine starts once, the client runs each concurrency in turn); a multi-node point is
+one job carrying its whole concurrency list. Node placement, ports and GPU counts are
+computed here once, from the point's topology, and rendered into the script as they are.
+
+Disaggregated layout (relative node index within the allocation):
+    prefill workers first, each on ceil(tp / gpus-per-node) nodes, then the decode workers;
+    the router (frontend) and the benchmark client run on node 0 beside prefill worker 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ixhpc import __version__, containers, engines, shell
+from ixhpc.errors import UserError
+from ixhpc.profiles import ClusterProfile
+from ixhpc.sweep import RunPoint, WorkerSlot, role_nodes, worker_gpus, worker_slots
+
+IXHPC_SRC = Path(__file__).resolve().parents[1]
+CONTAINER_SRC = "/opt/ixhpc-src"       # where the ixhpc source is mounted inside containers
+# A name whose last part says it holds a secret (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD),
+# but not tuning knobs such as ..._MAX_DISPATCH_TOKENS_PER_RANK.
+SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_KEY|ACCESS_KEY|"
+                         r"PRIVATE_KEY)$", re.I)
+# Names passed from the submitting shell into containers, never written anywhere.
+SECRET_PASSTHROUGH = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+
+
+@dataclasses.dataclass
+class Role:
+    name: str              # prefill-0, decode-1, router, server
+    var: str               # shell variable prefix: PREFILL_0 -> PREFILL_0_HOST / _PORT
+    node_index: int        # first node, relative to the allocation
+    nnodes: int
+    port_index: int        # port = PORT_BASE + port_index
+    gpus: int              # GPUs per node for this role's step (0: none)
+    argv: list[str]
+    health_path: str | None
+    comment: str
+    tasks_per_node: int = 1
+    command: str = ""      # the rendered srun line
+
+
+@dataclasses.dataclass
+class JobPlan:
+    key: str
+    kind: str                          # "single" | "disagg"
+    points: list[RunPoint]             # one per concurrency (single) or one (disagg)
+    concs: list[int]
+    sbatch: dict[str, str | bool]      # option -> value (True: a flag)
+    variables: list[tuple[str, str]]
+    exports: list[tuple[str, str]]
+    roles: list[Role]
+    prepare_command: str               # "" or the image import to run before any role
+    bench_command: str
+    header: list[str]
+    placement: list[str]
+    version: str = __version__
+
+    @property
+    def script_name(self) -> str:
+        return f"{self.key}.sbatch"
+
+    @property
+    def directives(self) -> list[str]:
+        return [shell.directive(f"--{k}" if v is True else f"--{k}={v}") for k, v in self.sbatch.items()]
+
+    def point_for(self, conc: int) -> RunPoint:
+        return next(p for p in self.points if conc in p.conc)
+
+    def metadata(self, conc: int) -> dict:
+        return self.point_for(conc).metadata(conc)
+
+
+# ---------------------------------------------------------------- grouping
+
+
+def group_points(points: Sequence[RunPoint]) -> list[list[RunPoint]]:
+    """Single-node points equal but for concurrency share a job; multi-node points don't."""
+    groups: dict[str, list[RunPoint]] = {}
+    for p in points:
+        if p.multinode:
+            groups[p.key] = [p]
+            continue
+        row = p.to_inferencex_row()
+        row.pop("conc")
+        row.pop("run-eval")
+        ident = json.dumps([row, p.config_key, p.ixhpc.model_dump(mode="json")], sort_keys=True)
+        groups.setdefault(ident, []).append(p)
+    return list(groups.values())
+
+
+def job_key(group: Sequence[RunPoint]) -> str:
+    if len(group) == 1:
+        return group[0].key
+    concs = "-".join(str(p.conc[0]) for p in group)
+    return re.sub(r"_c\d+(?=(_[0-9a-f]{8})?$)", f"_c{concs}", group[0].key, count=1)
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, run_id: str) -> JobPlan:
+    first = group[0]
+    if not first.resolved or first.nodes is None:
+        raise UserError(f"{first.config_key}: no partition of cluster '{profile.name}' serves "
+                        f"runner '{first.runner}'")
+    key = job_key(group)
+    concs = sorted({c for p in group for c in p.conc})
+    roles = _disagg_roles(first, profile) if first.disagg else _single_roles(first)
+    runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
+                                 arch=profile.arch)
+    spec = _container_spec(first, profile)
+    for role in roles:
+        role.command = _srun(role, runtime, spec, profile)
+    prepare = runtime.prepare(spec)
+    plan = JobPlan(
+        key=key, kind="disagg" if first.disagg else "single", points=list(group), concs=concs,
+        sbatch=_sbatch(first, profile, run_dir, run_id, key),
+        variables=_variables(first, run_dir, key),
+        exports=_exports(first),
+        roles=roles,
+        prepare_command=shell.command(_python(prepare, containers.runtime("none"))) if prepare else "",
+        bench_command=_bench_command(first, roles, runtime, spec),
+        header=_header(first, key, concs),
+        placement=[f"node {r.node_index}{'-' + str(r.node_index + r.nnodes - 1) if r.nnodes > 1 else ''}: "
+                   f"{r.name} ({r.comment})" for r in roles],
+    )
+    return plan
+
+
+def _expand(path: str | None) -> str | None:
+    # A quoted "~" would reach the job literally: resolve it for the submitting user now.
+    return str(Path(path).expanduser()) if path else None
+
+
+def _header(p: RunPoint, key: str, concs: list[int]) -> list[str]:
+    shape = (f"prefill {p.prefill.num_worker}x(tp{p.prefill.tp} ep{p.prefill.ep}) / decode "
+             f"{p.decode.num_worker}x(tp{p.decode.tp} ep{p.decode.ep})" if p.disagg and p.prefill
+             and p.decode else f"tp{p.tp} ep{p.ep} dp-attn {p.dp_attn}")
+    return [_comment(x) for x in (
+        f"ixhpc job {key}",
+        f"recipe entry {p.config_key} ({p.source})",
+        f"{p.model} {p.precision} on {p.runner} with {p.framework}; image {p.image}",
+        f"isl {p.isl} osl {p.osl} max-model-len {p.max_model_len}; {shape}; spec-decoding {p.spec_decoding}",
+        f"{p.nodes} node(s), {p.gpus} GPU(s) on partition {p.partition} of cluster {p.cluster}; "
+        f"concurrencies {' '.join(map(str, concs))}",
+    )]
+
+
+def _comment(text: str) -> str:
+    # A comment line must stay one line: a newline in a recipe value would end it.
+    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+
+
+def _sbatch(p: RunPoint, profile: ClusterProfile, run_dir: Path, run_id: str, key: str) -> dict:
+    minutes = p.ixhpc.time_limit or profile.time_limit
+    opts: dict[str, str | bool] = {
+        "job-name": f"ixhpc-{run_id}-{key}"[:200],
+        "partition": str(p.partition),
+        "nodes": str(p.nodes),
+        "ntasks-per-node": "1",
+        "time": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
+        "output": str(run_dir.resolve() / "logs" / key / "job-%j.out"),
+    }
+    gpn = p.gpus_per_node or profile.gpus_per_node
+    if profile.use_gpus_per_node:
+        opts["gpus-per-node"] = str(gpn)
+    else:
+        opts["gres"] = f"gpu:{gpn}"
+    if profile.use_exclusive:
+        opts["exclusive"] = True
+    if profile.use_segment and profile.nvlink_domain_nodes and p.nodes <= profile.nvlink_domain_nodes:
+        opts["segment"] = str(p.nodes)
+    for name in ("account", "qos", "reservation"):
+        if getattr(profile, name):
+            opts[name] = str(getattr(profile, name))
+    if profile.exclude:
+        opts["exclude"] = ",".join(profile.exclude)
+    for k, v in profile.extra_sbatch.items():
+        opts[k] = v if v != "" else True
+    try:
+        [shell.directive(f"--{k}" if v is True else f"--{k}={v}") for k, v in opts.items()]
+    except ValueError as exc:
+        raise UserError(f"cluster '{profile.name}' / recipe {p.config_key}: {exc}") from None
+    return opts
+
+
+def _variables(p: RunPoint, run_dir: Path, key: str) -> list[tuple[str, str]]:
+    run = run_dir.resolve()
+    bench = p.ixhpc.benchmark
+    return [
+        ("RUN_DIR", str(run)),
+        ("POINT_DIR", str(run / "points" / key)),
+        ("LOG_DIR", str(run / "logs" / key)),
+        ("RESULTS_DIR", str(run / "results")),
+        ("IXHPC_PYTHON", sys.executable),
+        ("IXHPC_SRC", str(IXHPC_SRC)),
+        ("NUM_NODES", str(p.nodes)),
+        ("HEALTH_TIMEOUT", str(p.ixhpc.health_timeout)),
+        ("NUM_PROMPTS_FACTOR", str(bench.num_prompts_factor)),
+        ("NUM_WARMUPS_FIXED", "" if bench.num_warmups is None else str(bench.num_warmups)),
+    ]
+
+
+def _exports(p: RunPoint) -> list[tuple[str, str]]:
+    for name in p.ixhpc.env:
+        if SECRET_NAME.search(name):
+            raise UserError(f"{p.source}: {p.config_key}: ixhpc.env.{name}: looks like a secret; "
+                            f"expected it in the environment of `ixhpc submit` (it is passed to "
+                            f"the job and its containers by name, never written down)")
+    return sorted(p.ixhpc.env.items())
+
+
+# ---------------------------------------------------------------- roles
+
+
+def _launch(p: RunPoint, role: str, tp: int, ep: int, dp_attn: bool, var: str,
+            extra: list[str], settings: list[str] | None = None, **more) -> engines.LaunchSpec:
+    sim = p.ixhpc.sim
+    return engines.LaunchSpec(
+        framework=p.framework, role=role, model=p.ixhpc.model_path or p.model,
+        served_model_name=p.model, tp=tp, ep=ep, dp_attn=dp_attn,
+        max_model_len=p.max_model_len, precision=p.precision, spec_decoding=p.spec_decoding,
+        host=shell.var(f"{var}_HOST"), port=shell.var(f"{var}_PORT"),
+        extra_args=list(extra), additional_settings=list(settings or []),
+        sim_gpu=sim.gpu if sim else None,
+        sim_model_params_b=sim.model_params_b if sim else None,
+        sim_active_params_b=sim.active_params_b if sim else None,
+        sim_max_batch=sim.max_batch if sim else None,
+        **more,
+    )
+
+
+def _single_roles(p: RunPoint) -> list[Role]:
+    spec = _launch(p, "server", p.tp or 1, p.ep or 1, bool(p.dp_attn), "SERVER",
+                   p.ixhpc.engine_args.server)
+    return [Role("server", "SERVER", 0, p.nodes or 1, 0, min(p.gpus or 1, p.gpus_per_node or 1),
+                 engines.build(spec), engines.health_path(p.framework),
+                 f"{p.framework} engine, tp {p.tp}", engines.launch(spec).tasks_per_node)]
+
+
+def _disagg_roles(p: RunPoint, profile: ClusterProfile) -> list[Role]:
+    assert p.prefill and p.decode and p.gpus_per_node
+    gpn = p.gpus_per_node
+    roles = _services(p)
+    # Dynamo's frontend and workers meet through etcd and NATS beside the frontend on node 0.
+    control = {"control_host": shell.var("ROUTER_HOST")} if roles else {}
+    first_node = 0
+    for kind, w, extra in (("prefill", p.prefill, p.ixhpc.engine_args.prefill),
+                           ("decode", p.decode, p.ixhpc.engine_args.decode)):
+        gpus = worker_gpus(w.tp, w.ep)
+        for i, slot in enumerate(worker_slots(w.num_worker, gpus, gpn)):
+            var = f"{kind.upper()}_{i}"
+            spec = _launch(p, kind, w.tp, w.ep, w.dp_attn, var, extra, w.additional_settings,
+                           nnodes=slot.nnodes, head_host=shell.var(f"{var}_HOST"), **control)
+            argv = _visible_gpus(profile.gpu_visibility_env, gpn, slot, engines.build(spec))
+            roles.append(Role(f"{kind}-{i}", var, first_node + slot.node, slot.nnodes, len(roles),
+                              gpn if slot.gpus < gpn else slot.gpus, argv,
+                              engines.health_path(p.framework),
+                              f"{kind} worker {i}: tp {w.tp} ep {w.ep}, {gpus} GPU(s) on "
+                              f"{slot.nnodes} node(s)", engines.launch(spec).tasks_per_node))
+        first_node += role_nodes(w.num_worker, gpus, gpn)
+    urls = {k: [f"http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}"
+                for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
+    spec = _launch(p, "router", 1, 1, False, "ROUTER", p.ixhpc.engine_args.router,
+                   prefill_urls=urls["prefill"], decode_urls=urls["decode"], **control)
+    roles.append(Role("router", "ROUTER", 0, 1, len(roles), 0, engines.build(spec),
+                      engines.health_path(p.framework, "router"),
+                      "router: sends each request to a prefill worker, then to a decode worker"))
+    return roles
+
+
+def _services(p: RunPoint) -> list[Role]:
+    if not engines.FRAMEWORKS[p.framework].startswith("dynamo"):
+        return []
+    names = ("etcd", "nats")
+    return [Role(n, n.upper(), 0, 1, i, 0, svc.argv, None, f"dynamo {n} (control plane)")
+            for i, (n, svc) in enumerate(zip(names, engines.dynamo_services(shell.var("ROUTER_HOST"))))]
+
+
+def _visible_gpus(names: list[str], gpn: int, slot: WorkerSlot, argv: list[str]) -> list[str]:
+    """Workers smaller than a node share it: each step sees the node's GPUs and its engine
+    is limited to its own slice (``first_gpu`` on), through the profile's visibility vars."""
+    if slot.gpus >= gpn:
+        return argv
+    ids = ",".join(str(g) for g in range(slot.first_gpu, slot.first_gpu + slot.gpus))
+    return ["env", *(f"{n}={ids}" for n in names), *argv]
+
+
+# ---------------------------------------------------------------- commands
+
+
+def _container_spec(p: RunPoint, profile: ClusterProfile) -> containers.ContainerSpec:
+    mounts = [*profile.default_mounts, *p.ixhpc.container_mounts, f"{IXHPC_SRC}:{CONTAINER_SRC}:ro"]
+    return containers.ContainerSpec(
+        image=p.image, mounts=mounts, env_names=[*SECRET_PASSTHROUGH, *p.ixhpc.env],
+        workdir=CONTAINER_SRC, name=None)
+
+
+def _srun(role: Role, runtime: containers.Runtime, spec: containers.ContainerSpec,
+          profile: ClusterProfile) -> str:
+    flags = ["srun", "--overlap", f"--nodes={role.nnodes}",
+             f"--ntasks={role.nnodes * role.tasks_per_node}",
+             f"--ntasks-per-node={role.tasks_per_node}", f"--relative={role.node_index}",
+             f"--job-name={role.name}"]
+    if role.gpus:
+        flags.append(f"--gpus-per-node={role.gpus}" if profile.use_gpus_per_node
+                     else f"--gres=gpu:{role.gpus}")
+    return shell.command([*flags, *runtime.srun_args(spec), *runtime.wrap(spec, _python(role.argv, runtime))])
+
+
+def _python(argv: list[str], runtime: containers.Runtime) -> list[str]:
+    """ixhpc's own programs run with the job's Python on the host, ``python3`` in a container.
+
+    The program is the first word after any ``env NAME=VALUE`` prefix.
+    """
+    i = 0
+    if argv[:1] == ["env"]:
+        i = 1
+        while i < len(argv) and "=" in argv[i] and not argv[i].startswith("-"):
+            i += 1
+    if argv[i:i + 1] == ["python"]:
+        python = shell.var("IXHPC_PYTHON") if runtime.name == "none" else "python3"
+        return [*argv[:i], python, *argv[i + 1:]]
+    return argv
+
+
+def _bench_command(p: RunPoint, roles: list[Role], runtime: containers.Runtime,
+                   spec: containers.ContainerSpec) -> str:
+    front = next(r for r in roles if r.name in ("router", "server"))
+    b = p.ixhpc.benchmark
+    argv = ["python", "-m", "ixhpc.bench",
+            "--base-url", f"http://{shell.var(front.var + '_HOST')}:{shell.var(front.var + '_PORT')}",
+            "--isl", str(p.isl), "--osl", str(p.osl),
+            "--random-range-ratio", str(b.random_range_ratio),
+            "--num-prompts", shell.var("NUM_PROMPTS"), "--max-concurrency", shell.var("CONC"),
+            "--num-warmups", shell.var("NUM_WARMUPS"), "--request-rate", str(b.request_rate),
+            "--seed", "0", "--output", f"{shell.var('POINT_DIR')}/bench-c{shell.var('CONC')}.json"]
+    if b.ignore_eos:
+        argv.append("--ignore-eos")
+    flags = ["srun", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0", "--job-name=bench",
+             f"--output={shell.var('LOG_DIR')}/bench-c{shell.var('CONC')}.log"]
+    return shell.command([*flags, *runtime.srun_args(spec), *runtime.wrap(spec, _python(argv, runtime))])

@@ -1,0 +1,73 @@
+"""What state a run is in: its manifest, Slurm's word on each job, and the result files.
+
+A point is done when its HDF5 file is there and valid, whatever Slurm says; a job's state
+comes from one batched squeue+sacct call for the whole run (``ixhpc.slurm.states``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ixhpc import rundir, slurm
+
+
+@dataclasses.dataclass
+class JobStatus:
+    key: str
+    kind: str
+    job_id: str | None
+    state: str            # Slurm state, NOT_SUBMITTED, or UNKNOWN when Slurm has no record
+    reason: str           # pending reason, exit code, or the job's last ERROR line
+    nodes: str
+    points_done: int
+    points_total: int
+    missing: list[str]    # point keys without a valid result
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def result_file(run: Path, point_key: str) -> Path:
+    return run / "results" / f"{point_key}.h5"
+
+
+def valid_point_file(path: Path) -> bool:
+    """True when ``path`` is a whole, readable run-point file (a half-written one never is)."""
+    from ixhpc.results import store
+
+    try:
+        store.read(path, with_requests=False)
+    except store.PointFileError:
+        return False
+    return True
+
+
+def point_done(run: Path, point_key: str) -> bool:
+    return valid_point_file(result_file(run, point_key))
+
+
+def last_error(run: Path, job_key: str) -> str:
+    """The last line the job script logged as an error, from its newest job log."""
+    logs = sorted((run / "logs" / job_key).glob("job-*.out"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return ""
+    errors = [line for line in logs[-1].read_text(errors="replace").splitlines() if "ERROR" in line]
+    return errors[-1].split("] ", 1)[-1] if errors else ""
+
+
+def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
+    states = slurm.states(e.job_id for e in manifest.jobs if e.job_id)
+    out = []
+    for entry in manifest.jobs:
+        missing = [p.key for p in entry.points if not point_done(run, p.key)]
+        st = states.get(entry.job_id or "")
+        state = st.state if st else ("NOT_SUBMITTED" if not entry.job_id else "UNKNOWN")
+        reason = st.reason if st else ""
+        if state in slurm.TERMINAL and state != "COMPLETED":
+            detail = last_error(run, entry.key)
+            reason = "; ".join(x for x in (reason, f"exit {st.exit_code}" if st else "", detail) if x)
+        out.append(JobStatus(entry.key, entry.kind, entry.job_id, state, reason,
+                             st.nodes if st else "", len(entry.points) - len(missing),
+                             len(entry.points), missing))
+    return out

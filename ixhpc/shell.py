@@ -1,0 +1,62 @@
+"""Shell-safe command lines for rendered scripts.
+
+Every value from a recipe or profile reaches a script through ``word``: literal text is
+quoted with ``shlex.quote``; only references to variables the script itself defines (made
+with ``var``) are left for the shell to expand, inside double quotes.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Iterable
+
+_MARK = "\x00"
+_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
+# Slurm reads #SBATCH lines itself; no shell quoting applies there, so allow only plain values.
+_DIRECTIVE = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=/@%+\-\[\]]+)?\Z")
+
+
+def var(name: str) -> str:
+    """A placeholder for ``${name}``, a variable the rendered script defines."""
+    if not _NAME.match(name):
+        raise ValueError(f"not a script variable name: {name!r}")
+    return f"{_MARK}{name}{_MARK}"
+
+
+def word(text: str) -> str:
+    """One shell word: quoted literal parts, double-quoted ``${VAR}`` references."""
+    parts = text.split(_MARK)
+    if len(parts) % 2 == 0:
+        raise ValueError(f"NUL byte in a value that reaches the shell: {text!r}")
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            if not _NAME.match(part):
+                raise ValueError(f"NUL byte in a value that reaches the shell: {text!r}")
+            out.append(f'"${{{part}}}"')
+        elif part:
+            out.append(shlex.quote(part))
+    return "".join(out) or "''"
+
+
+def command(argv: Iterable[str], width: int = 88, indent: str = "    ") -> str:
+    """``argv`` as shell words, wrapped on word boundaries with backslash continuations."""
+    lines: list[str] = []
+    current = ""
+    for w in (word(a) for a in argv):
+        if current and len(current) + 1 + len(w) > width:
+            lines.append(current)
+            current = w
+        else:
+            current = f"{current} {w}" if current else w
+    lines.append(current)
+    return (" \\\n" + indent).join(lines)
+
+
+def directive(option: str) -> str:
+    """Check one ``--option=value`` for an #SBATCH line (no spaces, quotes or newlines)."""
+    if not _DIRECTIVE.match(option):
+        raise ValueError(f"value not allowed in an #SBATCH line: {option!r} "
+                         "(letters, digits and _.,:=/@%+-[] only)")
+    return option

@@ -1,0 +1,101 @@
+"""Talking to Slurm's command-line tools: one batched call per question, bounded retries.
+
+Status of a whole run is one ``squeue`` call plus one ``sacct`` call for all its job ids,
+never a polling loop per job. Transient failures (slurmctld busy, slurmdbd restarting) are
+retried with exponential backoff, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import time
+from typing import Iterable, Sequence
+
+from ixhpc.errors import UserError
+
+RETRIES = int(os.environ.get("IXHPC_SLURM_RETRIES", "4"))
+BACKOFF_S = float(os.environ.get("IXHPC_SLURM_BACKOFF", "0.5"))
+# Messages Slurm prints when a retry may help (controller or accounting busy/restarting).
+TRANSIENT = ("Socket timed out", "Unable to contact slurm controller", "Connection refused",
+             "slurmdbd", "Resource temporarily unavailable", "try again", "Zero Bytes were transmitted")
+
+
+def run(argv: Sequence[str], retries: int = RETRIES, timeout: float = 60) -> str:
+    """Run a Slurm client; retry transient failures with backoff; raise UserError at the end."""
+    delay = BACKOFF_S
+    for attempt in range(retries + 1):
+        try:
+            res = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise UserError(f"`{argv[0]}` not found: is this a Slurm login node?", 1) from None
+        except subprocess.TimeoutExpired:
+            err = f"timed out after {timeout:.0f} s"
+        else:
+            if res.returncode == 0:
+                return res.stdout
+            err = (res.stderr or res.stdout).strip()
+            if not any(t.lower() in err.lower() for t in TRANSIENT):
+                break
+        if attempt < retries:
+            time.sleep(delay)
+            delay *= 2
+    raise UserError(f"`{' '.join(argv[:2])} ...` failed: {err.splitlines()[-1] if err else 'no output'}", 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobState:
+    job_id: str          # as Slurm prints it: 123, 123_4 for an array task
+    state: str           # PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, ...
+    reason: str          # why pending / the failure reason, "" when none
+    exit_code: str       # "0:0" style, "" while queued
+    nodes: str           # node list ("" while pending)
+    start: str
+    end: str
+
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+            "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def states(job_ids: Iterable[str]) -> dict[str, JobState]:
+    """Current state of every job (and array task) in ``job_ids``: one squeue + one sacct call.
+
+    squeue is authoritative for queued and running jobs (with the pending reason); sacct for
+    finished ones. Array ids expand to one entry per task ("123_4").
+    """
+    ids = sorted({str(j).split("_")[0] for j in job_ids})
+    if not ids:
+        return {}
+    found: dict[str, JobState] = {}
+    acct = run(["sacct", "-X", "-n", "-P", "-j", ",".join(ids),
+                "-o", "JobID,State,Reason,ExitCode,NodeList,Start,End"])
+    for line in acct.splitlines():
+        f = line.split("|")
+        if len(f) == 7 and "[" not in f[0]:
+            found[f[0]] = JobState(f[0], f[1].split()[0], _reason(f[2]), f[3], f[4], f[5], f[6])
+    # `squeue -j` fails once a job has left the controller, so list ours and filter.
+    queue = run(["squeue", "-h", "-r", "--me", "-o", "%i|%T|%r|%N|%S"])
+    wanted = set(ids)
+    for line in queue.splitlines():
+        f = line.split("|")
+        if len(f) == 5 and f[0].split("_")[0] in wanted:
+            old = found.get(f[0])
+            found[f[0]] = JobState(f[0], f[1], _reason(f[2]), old.exit_code if old else "",
+                                   f[3], f[4], old.end if old else "")
+    return found
+
+
+def _reason(text: str) -> str:
+    return "" if text in ("None", "(null)") else text
+
+
+def cancel(job_ids: Iterable[str]) -> None:
+    ids = sorted({str(j) for j in job_ids})
+    if ids:
+        run(["scancel", *ids])
+
+
+def hostnames(nodelist: str) -> list[str]:
+    return run(["scontrol", "show", "hostnames", nodelist]).split() if nodelist else []

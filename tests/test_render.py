@@ -1,0 +1,130 @@
+"""Rendered job scripts: golden files, `bash -n`, shellcheck, and hostile recipe values."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hostile import HOSTILE, PWNED
+from ixhpc import placement, render, runs
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden" / "scripts"
+RUN_DIR = Path("/scratch/ixhpc-runs/golden-run")
+
+
+def _args(recipe: Path, cluster: str, **filters) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    runs.add_run_args(parser)
+    argv = [str(recipe), "--cluster", cluster]
+    for k, v in filters.items():
+        argv += [f"--{k.replace('_', '-')}", *str(v).split()]
+    return parser.parse_args(argv)
+
+
+def _plans(recipe: Path, cluster: str, **filters):
+    return runs.plan(_args(recipe, cluster, **filters), RUN_DIR, RUN_DIR.name)[1]
+
+
+def _normalise(text: str) -> str:
+    # Machine-specific paths: the Python that runs ixhpc and where its source lives.
+    return text.replace(sys.executable, "<python>").replace(str(placement.IXHPC_SRC), "<ixhpc-src>")
+
+
+CASES = {
+    "gb200-disagg": (REPO / "recipes/examples/gb200-dsr1-dynamo-sglang.yaml", "gb200-nvl72", {}),
+    "mi355x-single": (REPO / "recipes/examples/mi355x-dsr1-sglang.yaml", "mi355x",
+                      {"seq_lens": "1k1k"}),
+    "local-sim-disagg": (REPO / "recipes/examples/sim-disagg.yaml", "local", {}),
+    "local-sim-single": (REPO / "recipes/examples/sim-single-node.yaml", "local", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_script_matches_its_golden_file(case):
+    recipe, cluster, filters = CASES[case]
+    plan = _plans(recipe, cluster, **filters)[0]
+    text = _normalise(render.render(plan))
+    golden = GOLDEN / f"{case}.sbatch"
+    if os.environ.get("IXHPC_UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), f"re-render with IXHPC_UPDATE_GOLDEN=1 and review {golden}"
+
+
+def _all_scripts(tmp_path: Path) -> list[Path]:
+    out = []
+    for case, (recipe, cluster, filters) in CASES.items():
+        for i, plan in enumerate(_plans(recipe, cluster, **filters)):
+            path = tmp_path / f"{case}-{i}.sbatch"
+            path.write_text(render.render(plan))
+            out.append(path)
+    return out
+
+
+def test_every_rendered_script_parses_with_bash_n(tmp_path):
+    for script in _all_scripts(tmp_path):
+        res = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert res.returncode == 0, f"{script}: {res.stderr}"
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is installed by `make deps`")
+def test_every_rendered_script_is_shellcheck_clean(tmp_path):
+    scripts = [str(s) for s in _all_scripts(tmp_path)]
+    res = subprocess.run(["shellcheck", "-s", "bash", *scripts], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-4000:]
+
+
+def _hostile_recipe(tmp_path: Path, value: str) -> Path:
+    import yaml
+
+    text = (REPO / "recipes/examples/sim-single-node.yaml").read_text()
+    doc = yaml.safe_load(text)
+    entry = doc["sim-mi355x-single"]
+    entry["image"] = value or "x"
+    entry["model"] = value or "x"
+    entry["ixhpc"]["engine-args"] = {"server": [value]}
+    entry["ixhpc"]["env"] = {"IXHPC_NOTE": value}
+    entry["ixhpc"]["model-path"] = value or "x"
+    path = tmp_path / "hostile.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_recipe_values_stay_data(tmp_path, value):
+    """Every field that reaches the script carries the value as one quoted word: parsing the
+    script runs nothing, and the value is still there verbatim after the shell has read it."""
+    if os.path.exists(PWNED):
+        os.unlink(PWNED)
+    plan = _plans(_hostile_recipe(tmp_path, value), "local")[0]
+    script = tmp_path / "job.sbatch"
+    script.write_text(render.render(plan))
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    # Evaluate only the assignment (it may span lines): it must give the value back verbatim.
+    text = script.read_text()
+    start = text.index("export IXHPC_NOTE=")
+    assignment = text[start:text.index("\nexport PYTHONPATH=", start)]
+    out = subprocess.run(["bash", "-c", assignment + '\nprintf %s "$IXHPC_NOTE"'],
+                         capture_output=True, text=True)
+    assert out.stdout == value
+    assert not os.path.exists(PWNED)
+
+
+def test_secret_looking_env_in_a_recipe_is_refused(tmp_path):
+    import yaml
+
+    from ixhpc.errors import UserError
+
+    doc = yaml.safe_load((REPO / "recipes/examples/sim-single-node.yaml").read_text())
+    doc["sim-mi355x-single"]["ixhpc"]["env"] = {"HF_TOKEN": "hf_abc"}
+    path = tmp_path / "secret.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(UserError, match="HF_TOKEN.*secret"):
+        _plans(path, "local")
