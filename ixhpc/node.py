@@ -6,7 +6,7 @@
         turn the load generator's JSON into the point's HDF5 file, adding what only the
         job knows (job id, node list, start and end times)
 
-The point's static metadata was written at render time as D/meta-c<C>.json.
+Render wrote D/meta-c<C>.json: the point's static metadata and the result file's key.
 """
 
 from __future__ import annotations
@@ -33,14 +33,16 @@ def result_path(results_dir: Path, point_key: str) -> Path:
     return results_dir / f"{point_key}.h5"
 
 
-def _static_meta(point_dir: Path, conc: int) -> dict:
-    return json.loads(meta_path(point_dir, conc).read_text())
+def _rendered(point_dir: Path, conc: int) -> tuple[str, dict]:
+    """(result key, static metadata) as render wrote them."""
+    doc = json.loads(meta_path(point_dir, conc).read_text())
+    return doc["result_key"], doc["metadata"]
 
 
 def has_result(point_dir: Path, conc: int, results_dir: Path) -> bool:
     from ixhpc.runstate import valid_point_file
 
-    return valid_point_file(result_path(results_dir, _static_meta(point_dir, conc)["point_key"]))
+    return valid_point_file(result_path(results_dir, _rendered(point_dir, conc)[0]))
 
 
 def job_meta(bench_file: Path) -> dict[str, str]:
@@ -65,8 +67,9 @@ def ingest(point_dir: Path, conc: int, results_dir: Path) -> Path:
 
     bench_file = bench_path(point_dir, conc)
     bench = json.loads(bench_file.read_text())
-    meta = {**_static_meta(point_dir, conc), **job_meta(bench_file)}
-    out = result_path(results_dir, meta["point_key"])
+    key, static = _rendered(point_dir, conc)
+    meta = {**static, **job_meta(bench_file)}
+    out = result_path(results_dir, key)
     write_point(out, bench, meta)
     return out
 

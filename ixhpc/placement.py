@@ -79,6 +79,11 @@ class JobPlan:
     def metadata(self, conc: int) -> dict:
         return self.point_for(conc).metadata(conc)
 
+    def result_key(self, conc: int) -> str:
+        """Names the HDF5 file of one benchmark: a multi-node point runs several."""
+        point = self.point_for(conc)
+        return point.key if len(point.conc) == 1 else f"{point.key}.c{conc}"
+
 
 # ---------------------------------------------------------------- grouping
 

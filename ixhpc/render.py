@@ -46,7 +46,7 @@ def write_job(run_dir: Path, plan: JobPlan) -> Path:
     point_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "logs" / plan.key).mkdir(parents=True, exist_ok=True)
     for conc in plan.concs:
-        atomic.write_text(point_dir / f"meta-c{conc}.json",
-                          json.dumps(plan.metadata(conc), indent=1, sort_keys=True) + "\n")
+        meta = {"result_key": plan.result_key(conc), "metadata": plan.metadata(conc)}
+        atomic.write_text(point_dir / f"meta-c{conc}.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return script
 

@@ -30,7 +30,7 @@ MANIFEST = "manifest.json"
 
 class PointRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    key: str                     # RunPoint key: names the result file results/<key>.h5
+    key: str                     # result key: names the file results/<key>.h5
     conc: int
 
 

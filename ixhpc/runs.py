@@ -62,7 +62,7 @@ def write(args: argparse.Namespace, run_dir: Path, run_id: str, profile, plans) 
         jobs.append(rundir.JobEntry(
             key=p.key, kind=p.kind, script=f"scripts/{p.script_name}", partition=str(p.sbatch["partition"]),
             nodes=int(p.sbatch["nodes"]), gpus=int(p.points[0].gpus or 0),
-            points=[rundir.PointRef(key=p.point_for(c).key, conc=c) for c in p.concs]))
+            points=[rundir.PointRef(key=p.result_key(c), conc=c) for c in p.concs]))
     manifest = rundir.Manifest(run_id=run_id, created=rundir.now(), ixhpc_version=__version__,
                                recipe=str(args.recipe), cluster=profile.name, jobs=jobs)
     rundir.save(run_dir, manifest)

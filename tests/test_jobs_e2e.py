@@ -75,12 +75,14 @@ def test_disaggregated_point_spreads_over_three_gb200_nodes(slurm, tmp_path):
                  ("prefill-0", "decode-0", "decode-1", "router"))
     assert len({where["prefill-0"], where["decode-0"], where["decode-1"]}) == 3
     assert where["router"] == where["prefill-0"]
-    frames = [load(str(p)) for p in sorted((Path(out["run_dir"]) / "results").glob("*.h5"))]
-    assert [int(f["conc"].iloc[0]) for f in frames] == sorted(int(f["conc"].iloc[0]) for f in frames)
-    assert len(frames) == 2
-    for f in frames:
+    frames = {int(f["conc"].iloc[0]): f for f in
+              (load(str(p)) for p in (Path(out["run_dir"]) / "results").glob("*.h5"))}
+    assert sorted(frames) == [4, 16]  # one allocation ran the whole concurrency list
+    for f in frames.values():
+        assert int(f["gpus"].iloc[0]) == 12 and int(f["decode_gpus"].iloc[0]) == 8
         assert f["tput_per_gpu"].iloc[0] > 0
-        assert int(f["gpus"].iloc[0]) == 12
+    # The simulated engine batches: more concurrency, more throughput per GPU.
+    assert frames[16]["tput_per_gpu"].iloc[0] > frames[4]["tput_per_gpu"].iloc[0]
 
 
 def test_a_killed_role_ends_the_job_within_seconds_with_its_log_tail(slurm, tmp_path):
