@@ -46,6 +46,16 @@ def executor_parameters(sbatch: dict[str, str | bool], array_parallelism: int = 
     }
 
 
+def script_options(script: Path) -> dict[str, str | bool]:
+    """The #SBATCH options of a rendered script: what `resume` resubmits it with."""
+    opts: dict[str, str | bool] = {}
+    for line in script.read_text().splitlines():
+        if line.startswith("#SBATCH --"):
+            name, _, value = line[len("#SBATCH --"):].partition("=")
+            opts[name] = value if _ else True
+    return opts
+
+
 def _minutes(hms: str) -> int:
     h, m, s = (int(x) for x in hms.split(":"))
     return max(1, h * 60 + m + (1 if s else 0))

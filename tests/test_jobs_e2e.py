@@ -109,7 +109,7 @@ def test_a_killed_role_ends_the_job_within_seconds_with_its_log_tail(slurm, tmp_
 
 
 def _wait_for_process(job_id: str, pattern: str, timeout: float = 60) -> int:
-    """A role's process on this host (the `none` runtime runs roles as host processes)."""
+    """A role's engine process on this host (the `none` runtime runs roles as host processes)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for proc in Path("/proc").iterdir():
@@ -120,7 +120,8 @@ def _wait_for_process(job_id: str, pattern: str, timeout: float = 60) -> int:
                 env = (proc / "environ").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if "ixhpc.sim serve" in cmd and pattern in cmd and f"SLURM_JOB_ID={job_id}\0" in env:
+            engine = not cmd.startswith("srun")  # the engine itself, not the srun client
+            if engine and "ixhpc.sim serve" in cmd and pattern in cmd and f"SLURM_JOB_ID={job_id}\0" in env:
                 return int(proc.name)
         time.sleep(0.2)
     raise AssertionError(f"no process matching {pattern!r} in job {job_id}")

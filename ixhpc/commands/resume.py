@@ -1,0 +1,60 @@
+"""`ixhpc resume RUN`: resubmit the jobs of a run whose points lack a valid result.
+
+A point with a valid HDF5 file is never run again: the job script itself skips every
+concurrency already done, so a resubmitted job runs only what is missing. Jobs still
+queued or running are left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory or run id (under results/)")
+    parser.add_argument("--exclude", default="", metavar="NODES",
+                        help="keep the resubmitted jobs off these nodes (e.g. a node that failed)")
+    parser.add_argument("--array-parallelism", type=int, default=64)
+    parser.add_argument("--dry-run", action="store_true", help="show what would be resubmitted")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ixhpc import rundir, runstate, submission
+    from ixhpc.shell import directive
+
+    path = rundir.find(args.run)
+    manifest = rundir.load(path)
+    statuses = {s.key: s for s in runstate.job_statuses(path, manifest)}
+    redo = [e for e in manifest.jobs if statuses[e.key].missing
+            and statuses[e.key].state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")]
+    groups: dict[str, tuple[dict, list]] = {}
+    for entry in redo:
+        opts = submission.script_options(path / entry.script)
+        opts.pop("output", None)
+        if args.exclude:
+            opts["exclude"] = ",".join(x for x in (str(opts.get("exclude", "")), args.exclude) if x)
+            directive(f"--exclude={opts['exclude']}")
+        ident = repr(sorted((k, v) for k, v in opts.items() if k != "job-name")) \
+            if entry.kind == "single" else f"multi:{entry.key}"
+        groups.setdefault(ident, (opts, []))[1].append(entry)
+    if not args.dry_run and groups:
+        batch = [({**o, "job-name": o["job-name"] if len(es) == 1 else f"ixhpc-{manifest.run_id}-resume"}, es)
+                 for o, es in groups.values()]
+        try:
+            submission.submit_groups(path, batch, args.array_parallelism)
+        finally:
+            rundir.save(path, manifest)
+    missing = sum(len(statuses[e.key].missing) for e in redo)
+    if args.json:
+        print(json.dumps({"run_id": manifest.run_id, "dry_run": args.dry_run,
+                          "resubmitted": [{"key": e.key, "job_id": e.job_id if not args.dry_run else None,
+                                           "missing": statuses[e.key].missing} for e in redo]}))
+    else:
+        for e in redo:
+            print(f"{'(dry run)' if args.dry_run else e.job_id:>10}  {e.key}  "
+                  f"({len(statuses[e.key].missing)} point(s) missing)")
+        print(f"run {manifest.run_id}: {len(redo)} job(s), {missing} point(s) "
+              f"{'would be ' if args.dry_run else ''}resubmitted; points with results are not rerun")
+    return 0
