@@ -47,7 +47,7 @@ def main() -> None:
     first_request = epoch(first[len("[ixhpc "):first.index("]")])
     last_response = benches[-1].stat().st_mtime
     print(f"job {job}: start -> first benchmark request {first_request - epoch(start):.1f} s; "
-          f"last response -> job end {epoch(end) - last_response:.1f} s (target < 5 s each; "
+          f"last response -> job end {max(epoch(end) - last_response, 0.0):.1f} s (target < 5 s each; "
           f"Slurm times have 1 s resolution)")
     sys.stdout.flush()
 
