@@ -11,10 +11,11 @@ import dataclasses
 import os
 import subprocess
 import time
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence, TypeVar
 
 from ixhpc.errors import UserError
 
+T = TypeVar("T")
 RETRIES = int(os.environ.get("IXHPC_SLURM_RETRIES", "4"))
 BACKOFF_S = float(os.environ.get("IXHPC_SLURM_BACKOFF", "0.5"))
 # Messages Slurm prints when a retry may help (controller or accounting busy/restarting).
@@ -22,26 +23,42 @@ TRANSIENT = ("Socket timed out", "Unable to contact slurm controller", "Connecti
              "slurmdbd", "Resource temporarily unavailable", "try again", "Zero Bytes were transmitted")
 
 
-def run(argv: Sequence[str], retries: int = RETRIES, timeout: float = 60) -> str:
-    """Run a Slurm client; retry transient failures with backoff; raise UserError at the end."""
+def is_transient(message: str) -> bool:
+    return any(t.lower() in message.lower() for t in TRANSIENT)
+
+
+def with_retries(attempt: Callable[[], T], what: str, retries: int = RETRIES) -> T:
+    """Call ``attempt``; retry transient failures with exponential backoff, a bounded number
+    of times; any other failure, or the last one, becomes a one-line UserError."""
     delay = BACKOFF_S
-    for attempt in range(retries + 1):
+    for i in range(retries + 1):
+        try:
+            return attempt()
+        except UserError:
+            raise
+        except Exception as exc:  # sbatch errors reach us wrapped in several types
+            message = str(exc).strip() or type(exc).__name__
+            if not is_transient(message) or i == retries:
+                raise UserError(f"{what} failed: {message.splitlines()[-1]}", 1) from None
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def run(argv: Sequence[str], retries: int = RETRIES, timeout: float = 60) -> str:
+    """Run a Slurm client and return its output (see ``with_retries``)."""
+    def attempt() -> str:
         try:
             res = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
             raise UserError(f"`{argv[0]}` not found: is this a Slurm login node?", 1) from None
         except subprocess.TimeoutExpired:
-            err = f"timed out after {timeout:.0f} s"
-        else:
-            if res.returncode == 0:
-                return res.stdout
-            err = (res.stderr or res.stdout).strip()
-            if not any(t.lower() in err.lower() for t in TRANSIENT):
-                break
-        if attempt < retries:
-            time.sleep(delay)
-            delay *= 2
-    raise UserError(f"`{' '.join(argv[:2])} ...` failed: {err.splitlines()[-1] if err else 'no output'}", 1)
+            raise RuntimeError(f"Socket timed out: no answer in {timeout:.0f} s") from None
+        if res.returncode != 0:
+            raise RuntimeError((res.stderr or res.stdout).strip() or f"exit status {res.returncode}")
+        return res.stdout
+
+    return with_retries(attempt, f"`{' '.join(argv[:2])} ...`", retries)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,13 +8,13 @@ so its `srun` lines create ordinary steps, exactly as under a hand-typed `sbatch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from ixhpc import rundir
-from ixhpc.errors import UserError
+from ixhpc import rundir, slurm
 
 # sbatch options submitit sets from its own parameters; everything else passes through.
 _OWN = {"job-name", "partition", "nodes", "time", "output", "error", "ntasks-per-node"}
@@ -56,6 +56,31 @@ def script_options(script: Path) -> dict[str, str | bool]:
     return opts
 
 
+def _submit(executor, scripts: list[str], logs: list[str]) -> list:
+    # submitit lets sbatch write to our stderr; its message reaches the user once, in the
+    # one-line error, so hold it back here.
+    with _quiet_stderr():
+        if len(scripts) == 1:
+            return [executor.submit(run_script, scripts[0], logs[0])]
+        return executor.map_array(run_script, scripts, logs)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _minutes(hms: str) -> int:
     h, m, s = (int(x) for x in hms.split(":"))
     return max(1, h * 60 + m + (1 if s else 0))
@@ -71,12 +96,6 @@ def submit_groups(run: Path, groups: Sequence[tuple[dict, list[rundir.JobEntry]]
         executor.update_parameters(**executor_parameters(sbatch, array_parallelism))
         scripts = [str((run / e.script).resolve()) for e in entries]
         logs = [str((run / "logs" / e.key).resolve()) for e in entries]
-        try:
-            if len(entries) == 1:
-                jobs = [executor.submit(run_script, scripts[0], logs[0])]
-            else:
-                jobs = executor.map_array(run_script, scripts, logs)
-        except Exception as exc:  # submitit wraps sbatch errors in several types
-            raise UserError(f"sbatch failed: {str(exc).strip().splitlines()[-1]}", 1) from None
+        jobs = slurm.with_retries(lambda: _submit(executor, scripts, logs), "sbatch")
         for entry, job in zip(entries, jobs):
             entry.attempts.append(rundir.Attempt(job_id=job.job_id, submitted=rundir.now()))

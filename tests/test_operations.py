@@ -100,3 +100,48 @@ def test_status_and_logs_on_a_finished_run(slurm, tmp_path):
     assert logs.returncode == 0 and "simulated engine" in logs.stdout
     bad = ixhpc("status", str(tmp_path / "no-such-run"))
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no run directory" in bad.stderr
+
+
+def _fake_sbatch(tmp_path: Path, fail_times: int, message: str) -> dict[str, str]:
+    """An `sbatch` earlier on PATH that fails ``fail_times`` times, then runs the real one."""
+    import shutil
+
+    real = shutil.which("sbatch")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    counter = tmp_path / "sbatch-calls"
+    (bindir / "sbatch").write_text(f"""#!/bin/bash
+n=$(($(cat {counter} 2>/dev/null || echo 0) + 1)); echo "$n" > {counter}
+if ((n <= {fail_times})); then echo "sbatch: error: {message}" >&2; exit 1; fi
+exec {real} "$@"
+""")
+    (bindir / "sbatch").chmod(0o755)
+    return {"PATH": f"{bindir}:{os.environ['PATH']}", "IXHPC_SLURM_BACKOFF": "0.05"}
+
+
+def _submit_env(recipe: Path, results: Path, env: dict[str, str]):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "ixhpc", "submit", str(recipe), "--cluster", "local",
+                           "--results", str(results), "--json"], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120, cwd=REPO)
+
+
+def test_transient_sbatch_failures_are_retried(slurm, tmp_path):
+    env = _fake_sbatch(tmp_path, 2, "Socket timed out on send/recv operation")
+    res = _submit_env(REPO / "recipes/examples/sim-single-node.yaml", tmp_path / "results", env)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "sbatch-calls").read_text().strip() == "3"
+    out = json.loads(res.stdout)
+    assert wait_status(out["run_dir"])["jobs"][0]["state"] == "COMPLETED"
+
+
+def test_a_lasting_sbatch_error_is_one_line_and_keeps_the_run_directory(slurm, tmp_path):
+    env = _fake_sbatch(tmp_path, 99, "Batch job submission failed: Invalid account or account/partition combination specified")
+    res = _submit_env(REPO / "recipes/examples/sim-single-node.yaml", tmp_path / "results", env)
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and "Invalid account" in res.stderr and "Traceback" not in res.stderr
+    assert (tmp_path / "sbatch-calls").read_text().strip() == "1"  # not transient: no retry
+    manifests = list((tmp_path / "results").glob("*/manifest.json"))
+    assert len(manifests) == 1 and '"attempts": []' in manifests[0].read_text()
