@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from ixhpc import rundir, slurm
+from ixhpc.submission import TIME_LIMIT_MARK
 
 
 @dataclasses.dataclass
@@ -47,12 +48,14 @@ def point_done(run: Path, point_key: str) -> bool:
     return valid_point_file(result_file(run, point_key))
 
 
-def last_error(run: Path, job_key: str) -> str:
-    """The last line the job script logged as an error, from its newest job log."""
+def _newest_log(run: Path, job_key: str) -> list[str]:
     logs = sorted((run / "logs" / job_key).glob("job-*.out"), key=lambda p: p.stat().st_mtime)
-    if not logs:
-        return ""
-    errors = [line for line in logs[-1].read_text(errors="replace").splitlines() if "ERROR" in line]
+    return logs[-1].read_text(errors="replace").splitlines() if logs else []
+
+
+def last_error(lines: list[str]) -> str:
+    """The last line the job script logged as an error."""
+    errors = [line for line in lines if "ERROR" in line]
     return errors[-1].split("] ", 1)[-1] if errors else ""
 
 
@@ -65,8 +68,13 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
         state = st.state if st else ("NOT_SUBMITTED" if not entry.job_id else "UNKNOWN")
         reason = st.reason if st else ""
         if state in slurm.TERMINAL and state != "COMPLETED":
-            detail = last_error(run, entry.key)
-            reason = "; ".join(x for x in (reason, f"exit {st.exit_code}" if st else "", detail) if x)
+            lines = _newest_log(run, entry.key)
+            if state == "FAILED" and TIME_LIMIT_MARK in lines:
+                # Stopped on Slurm's warning just before the limit (see submission.run_script).
+                state, reason = "TIMEOUT", "stopped at the time limit"
+            else:
+                detail = last_error(lines)
+                reason = "; ".join(x for x in (reason, f"exit {st.exit_code}" if st else "", detail) if x)
         out.append(JobStatus(entry.key, entry.kind, entry.job_id, state, reason,
                              st.nodes if st else "", len(entry.points) - len(missing),
                              len(entry.points), missing))

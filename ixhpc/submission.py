@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Sequence
@@ -20,28 +21,71 @@ from ixhpc import rundir, slurm
 _OWN = {"job-name", "partition", "nodes", "time", "output", "error", "ntasks-per-node"}
 
 
+TIME_LIMIT_MARK = "[ixhpc] time limit reached: stopping the job"
+
+
 def run_script(script: str, log_dir: str) -> None:
-    """What runs in the job: the rendered script, its output in the run's log directory."""
+    """What runs in the job: the rendered script, its output in the run's log directory.
+
+    Shortly before the job's time limit the script gets SIGTERM, so it stops its roles while
+    the results already written stay, and the log records why (``status`` reports TIMEOUT).
+    """
     log = Path(log_dir) / f"job-{os.environ.get('SLURM_JOB_ID', 'local')}.out"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab", buffering=0) as out:
-        status = subprocess.call(["bash", script], stdout=out, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(["bash", script], stdout=out, stderr=subprocess.STDOUT)
+        timer = _time_limit_timer(child, out)
+        status = child.wait()
+        if timer:
+            timer.cancel()
     if status != 0:
         raise RuntimeError(f"{script} exited with status {status}; see {log}")
+
+
+def _time_limit_timer(child: subprocess.Popen, out):
+    """Arm a timer for the job's end time as Slurm has it (one squeue call)."""
+    import datetime as dt
+    import threading
+    import time
+
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        end = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        deadline = dt.datetime.fromisoformat(end).timestamp()
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None  # no end time known (e.g. no limit): Slurm's own TERM still applies
+    left = deadline - time.time()
+
+    def stop() -> None:
+        out.write(f"{TIME_LIMIT_MARK}\n".encode())
+        child.send_signal(signal.SIGTERM)
+
+    timer = threading.Timer(max(0.0, left - (60 if left > 600 else 10)), stop)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def executor_parameters(sbatch: dict[str, str | bool], array_parallelism: int = 64) -> dict:
     """submitit.SlurmExecutor parameters equal to a job's #SBATCH options."""
     extra = {k.replace("-", "_"): v for k, v in sbatch.items() if k not in _OWN}
+    minutes = _minutes(str(sbatch["time"]))
+    # submitit always asks Slurm to signal USR2 before the limit; aim it at the batch shell
+    # only (B:) and let that shell ignore it (setup): by default USR2 would kill the shell and
+    # with it the roles. run_script stops the job in time instead.
+    extra["signal"] = f"B:USR2@{60 if minutes >= 10 else 10}"
     return {
         "job_name": str(sbatch["job-name"]),
         "partition": str(sbatch["partition"]),
         "nodes": int(sbatch["nodes"]),
         "ntasks_per_node": 1,
-        "time": _minutes(str(sbatch["time"])),
+        "time": minutes,
         "use_srun": False,
+        "setup": ["trap '' USR2"],
         "array_parallelism": array_parallelism,
-        "signal_delay_s": 60,
         "additional_parameters": extra,
     }
 

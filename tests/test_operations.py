@@ -145,3 +145,18 @@ def test_a_lasting_sbatch_error_is_one_line_and_keeps_the_run_directory(slurm, t
     assert (tmp_path / "sbatch-calls").read_text().strip() == "1"  # not transient: no retry
     manifests = list((tmp_path / "results").glob("*/manifest.json"))
     assert len(manifests) == 1 and '"attempts": []' in manifests[0].read_text()
+
+
+def test_a_point_that_reaches_its_time_limit_is_marked_timed_out(slurm, tmp_path):
+    recipe = _recipe(tmp_path, [2, 64], osl=2048)
+    doc = yaml.safe_load(recipe.read_text())
+    doc["sim-gb200-disagg"]["ixhpc"]["time-limit"] = 1  # minute; concurrency 64 needs longer
+    recipe.write_text(yaml.safe_dump(doc))
+    out = submit(recipe, tmp_path / "results")
+    status = wait_status(out["run_dir"], timeout=240)
+    job = status["jobs"][0]
+    assert job["state"] == "TIMEOUT"
+    assert job["points_done"] == 1  # concurrency 2 finished in time and is kept
+    assert not list((Path(out["run_dir"]) / "results").glob(".*.tmp"))
+    log = ixhpc("logs", out["run_dir"], "--role", "job", "-n", "100").stdout
+    assert "received SIGTERM" in log and "stopping" in log
