@@ -142,7 +142,8 @@ ReturnToService=2
 SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=1,sched_interval=2
 SlurmctldTimeout=30
-SlurmdTimeout=30
+# Notice a dead node in seconds, not minutes (the fault tests kill slurmd on purpose).
+SlurmdTimeout=10
 InactiveLimit=0
 MinJobAge=300
 KillWait=5
@@ -209,7 +210,8 @@ StorageLoc=slurm_acct_db
 """
 
 
-def _write_configs(lay: Layout) -> None:
+def _write_configs(lay: Layout) -> bool:
+    """Write every config file; True when slurm.conf changed (running daemons must reload)."""
     for sub in ("etc", "run", "pids", "log", "spool/ctld", "munge", "mysql"):
         (lay.root / sub).mkdir(parents=True, exist_ok=True)
     for n in nodes():
@@ -218,10 +220,13 @@ def _write_configs(lay: Layout) -> None:
         for i in range(n.gpus):
             _make_placeholder_device(_dev_dir(lay, n) / f"gpu{i}")
     etc = lay.root / "etc"
+    old = lay.slurm_conf.read_text() if lay.slurm_conf.exists() else None
     atomic.write_text(etc / "slurm.conf", _slurm_conf(lay))
+    changed = old is not None and old != lay.slurm_conf.read_text()
     atomic.write_text(etc / "gres.conf", _gres_conf(lay))
     atomic.write_text(etc / "cgroup.conf", "CgroupPlugin=autodetect\n")
     atomic.write_text(etc / "slurmdbd.conf", _slurmdbd_conf(lay, _db_password(lay)), mode=0o600)
+    return changed
 
 
 def _db_password(lay: Layout) -> str:
@@ -435,7 +440,7 @@ def up(root: Path | None = None, link: bool = True) -> tuple[float, str]:
     check_installed()
     t0 = time.monotonic()
     lay = Layout((root or default_dir()).resolve())
-    _write_configs(lay)
+    changed = _write_configs(lay)
     _ensure_munge_key(lay)
     _ensure_database(lay)
     daemons = {d.name: d for d in _daemons(lay)}
@@ -451,6 +456,8 @@ def up(root: Path | None = None, link: bool = True) -> tuple[float, str]:
     start("slurmdbd", lambda: _port_open(BASE_PORT + 2))
     _ensure_accounting(lay)
     start("slurmctld", lambda: _quiet(["scontrol", "ping"], lay).returncode == 0)
+    if changed:  # an older ixhpc wrote a different slurm.conf: running daemons reload it
+        _quiet(["scontrol", "reconfigure"], lay)
     slurmds = [f"slurmd-{n.name}" for n in nodes()]
     for name in slurmds:
         if _running(lay, daemons[name]) is None:

@@ -181,6 +181,9 @@ def _sbatch(p: RunPoint, profile: ClusterProfile, run_dir: Path, run_id: str, ke
         opts["gpus-per-node"] = str(gpn)
     else:
         opts["gres"] = f"gpu:{gpn}"
+    # A node failure ends the job (and `resume` reruns what is missing) instead of a silent
+    # requeue under the same job id.
+    opts["no-requeue"] = True
     if profile.use_exclusive:
         opts["exclusive"] = True
     if profile.use_segment and profile.nvlink_domain_nodes and p.nodes <= profile.nvlink_domain_nodes:

@@ -59,6 +59,13 @@ def last_error(lines: list[str]) -> str:
     return errors[-1].split("] ", 1)[-1] if errors else ""
 
 
+def failed_nodes(nodelist: str) -> str:
+    """Which nodes of a job's node list are down or drained now (one sinfo call)."""
+    out = slurm.run(["sinfo", "-h", "-N", "-n", nodelist, "-t", "down,drained,draining,fail",
+                     "-o", "%N"])
+    return ",".join(sorted(set(out.split())))
+
+
 def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
     states = slurm.states(e.job_id for e in manifest.jobs if e.job_id)
     out = []
@@ -72,6 +79,8 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
             if state == "FAILED" and TIME_LIMIT_MARK in lines:
                 # Stopped on Slurm's warning just before the limit (see submission.run_script).
                 state, reason = "TIMEOUT", "stopped at the time limit"
+            elif state == "NODE_FAIL" and st:
+                reason = f"node(s) failed: {failed_nodes(st.nodes) or st.nodes}"
             else:
                 detail = last_error(lines)
                 reason = "; ".join(x for x in (reason, f"exit {st.exit_code}" if st else "", detail) if x)

@@ -160,3 +160,33 @@ def test_a_point_that_reaches_its_time_limit_is_marked_timed_out(slurm, tmp_path
     assert not list((Path(out["run_dir"]) / "results").glob(".*.tmp"))
     log = ixhpc("logs", out["run_dir"], "--role", "job", "-n", "100").stdout
     assert "received SIGTERM" in log and "stopping" in log
+
+
+def test_a_node_that_dies_fails_its_point_and_resume_excludes_it(slurm, tmp_path):
+    from ixhpc import local_cluster
+
+    out = submit(_recipe(tmp_path, [2, 4], osl=2048), tmp_path / "results")
+    run = Path(out["run_dir"])
+    job_id = out["jobs"][0]["job_id"]
+    _wait_for_process(job_id, "--role decode")
+    nodes = slurm_run(["squeue", "-h", "-j", job_id, "-o", "%N"], slurm).strip()
+    victim = slurm_run(["scontrol", "show", "hostnames", nodes], slurm).split()[1]  # a decode node
+    pid = local_cluster.status()[f"slurmd-{victim}"]
+    try:
+        os.kill(pid, signal.SIGKILL)
+        status = wait_status(str(run), timeout=120)
+        job = status["jobs"][0]
+        assert job["state"] == "NODE_FAIL", job
+        assert victim in job["reason"]
+        res = ixhpc("resume", str(run), "--exclude", victim, "--json")
+        assert res.returncode == 0, res.stderr
+        new_job = json.loads(res.stdout)["resubmitted"][0]["job_id"]
+        deadline = time.monotonic() + 60
+        placed = ""
+        while not placed and time.monotonic() < deadline:
+            placed = slurm_run(["squeue", "-h", "-j", new_job, "-o", "%N"], slurm).strip()
+            time.sleep(0.5)
+        assert placed and victim not in slurm_run(["scontrol", "show", "hostnames", placed], slurm).split()
+        ixhpc("cancel", str(run))
+    finally:
+        local_cluster.up()  # the node's slurmd comes back and the node is resumed
