@@ -190,3 +190,56 @@ def test_a_node_that_dies_fails_its_point_and_resume_excludes_it(slurm, tmp_path
         ixhpc("cancel", str(run))
     finally:
         local_cluster.up()  # the node's slurmd comes back and the node is resumed
+
+
+def test_an_image_that_cannot_be_imported_fails_the_job_naming_it(slurm, tmp_path):
+    """enroot runtime with a stand-in `enroot` that cannot pull: bounded attempts, clear error."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "enroot-calls"
+    (bindir / "enroot").write_text(f'#!/bin/bash\necho "$@" >> {calls}\n'
+                                   'echo "[ERROR] URL https://registry/v2/ returned error code: 401 Unauthorized" >&2\n'
+                                   'exit 1\n')
+    (bindir / "enroot").chmod(0o755)
+    profiles = tmp_path / "clusters.yaml"
+    profiles.write_text(yaml.safe_dump({"local-enroot": {
+        "extends": "local", "container-runtime": "enroot", "squash-cache": str(tmp_path / "cache")}}))
+    doc = yaml.safe_load((REPO / "recipes/examples/sim-single-node.yaml").read_text())
+    doc["sim-mi355x-single"]["image"] = "nvcr.io/nvidia/no-such-image:1.0"
+    recipe = tmp_path / "image.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "ixhpc", "submit", str(recipe), "--cluster", "local-enroot",
+                          "--profiles", str(profiles), "--results", str(tmp_path / "results"), "--json"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO,
+                         env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    job = wait_status(out["run_dir"], timeout=120)["jobs"][0]
+    assert job["state"] == "FAILED"
+    log = ixhpc("logs", out["run_dir"], "--role", "job", "-n", "100").stdout
+    assert "nvcr.io/nvidia/no-such-image:1.0" in log and "401 Unauthorized" in log
+    assert "container image could not be imported" in job["reason"]
+    assert 1 <= len(calls.read_text().splitlines()) <= 3  # bounded, not forever
+    assert not list((tmp_path / "cache").glob("*.sqsh"))
+
+
+def test_secrets_from_the_environment_never_land_in_the_run_directory(slurm, tmp_path):
+    import subprocess
+    import sys
+
+    secret = "hf_ixhpcTestSecret0123456789"
+    res = subprocess.run([sys.executable, "-m", "ixhpc", "submit", str(REPO / "recipes/examples/sim-single-node.yaml"),
+                          "--cluster", "local", "--results", str(tmp_path), "--json"],
+                         capture_output=True, text=True, timeout=120, cwd=REPO,
+                         env={**os.environ, "HF_TOKEN": secret})
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert wait_status(out["run_dir"])["jobs"][0]["state"] == "COMPLETED"
+    leaked = [p for p in Path(out["run_dir"]).rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []
+    for d in [Path(out["run_dir"]), *Path(out["run_dir"]).rglob("*")]:
+        if d.is_dir():
+            assert not d.stat().st_mode & 0o002, f"{d} is world-writable"
