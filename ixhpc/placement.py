@@ -71,7 +71,7 @@ class JobPlan:
 
     @property
     def directives(self) -> list[str]:
-        return [shell.directive(f"--{k}" if v is True else f"--{k}={v}") for k, v in self.sbatch.items()]
+        return directives(self.sbatch)
 
     def point_for(self, conc: int) -> RunPoint:
         return next(p for p in self.points if conc in p.conc)
@@ -83,6 +83,11 @@ class JobPlan:
         """Names the HDF5 file of one benchmark: a multi-node point runs several."""
         point = self.point_for(conc)
         return point.key if len(point.conc) == 1 else f"{point.key}.c{conc}"
+
+
+def directives(opts: dict[str, str | bool]) -> list[str]:
+    """#SBATCH option strings, each checked to be safe on an #SBATCH line."""
+    return [shell.directive(f"--{k}" if v is True else f"--{k}={v}") for k, v in opts.items()]
 
 
 # ---------------------------------------------------------------- grouping
@@ -196,7 +201,7 @@ def _sbatch(p: RunPoint, profile: ClusterProfile, run_dir: Path, run_id: str, ke
     for k, v in profile.extra_sbatch.items():
         opts[k] = v if v != "" else True
     try:
-        [shell.directive(f"--{k}" if v is True else f"--{k}={v}") for k, v in opts.items()]
+        directives(opts)
     except ValueError as exc:
         raise UserError(f"cluster '{profile.name}' / recipe {p.config_key}: {exc}") from None
     return opts

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def now() -> str:
 
 def new_run_id(recipe: Path) -> str:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{recipe.stem}-{stamp}-{secrets.token_hex(2)}"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", recipe.stem).strip("-.") or "run"
+    return f"{stem}-{stamp}-{secrets.token_hex(2)}"
 
 
 def default_root() -> Path:
