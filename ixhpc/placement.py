@@ -125,7 +125,8 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
                         f"runner '{first.runner}'")
     key = job_key(group)
     concs = sorted({c for p in group for c in p.conc})
-    roles = _disagg_roles(first, profile) if first.disagg else _single_roles(first)
+    model = _model_path(first, profile)
+    roles = _disagg_roles(first, profile, model) if first.disagg else _single_roles(first, model)
     runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
                                  arch=profile.arch)
     spec = _container_spec(first, profile)
@@ -236,11 +237,18 @@ def _exports(p: RunPoint) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- roles
 
 
-def _launch(p: RunPoint, role: str, tp: int, ep: int, dp_attn: bool, var: str,
+def _model_path(p: RunPoint, profile: ClusterProfile) -> str:
+    """The recipe's model-path, else <profile model-dir>/<model>, else the model name."""
+    if p.ixhpc.model_path:
+        return p.ixhpc.model_path
+    return f"{_expand(profile.model_dir)}/{p.model}" if profile.model_dir else p.model
+
+
+def _launch(p: RunPoint, model: str, role: str, tp: int, ep: int, dp_attn: bool, var: str,
             extra: list[str], settings: list[str] | None = None, **more) -> engines.LaunchSpec:
     sim = p.ixhpc.sim
     return engines.LaunchSpec(
-        framework=p.framework, role=role, model=p.ixhpc.model_path or p.model,
+        framework=p.framework, role=role, model=model,
         served_model_name=p.model, tp=tp, ep=ep, dp_attn=dp_attn,
         max_model_len=p.max_model_len, precision=p.precision, spec_decoding=p.spec_decoding,
         host=shell.var(f"{var}_HOST"), port=shell.var(f"{var}_PORT"),
@@ -253,15 +261,15 @@ def _launch(p: RunPoint, role: str, tp: int, ep: int, dp_attn: bool, var: str,
     )
 
 
-def _single_roles(p: RunPoint) -> list[Role]:
-    spec = _launch(p, "server", p.tp or 1, p.ep or 1, bool(p.dp_attn), "SERVER",
+def _single_roles(p: RunPoint, model: str) -> list[Role]:
+    spec = _launch(p, model, "server", p.tp or 1, p.ep or 1, bool(p.dp_attn), "SERVER",
                    p.ixhpc.engine_args.server)
     return [Role("server", "SERVER", 0, p.nodes or 1, 0, min(p.gpus or 1, p.gpus_per_node or 1),
                  engines.build(spec), engines.health_path(p.framework),
                  f"{p.framework} engine, tp {p.tp}", engines.launch(spec).tasks_per_node)]
 
 
-def _disagg_roles(p: RunPoint, profile: ClusterProfile) -> list[Role]:
+def _disagg_roles(p: RunPoint, profile: ClusterProfile, model: str) -> list[Role]:
     assert p.prefill and p.decode and p.gpus_per_node
     gpn = p.gpus_per_node
     roles = _services(p)
@@ -273,7 +281,7 @@ def _disagg_roles(p: RunPoint, profile: ClusterProfile) -> list[Role]:
         gpus = worker_gpus(w.tp, w.ep)
         for i, slot in enumerate(worker_slots(w.num_worker, gpus, gpn)):
             var = f"{kind.upper()}_{i}"
-            spec = _launch(p, kind, w.tp, w.ep, w.dp_attn, var, extra, w.additional_settings,
+            spec = _launch(p, model, kind, w.tp, w.ep, w.dp_attn, var, extra, w.additional_settings,
                            nnodes=slot.nnodes, head_host=shell.var(f"{var}_HOST"), **control)
             argv = _visible_gpus(profile.gpu_visibility_env, gpn, slot, engines.build(spec))
             roles.append(Role(f"{kind}-{i}", var, first_node + slot.node, slot.nnodes, len(roles),
@@ -284,7 +292,7 @@ def _disagg_roles(p: RunPoint, profile: ClusterProfile) -> list[Role]:
         first_node += role_nodes(w.num_worker, gpus, gpn)
     urls = {k: [f"http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}"
                 for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
-    spec = _launch(p, "router", 1, 1, False, "ROUTER", p.ixhpc.engine_args.router,
+    spec = _launch(p, model, "router", 1, 1, False, "ROUTER", p.ixhpc.engine_args.router,
                    prefill_urls=urls["prefill"], decode_urls=urls["decode"], **control)
     roles.append(Role("router", "ROUTER", 0, 1, len(roles), 0, engines.build(spec),
                       engines.health_path(p.framework, "router"),
@@ -314,6 +322,8 @@ def _visible_gpus(names: list[str], gpn: int, slot: WorkerSlot, argv: list[str])
 
 def _container_spec(p: RunPoint, profile: ClusterProfile) -> containers.ContainerSpec:
     mounts = [*profile.default_mounts, *p.ixhpc.container_mounts, f"{IXHPC_SRC}:{CONTAINER_SRC}:ro"]
+    if profile.model_dir and not p.ixhpc.model_path:  # weights at the same path inside
+        mounts.append(f"{_expand(profile.model_dir)}:{_expand(profile.model_dir)}:ro")
     return containers.ContainerSpec(
         image=p.image, mounts=mounts, env_names=[*SECRET_PASSTHROUGH, *p.ixhpc.env],
         workdir=CONTAINER_SRC, name=None)

@@ -34,7 +34,8 @@ def _plans(recipe: Path, cluster: str, **filters):
 
 def _normalise(text: str) -> str:
     # Machine-specific paths: the Python that runs ixhpc and where its source lives.
-    return text.replace(sys.executable, "<python>").replace(str(placement.IXHPC_SRC), "<ixhpc-src>")
+    return (text.replace(sys.executable, "<python>").replace(str(placement.IXHPC_SRC), "<ixhpc-src>")
+            .replace(str(Path.home()), "<home>"))
 
 
 CASES = {
