@@ -87,13 +87,10 @@ def _show_dry_run(run_dir: Path, groups, as_json: bool) -> None:
 
 
 def _wait(run_dir: Path, as_json: bool) -> int:
+    from ixhpc import rundir, runstate, slurm
     from ixhpc.commands import status
 
-    while True:
-        from ixhpc import rundir, runstate, slurm
-
-        jobs = runstate.job_statuses(run_dir, rundir.load(run_dir))
-        if all(j.state in slurm.TERMINAL for j in jobs):
-            break
+    manifest = rundir.load(run_dir)
+    while not all(j.state in slurm.TERMINAL for j in runstate.job_statuses(run_dir, manifest)):
         time.sleep(2)
     return status.run(argparse.Namespace(run=str(run_dir), json=as_json, watch=None))
