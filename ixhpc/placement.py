@@ -47,6 +47,7 @@ class Role:
     comment: str
     tasks_per_node: int = 1
     command: str = ""      # the rendered srun line
+    here: str = ""         # inside the point's container on its node: the program alone
 
 
 @dataclasses.dataclass
@@ -63,6 +64,8 @@ class JobPlan:
     bench_command: str
     header: list[str]
     placement: list[str]
+    runtime: containers.Runtime
+    container: containers.ContainerSpec
     version: str = __version__
 
     @property
@@ -129,9 +132,11 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
     roles = _disagg_roles(first, profile, model) if first.disagg else _single_roles(first, model)
     runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
                                  arch=profile.arch)
-    spec = _container_spec(first, profile)
+    spec = _container_spec(first, profile, run_dir)
     for role in roles:
         role.command = _srun(role, runtime, spec, profile)
+        if runtime.name != "none":
+            role.here = shell.command(_python(role.argv, runtime))
     prepare = runtime.prepare(spec)
     plan = JobPlan(
         key=key, kind="disagg" if first.disagg else "single", points=list(group), concs=concs,
@@ -144,6 +149,7 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
         header=_header(first, key, concs),
         placement=[f"node {r.node_index}{'-' + str(r.node_index + r.nnodes - 1) if r.nnodes > 1 else ''}: "
                    f"{r.name} ({r.comment})" for r in roles],
+        runtime=runtime, container=spec,
     )
     return plan
 
@@ -320,8 +326,14 @@ def _visible_gpus(names: list[str], gpn: int, slot: WorkerSlot, argv: list[str])
 # ---------------------------------------------------------------- commands
 
 
-def _container_spec(p: RunPoint, profile: ClusterProfile) -> containers.ContainerSpec:
-    mounts = [*profile.default_mounts, *p.ixhpc.container_mounts, f"{IXHPC_SRC}:{CONTAINER_SRC}:ro"]
+def _container_spec(p: RunPoint, profile: ClusterProfile, run_dir: Path) -> containers.ContainerSpec:
+    # The run directory at its own path: the client writes its result there, roles their logs.
+    run = str(run_dir.resolve())
+    if any(c in run for c in ":,"):
+        raise UserError(f"run directory {run}: a path with ':' or ',' cannot be mounted into a "
+                        f"container; expected --results elsewhere")
+    mounts = [*profile.default_mounts, *p.ixhpc.container_mounts, f"{IXHPC_SRC}:{CONTAINER_SRC}:ro",
+              f"{run}:{run}"]
     if profile.model_dir and not p.ixhpc.model_path:  # weights at the same path inside
         mounts.append(f"{_expand(profile.model_dir)}:{_expand(profile.model_dir)}:ro")
     return containers.ContainerSpec(

@@ -35,7 +35,11 @@ def _environment():
 
 def render(plan: JobPlan) -> str:
     name = "disagg.sh.j2" if plan.kind == "disagg" else "single_node.sh.j2"
-    return _environment().get_template(name).render(plan=plan)
+    return render_template(name, plan=plan)
+
+
+def render_template(name: str, **context) -> str:
+    return _environment().get_template(name).render(**context)
 
 
 def write_job(run_dir: Path, plan: JobPlan) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hostile import HOSTILE, PWNED
-from ixhpc import placement, render, runs
+from ixhpc import debug, placement, render, runs
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "scripts"
@@ -60,12 +60,19 @@ def test_rendered_script_matches_its_golden_file(case):
 
 
 def _all_scripts(tmp_path: Path) -> list[Path]:
+    """Every job script of the cases, and the `ixhpc debug` launcher and rcfile of each job
+    (in the container and, with --host, beside it)."""
     out = []
     for case, (recipe, cluster, filters) in CASES.items():
         for i, plan in enumerate(_plans(recipe, cluster, **filters)):
             path = tmp_path / f"{case}-{i}.sbatch"
             path.write_text(render.render(plan))
             out.append(path)
+            for host in (False, True):
+                session = debug.session(plan, tmp_path / f"{case}-{i}-debug-{host}", host)
+                session.run_dir.mkdir()
+                debug.write(session)
+                out += [session.run_dir / debug.LAUNCHER, session.run_dir / debug.ROLES]
     return out
 
 

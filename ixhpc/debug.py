@@ -1,0 +1,91 @@
+"""`ixhpc debug`: one point's exact resources from ``salloc``, and a ready shell on its first node.
+
+``salloc`` (asked with the job's own #SBATCH options) runs ``ixhpc-debug.sh`` on the login
+node; that script resolves the allocation's nodes and ports exactly as the job does, then
+opens an interactive ``srun --pty`` step on node 0 (inside the point's container when the
+profile has one) whose bash reads ``ixhpc-roles.sh``: the job's values, addresses and role
+commands as shell functions to run one by one. Leaving the shell ends the step, the script
+and so the allocation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ixhpc import render, shell
+from ixhpc.errors import UserError
+from ixhpc.placement import CONTAINER_SRC, JobPlan, directives
+
+LAUNCHER = "ixhpc-debug.sh"
+ROLES = "ixhpc-roles.sh"
+NODES = "ixhpc-nodes.sh"
+# Options that make sense for a batch job only.
+BATCH_ONLY = ("job-name", "output", "no-requeue")
+
+
+@dataclasses.dataclass
+class DebugSession:
+    plan: JobPlan
+    run_dir: Path
+    in_container: bool
+    salloc: list[str]
+    shell_step: str                   # the srun line that opens the shell on node 0
+
+
+def select_job(plans: list[JobPlan], point: str | None) -> JobPlan:
+    """The job holding ``point`` (a job, point or result key); the first job without one."""
+    if point is None:
+        return plans[0]
+    for p in plans:
+        keys = {p.key, *(q.key for q in p.points), *(p.result_key(c) for c in p.concs)}
+        if point in keys:
+            return p
+    known = ", ".join(p.key for p in plans[:5]) + (" ..." if len(plans) > 5 else "")
+    raise UserError(f"--point {point}: no such point in this recipe; expected one of {known} "
+                    f"(see `ixhpc sweep RECIPE --format table`)", 2)
+
+
+def session(plan: JobPlan, run_dir: Path, host: bool) -> DebugSession:
+    run = run_dir.resolve()
+    in_container = plan.runtime.name != "none" and not host
+    opts = {k: v for k, v in plan.sbatch.items() if k not in BATCH_ONLY}
+    opts["job-name"] = f"ixhpc-debug-{plan.key}"[:200]
+    salloc = ["salloc", *directives(opts), "bash", str(run / LAUNCHER)]
+    return DebugSession(plan, run, in_container, salloc, shell.command(_shell_argv(plan, run, in_container)))
+
+
+def _shell_argv(plan: JobPlan, run: Path, in_container: bool) -> list[str]:
+    gpus = plan.sbatch.get("gpus-per-node")
+    flags = ["srun", "--pty", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0",
+             "--job-name=debug-shell"]
+    if gpus:
+        flags.append(f"--gpus-per-node={gpus}")
+    elif plan.sbatch.get("gres"):
+        flags.append(f"--gres={plan.sbatch['gres']}")
+    bash = ["bash", "--rcfile", str(run / ROLES), "-i"]
+    if not in_container:
+        return [*flags, *bash]
+    spec = plan.container.model_copy(update={"workdir": str(run)})
+    return [*flags, *plan.runtime.srun_args(spec), *plan.runtime.wrap(spec, bash)]
+
+
+def write(s: DebugSession) -> None:
+    from ixhpc import atomic
+
+    for name, template in ((LAUNCHER, "debug_launch.sh.j2"), (ROLES, "debug_roles.sh.j2")):
+        atomic.write_text(s.run_dir / name, render.render_template(template, plan=s.plan, debug=s,
+                                                                 container_src=CONTAINER_SRC),
+                          mode=0o755 & ~atomic.umask())
+
+
+def printed(s: DebugSession) -> str:
+    """What `--print` shows: the allocation, the shell step and each role's command."""
+    p = s.plan
+    lines = [f"# ixhpc debug for job {p.key}: the allocation (runs {LAUNCHER} on this host)",
+             shell.command(s.salloc),
+             "# on node 0, the shell step:", s.shell_step]
+    for role in p.roles:
+        lines += [f"# {role.name} on node {role.node_index}: {role.comment}", role.command]
+    lines += [f"# benchmark client, for CONC in {' '.join(map(str, p.concs))}", p.bench_command]
+    return "\n".join(lines) + "\n"
