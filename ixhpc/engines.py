@@ -79,6 +79,7 @@ class LaunchSpec(BaseModel):
     head_host: str | None = None
     dist_port: Port = 29500                     # rendezvous port on the head node
     bootstrap_port: Port | None = None          # sglang disaggregation bootstrap (prefill)
+    nixl_port: Port | None = None               # vLLM NIXL side channel (prefill and decode)
     # routers / frontends
     prefill_urls: list[str] = []
     decode_urls: list[str] = []
@@ -350,7 +351,14 @@ def _vllm(spec: LaunchSpec, role: str) -> Launch:
           "vLLM has no disaggregated router here; use framework dynamo-vllm for prefill/decode")
     argv = ["vllm", "serve", spec.model, *_vllm_engine_args(spec, role),
             "--host", spec.host, "--port", str(spec.port), *spec.extra_args]
-    return Launch(argv=_vllm_ranked(spec, argv))
+    return Launch(argv=_vllm_ranked(spec, argv), env=_nixl_env(spec, role))
+
+
+def _nixl_env(spec: LaunchSpec, role: str) -> dict[str, str]:
+    # Workers sharing a node must not share NIXL's side-channel port (default 5600).
+    if role in ("prefill", "decode") and spec.nixl_port is not None:
+        return {"VLLM_NIXL_SIDE_CHANNEL_PORT": str(spec.nixl_port)}
+    return {}
 
 
 # ---------------------------------------------------------------------------- TensorRT-LLM
@@ -423,7 +431,7 @@ def _dynamo(spec: LaunchSpec, role: str) -> Launch:
     if backend == "vllm":
         argv = ["python3", "-m", "dynamo.vllm", "--model", spec.model, *_vllm_engine_args(spec, role),
                 *(["--is-prefill-worker"] if role == "prefill" else []), *spec.extra_args]
-        return Launch(argv=_vllm_ranked(spec, argv), env=env)
+        return Launch(argv=_vllm_ranked(spec, argv), env={**env, **_nixl_env(spec, role)})
     # dynamo-trt: the engine options live in the --extra-engine-args YAML
     path = _config_path(spec, "engine")
     engine = {"backend": "pytorch", "tensor_parallel_size": spec.tp, "moe_expert_parallel_size": spec.ep,

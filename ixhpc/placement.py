@@ -25,7 +25,8 @@ from ixhpc.profiles import ClusterProfile
 from ixhpc.sweep import RunPoint, WorkerSlot, role_nodes, worker_gpus, worker_slots
 
 IXHPC_SRC = Path(__file__).resolve().parents[1]
-CONTAINER_SRC = "/opt/ixhpc-src"       # where the ixhpc source is mounted inside containers
+CONTAINER_SRC = "/opt/ixhpc-src"
+MAX_ROLES = 20      # role i: PORT_BASE + i (HTTP) and PORT_BASE + MAX_ROLES + i (KV side channel)       # where the ixhpc source is mounted inside containers
 # A name whose last part says it holds a secret (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD),
 # but not tuning knobs such as ..._MAX_DISPATCH_TOKENS_PER_RANK.
 SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_KEY|ACCESS_KEY|"
@@ -46,8 +47,13 @@ class Role:
     health_path: str | None
     comment: str
     tasks_per_node: int = 1
+    kv_port: bool = False  # also gets <var>_KV_PORT: its KV-transfer side channel
     command: str = ""      # the rendered srun line
     here: str = ""         # inside the point's container on its node: the program alone
+
+    @property
+    def kv_port_index(self) -> int:
+        return MAX_ROLES + self.port_index
 
 
 @dataclasses.dataclass
@@ -130,6 +136,9 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
     concs = sorted({c for p in group for c in p.conc})
     model = _model_path(first, profile)
     roles = _disagg_roles(first, profile, model) if first.disagg else _single_roles(first, model)
+    if len(roles) > MAX_ROLES:
+        raise UserError(f"{first.config_key}: {len(roles)} roles in one job; expected at most "
+                        f"{MAX_ROLES} (each job has a block of {2 * MAX_ROLES} ports)")
     runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
                                  arch=profile.arch)
     spec = _container_spec(first, profile, run_dir)
@@ -288,22 +297,38 @@ def _disagg_roles(p: RunPoint, profile: ClusterProfile, model: str) -> list[Role
         for i, slot in enumerate(worker_slots(w.num_worker, gpus, gpn)):
             var = f"{kind.upper()}_{i}"
             spec = _launch(p, model, kind, w.tp, w.ep, w.dp_attn, var, extra, w.additional_settings,
-                           nnodes=slot.nnodes, head_host=shell.var(f"{var}_HOST"), **control)
+                           nnodes=slot.nnodes, head_host=shell.var(f"{var}_HOST"),
+                           **control, **_kv_ports(p.framework, kind, var))
             argv = _visible_gpus(profile.gpu_visibility_env, gpn, slot, engines.build(spec))
             roles.append(Role(f"{kind}-{i}", var, first_node + slot.node, slot.nnodes, len(roles),
                               gpn if slot.gpus < gpn else slot.gpus, argv,
                               engines.health_path(p.framework),
                               f"{kind} worker {i}: tp {w.tp} ep {w.ep}, {gpus} GPU(s) on "
-                              f"{slot.nnodes} node(s)", engines.launch(spec).tasks_per_node))
+                              f"{slot.nnodes} node(s)", engines.launch(spec).tasks_per_node,
+                              kv_port=bool(_kv_ports(p.framework, kind, var))))
         first_node += role_nodes(w.num_worker, gpus, gpn)
     urls = {k: [f"http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}"
                 for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
+    bootstrap = [shell.var(r.var + "_KV_PORT") for r in roles if r.name.startswith("prefill")
+                 and r.kv_port and engines.FRAMEWORKS[p.framework] == "sglang"]
     spec = _launch(p, model, "router", 1, 1, False, "ROUTER", p.ixhpc.engine_args.router,
-                   prefill_urls=urls["prefill"], decode_urls=urls["decode"], **control)
+                   prefill_urls=urls["prefill"], decode_urls=urls["decode"],
+                   prefill_bootstrap_ports=bootstrap, **control)
     roles.append(Role("router", "ROUTER", 0, 1, len(roles), 0, engines.build(spec),
                       engines.health_path(p.framework, "router"),
                       "router: sends each request to a prefill worker, then to a decode worker"))
     return roles
+
+
+def _kv_ports(framework: str, kind: str, var: str) -> dict[str, str]:
+    """Side-channel ports a worker binds besides its HTTP port: distinct per worker, so
+    workers packed on one node (or the local cluster's one machine) never collide."""
+    family = engines.FRAMEWORKS[framework].removeprefix("dynamo-")
+    if family == "sglang" and kind == "prefill":
+        return {"bootstrap_port": shell.var(f"{var}_KV_PORT")}
+    if family == "vllm":
+        return {"nixl_port": shell.var(f"{var}_KV_PORT")}
+    return {}
 
 
 def _services(p: RunPoint) -> list[Role]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -136,3 +137,50 @@ def test_secret_looking_env_in_a_recipe_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(UserError, match="HF_TOKEN.*secret"):
         _plans(path, "local")
+
+
+def _packed_recipe(tmp_path: Path, framework: str) -> Path:
+    """Two TP2 prefill and two TP2 decode workers on mi355x's 8-GPU nodes: two per node."""
+    import yaml
+
+    doc = {"packed-" + framework: {
+        "image": "lmsysorg/sglang:v0.5.9-rocm700-mi35x", "model": "deepseek-ai/DeepSeek-R1-0528",
+        "model-prefix": "dsr1", "precision": "fp8", "framework": framework, "runner": "mi355x-disagg",
+        "multinode": True, "disagg": True,
+        "seq-len-configs": [{"isl": 1024, "osl": 1024, "search-space": [{
+            "conc-list": [8],
+            "prefill": {"num-worker": 2, "tp": 2, "ep": 1, "dp-attn": False},
+            "decode": {"num-worker": 2, "tp": 2, "ep": 1, "dp-attn": False}}]}]}}
+    path = tmp_path / f"packed-{framework}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _ports(script: str, port_base: int) -> dict[str, int]:
+    """Every NAME_PORT / NAME_KV_PORT the script sets, evaluated by bash."""
+    lines = re.findall(r"^[A-Z0-9_]+_PORT=\$\(\(.*\)\)$", script, re.M)
+    names = [line.split("=")[0] for line in lines]
+    out = subprocess.run(["bash", "-c", f"PORT_BASE={port_base}\n" + "\n".join(lines) + "\n" +
+                          "".join(f'echo "{n} ${n}"\n' for n in names)], capture_output=True, text=True)
+    return {n: int(v) for n, v in (line.split() for line in out.stdout.splitlines())}
+
+
+@pytest.mark.parametrize("framework", ["sglang", "dynamo-sglang", "dynamo-vllm"])
+def test_workers_packed_on_one_node_get_distinct_ports(tmp_path, framework):
+    plan = _plans(_packed_recipe(tmp_path, framework), "mi355x")[0]
+    script = render.render(plan)
+    workers = [r for r in plan.roles if r.name.startswith(("prefill", "decode"))]
+    assert sorted(r.node_index for r in workers) == [0, 0, 1, 1]
+    ports = _ports(script, 20000)
+    assert len(set(ports.values())) == len(ports)
+    # Two jobs never share a port either: blocks follow each other.
+    assert max(ports.values()) < min(_ports(script, 20040).values())
+    joined = re.sub(r"\\\n\s*", " ", script)
+    for r in workers:
+        line = next(x for x in joined.splitlines() if f"--job-name={r.name} " in x)
+        if framework.endswith("sglang") and r.name.startswith("prefill"):
+            assert f'--disaggregation-bootstrap-port "${{{r.var}_KV_PORT}}"' in line
+            if framework == "sglang":  # the router names each prefill worker's bootstrap port
+                assert f'http://"${{{r.var}_HOST}}":"${{{r.var}_PORT}}" "${{{r.var}_KV_PORT}}"' in joined
+        if framework.endswith("vllm"):
+            assert f'VLLM_NIXL_SIDE_CHANNEL_PORT="${{{r.var}_KV_PORT}}"' in line
