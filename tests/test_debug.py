@@ -211,3 +211,25 @@ def test_hostile_values_stay_data_in_the_debug_shell(tmp_path, value):
     assert out.returncode == 0, out.stderr
     assert out.stdout == value
     assert not os.path.exists(PWNED)
+
+
+def _joined(text: str) -> list[str]:
+    """Lines with continuations joined and runs of spaces collapsed."""
+    return [" ".join(line.split()) for line in re.sub(r"\\\n", " ", text).splitlines()]
+
+
+def test_the_shell_opens_inside_the_points_container_unless_host(tmp_path):
+    res = _cli(str(REPO / "recipes/examples/mi355x-dsr1-sglang.yaml"), "--cluster", "mi355x", "--print",
+               "--results", str(tmp_path), "--seq-lens", "1k1k")
+    assert res.returncode == 0, res.stderr
+    out = _joined(res.stdout)
+    step = out[out.index("# on node 0, the shell step:") + 1]
+    run_dir = re.search(r"--rcfile (\S+)/ixhpc-roles\.sh", step).group(1)
+    # pyxis flags, the run directory mounted at its own path and the shell starting there.
+    assert step.startswith("srun --pty --overlap --nodes=1 --ntasks=1 --relative=0 ")
+    assert "--container-image=" in step and f"--container-workdir={run_dir} " in step
+    assert f",{run_dir}:{run_dir}" in step and "--container-env=HF_TOKEN," in step
+    host = _cli(str(REPO / "recipes/examples/mi355x-dsr1-sglang.yaml"), "--cluster", "mi355x", "--print",
+                "--results", str(tmp_path), "--seq-lens", "1k1k", "--host")
+    host_step = _joined(host.stdout)[3]
+    assert host_step.startswith("srun --pty") and "--container-" not in host_step
