@@ -165,14 +165,14 @@ def build(spec: LaunchSpec) -> list[str]:
 
 
 def health_path(framework: str, role: str = "server") -> str | None:
-    """The HTTP path that answers 200 once a role is ready; None: the role serves no HTTP
-    (Dynamo workers register with the frontend instead)."""
+    """The HTTP path that answers 200 once a role is ready (Dynamo workers: their system
+    status server, see ``_dynamo_env``); None: the role has none."""
     family = FRAMEWORKS.get(framework)
     if family is None:
         raise UserError(f"unknown framework {framework!r} (known: {', '.join(sorted(FRAMEWORKS))})")
-    if family.startswith("dynamo") and role in ("server", "prefill", "decode"):
+    if family.startswith("dynamo") and role == "server":
         return None
-    return "/health"   # sglang, sglang_router, vllm, trtllm-serve, dynamo.frontend, atom, sim
+    return "/health"   # sglang, sglang_router, vllm, trtllm-serve, dynamo.frontend and workers, atom, sim
 
 
 def dynamo_services(host: str, data_dir: str = "/tmp/ixhpc-etcd") -> list[Launch]:
@@ -412,10 +412,15 @@ def _trt(spec: LaunchSpec, role: str) -> Launch:
 
 
 def _dynamo_env(spec: LaunchSpec, role: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    if role in ("prefill", "decode"):
+        # A worker serves no HTTP itself: its system status server, on the worker's port,
+        # answers /health with 200 only once its generate endpoint serves.
+        env = {"DYN_SYSTEM_PORT": str(spec.port), "DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS": '["generate"]'}
     control = spec.control_host or (spec.host if role == "frontend" else None)
     if control is None:
-        return {}   # then ETCD_ENDPOINTS / NATS_SERVER must come from the job environment
-    return {"ETCD_ENDPOINTS": f"http://{control}:2379", "NATS_SERVER": f"nats://{control}:4222"}
+        return env  # then ETCD_ENDPOINTS / NATS_SERVER must come from the job environment
+    return {**env, "ETCD_ENDPOINTS": f"http://{control}:2379", "NATS_SERVER": f"nats://{control}:4222"}
 
 
 def _dynamo(spec: LaunchSpec, role: str) -> Launch:

@@ -96,7 +96,12 @@ def test_unknown_framework_and_bad_settings_are_clear_errors():
 def test_health_paths():
     assert engines.health_path("sglang") == "/health"
     assert engines.health_path("dynamo-trt", "router") == "/health"
-    assert engines.health_path("dynamo-trt", "prefill") is None   # workers serve no HTTP
+    # Dynamo workers: their system status server on the worker's own port, ready-gated.
+    assert engines.health_path("dynamo-trt", "prefill") == "/health"
+    env = engines.launch(engines.LaunchSpec(framework="dynamo-sglang", role="decode", model="m",
+                                            port=21003)).env
+    assert env["DYN_SYSTEM_PORT"] == "21003"
+    assert env["DYN_SYSTEM_USE_ENDPOINT_HEALTH_STATUS"] == '["generate"]'
 
 
 def test_sim_lines_parse_with_the_simulated_engines_own_parser():
