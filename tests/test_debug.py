@@ -130,6 +130,7 @@ def test_debug_shell_on_an_allocated_node_runs_the_roles_and_exit_releases_it(te
     out = Path(terminal.run("ixhpc_bench 2", r"concurrency 2 done: (\S+)", 90).group(1))
     result = json.loads(out.read_text())
     assert result["summary"]["completed"] > 0 and result["summary"]["max_concurrency"] == 2
+    assert len(list((cwd / "results").glob("*.h5"))) == 1   # ingested as the job would
     _leave(terminal, job, slurm)
     assert _refused(url)  # the server went with the allocation
 
