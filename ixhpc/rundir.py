@@ -67,6 +67,12 @@ class Manifest(BaseModel):
     recipe: str                  # the original path the user gave
     cluster: str
     jobs: list[JobEntry]
+    merge_job_id: str | None = None  # `submit --merge`: merges results/ into merged.h5 at the end
+
+    @property
+    def slurm_ids(self) -> list[str]:
+        """Every Slurm job id of the run now: each job's latest attempt and the merge job."""
+        return [*(e.job_id for e in self.jobs if e.job_id), *([self.merge_job_id] if self.merge_job_id else [])]
 
 
 def now() -> str:

@@ -67,7 +67,7 @@ def failed_nodes(nodelist: str) -> str:
 
 
 def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
-    states = slurm.states(e.job_id for e in manifest.jobs if e.job_id)
+    states = slurm.states(manifest.slurm_ids)
     out = []
     for entry in manifest.jobs:
         missing = [p.key for p in entry.points if not point_done(run, p.key)]
@@ -87,4 +87,9 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
         out.append(JobStatus(entry.key, entry.kind, entry.job_id, state, reason,
                              st.nodes if st else "", len(entry.points) - len(missing),
                              len(entry.points), missing))
+    if manifest.merge_job_id:  # `submit --merge`: one row more, no points of its own
+        st = states.get(manifest.merge_job_id)
+        out.append(JobStatus("(merge into merged.h5)", "merge", manifest.merge_job_id,
+                             st.state if st else "UNKNOWN", st.reason if st else "", st.nodes if st else "",
+                             0, 0, []))
     return out

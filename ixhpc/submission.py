@@ -10,18 +10,34 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
 from typing import Sequence
 
 from ixhpc import rundir, slurm
+from ixhpc.errors import UserError
 
 # sbatch options submitit sets from its own parameters; everything else passes through.
 _OWN = {"job-name", "partition", "nodes", "time", "output", "error", "ntasks-per-node"}
 
 
 TIME_LIMIT_MARK = "[ixhpc] time limit reached: stopping the job"
+MERGED = "merged.h5"
+# A Slurm --dependency expression: TYPE[:JOB[+TIME]...] joined by "," (all) or "?" (any).
+_DEPENDENCY = re.compile(r"(singleton|[a-z]+(:\d+(_\d+)?(\+\d+)?)+)([,?](singleton|[a-z]+(:\d+(_\d+)?(\+\d+)?)+))*\Z")
+_JOB_LIST = re.compile(r"\d+(_\d+)?(,\d+(_\d+)?)*\Z")
+
+
+def dependency(text: str) -> str:
+    """``--after``: job ids (``123,124`` means afterok on both) or a Slurm expression."""
+    if _JOB_LIST.match(text):
+        return "afterok:" + ":".join(text.split(","))
+    if _DEPENDENCY.match(text):
+        return text
+    raise UserError(f"--after {text!r}: expected job ids such as 123,124 or a Slurm dependency "
+                    f"such as afterany:123:124", 2)
 
 
 def run_script(script: str, log_dir: str) -> None:
@@ -143,3 +159,30 @@ def submit_groups(run: Path, groups: Sequence[tuple[dict, list[rundir.JobEntry]]
         jobs = slurm.with_retries(lambda: _submit(executor, scripts, logs), "sbatch")
         for entry, job in zip(entries, jobs):
             entry.attempts.append(rundir.Attempt(job_id=job.job_id, submitted=rundir.now()))
+
+
+def merge_run(run_dir: str) -> None:
+    """What the merge job runs: ``ixhpc merge`` of the run's results into RUN/merged.h5."""
+    import sys
+
+    run = Path(run_dir)
+    subprocess.run([sys.executable, "-m", "ixhpc", "merge", str(run / "results"), "-o", str(run / MERGED)],
+                   check=True)
+
+
+def submit_merge(run: Path, manifest: rundir.Manifest) -> str | None:
+    """One small job that merges the run's results once every job of it has ended (afterany)."""
+    import submitit
+
+    ids = sorted({e.job_id.split("_")[0] for e in manifest.jobs if e.job_id}, key=int)
+    if not ids:
+        return None
+    executor = submitit.SlurmExecutor(folder=run / "submitit")
+    executor.update_parameters(
+        job_name=f"ixhpc-{manifest.run_id}-merge"[:200], partition=manifest.jobs[0].partition,
+        nodes=1, ntasks_per_node=1, time=30, use_srun=False,
+        additional_parameters={"dependency": "afterany:" + ":".join(ids),
+                               "output": str((run / "logs" / "merge-%j.out").resolve())})
+    with _quiet_stderr():
+        job = slurm.with_retries(lambda: executor.submit(merge_run, str(run.resolve())), "sbatch")
+    return str(job.job_id)

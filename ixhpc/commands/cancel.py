@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = rundir.find(args.run)
     manifest = rundir.load(path)
-    states = slurm.states(e.job_id for e in manifest.jobs if e.job_id)
+    states = slurm.states(manifest.slurm_ids)  # the merge job too: nothing of the run is left
     live = sorted(j for j, s in states.items() if s.state not in slurm.TERMINAL)
     slurm.cancel(live)
     if args.json:

@@ -20,26 +20,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="at most this many tasks of a job array run at once (default 64)")
     parser.add_argument("--wait", action="store_true",
                         help="block until every job has ended, then show the status")
+    parser.add_argument("--after", metavar="DEPENDENCY", default=None,
+                        help="start only after other Slurm jobs: JOBID[,JOBID...] (each must "
+                             "succeed) or a Slurm dependency such as afterany:123:124")
+    parser.add_argument("--merge", action="store_true",
+                        help="also submit a job that merges the run's results into "
+                             "RUN/merged.h5 once every job of the run has ended")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
     import tempfile
 
-    from ixhpc import rundir, runs
+    from ixhpc import rundir, runs, submission
 
     root = args.results or rundir.default_root()
     run_id = rundir.new_run_id(args.recipe)
     if args.dry_run:
         root = Path(tempfile.mkdtemp(prefix="ixhpc-dry-run-"))
     run_dir = root / run_id
+    after = submission.dependency(args.after) if args.after else None
     profile, plans = runs.plan(args, run_dir, run_id)
     manifest = runs.write(args, run_dir, run_id, profile, plans)
     groups = runs.submission_groups(plans)
+    for opts, _ in groups:
+        if after:  # for this submission only: not in the scripts, which resume reuses
+            opts["dependency"] = after
     if args.dry_run:
         _show_dry_run(run_dir, groups, args.json)
         return 0
     submit(run_dir, manifest, plans, groups, args.array_parallelism)
+    if args.merge:
+        manifest.merge_job_id = submission.submit_merge(run_dir, manifest)
+        rundir.save(run_dir, manifest)
     _report(run_dir, manifest, args.json)
     if args.wait:
         return _wait(run_dir, args.json)
@@ -64,10 +77,13 @@ def submit(run_dir, manifest, plans, groups, parallelism: int) -> None:
 def _report(run_dir: Path, manifest, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"run_id": manifest.run_id, "run_dir": str(run_dir),
-                          "jobs": [{"key": e.key, "job_id": e.job_id} for e in manifest.jobs]}))
+                          "jobs": [{"key": e.key, "job_id": e.job_id} for e in manifest.jobs],
+                          "merge_job_id": manifest.merge_job_id}))
         return
     for e in manifest.jobs:
         print(f"{e.job_id:>10}  {e.key}")
+    if manifest.merge_job_id:
+        print(f"{manifest.merge_job_id:>10}  merge: writes {run_dir / 'merged.h5'} once every job has ended")
     print(f"run {manifest.run_id}: {len(manifest.jobs)} job(s) submitted; "
           f"follow it with `ixhpc status {run_dir}`")
 
