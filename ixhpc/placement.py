@@ -25,8 +25,8 @@ from ixhpc.profiles import ClusterProfile
 from ixhpc.sweep import RunPoint, WorkerSlot, role_nodes, worker_gpus, worker_slots
 
 IXHPC_SRC = Path(__file__).resolve().parents[1]
-CONTAINER_SRC = "/opt/ixhpc-src"
-MAX_ROLES = 20      # role i: PORT_BASE + i (HTTP) and PORT_BASE + MAX_ROLES + i (KV side channel)       # where the ixhpc source is mounted inside containers
+CONTAINER_SRC = "/opt/ixhpc-src"       # where the ixhpc source is mounted inside containers
+MAX_ROLES = 20      # role i: PORT_BASE + i (HTTP) and PORT_BASE + MAX_ROLES + i (KV side channel)
 # A name whose last part says it holds a secret (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD),
 # but not tuning knobs such as ..._MAX_DISPATCH_TOKENS_PER_RANK.
 SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_KEY|ACCESS_KEY|"
