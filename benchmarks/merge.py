@@ -1,17 +1,22 @@
 """Merge benchmark: files merged per second and peak memory, full and incremental.
 
     python benchmarks/merge.py [--files 10000] [--requests 640] [--itl-per-request 16]
-                               [--incremental 100] [--summary-only] [--keep DIR]
+                               [--incremental 100] [--mode both|full|summary-only] [--keep DIR]
 
 Generates run-point files (640 requests each, realistic per-request arrays: lognormal TTFT,
-gamma inter-token gaps, a few failed requests) in a temp dir, then times, each in a fresh
-process so peak RSS is the merge's own: a full merge, then an incremental merge of
-``--incremental`` more files (the whole directory is given again, as a user would).
-Generation time is not part of the figures.
+gamma inter-token gaps, a few failed requests) in a temp dir, then times, each merge in a fresh
+process: a full merge of ``--files`` files, then an incremental merge of ``--incremental`` more
+(the whole directory is given again, as a user would), then a repeat with nothing new; with
+per-request data kept, then ``--summary-only``. Generation time is not part of the figures.
+
+Figures: the merge call's seconds, the whole command's seconds (interpreter start and imports
+included), and peak memory of the process tree (the merging process plus its worker
+processes: the sum of each one's peak RSS, sampled from /proc, an upper bound).
 
 ITL: a real 1k-output point has ~640k gaps (2.5 MB as float32); 10,000 of them are 25 GB, so
 the default is 16 gaps per request. Use ``--itl-per-request 1000`` with fewer ``--files`` to
-measure the realistic byte rate.
+measure the realistic byte rate. ``--keep DIR`` generates into DIR and reuses the files
+already there (made with the same parameters).
 """
 
 from __future__ import annotations
@@ -30,13 +35,46 @@ from pathlib import Path
 import numpy as np
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, threading, time
+
+def descendants():
+    parent = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                parent[int(pid)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    tree, found = {os.getpid()}, True
+    while found:
+        new = {p for p, pp in parent.items() if pp in tree and p not in tree}
+        tree |= new
+        found = bool(new)
+    return tree - {os.getpid()}
+
+peaks = {}
+def sample(stop):
+    while not stop.wait(0.1):
+        for pid in descendants():
+            try:
+                with open(f"/proc/{pid}/status") as fh:
+                    hwm = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:"))
+                peaks[pid] = max(peaks.get(pid, 0), hwm)
+            except (OSError, StopIteration):
+                pass
+
+stop = threading.Event()
+threading.Thread(target=sample, args=(stop,), daemon=True).start()
 from ixhpc.results import merge
 t = time.perf_counter()
-stats = merge.merge([sys.argv[1]], sys.argv[2], summary_only=sys.argv[3] == "1", on_skip=lambda p, r: None)
-print(json.dumps({"seconds": time.perf_counter() - t, "merged": stats.merged, "present": stats.present,
-                  "skipped": len(stats.skipped),
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+stats = merge.merge(sys.argv[1].split(os.pathsep), sys.argv[2], summary_only=sys.argv[3] == "1",
+                    on_skip=lambda p, r: None)
+seconds = time.perf_counter() - t
+stop.set()
+own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "merged": stats.merged, "present": stats.present,
+                  "skipped": len(stats.skipped), "own_rss_mib": own / 1024,
+                  "peak_mib": (own + sum(peaks.values())) / 1024, "processes": 1 + len(peaks)}))
 """
 
 
@@ -74,41 +112,70 @@ def make_point(i: int, n: int, itl_per_request: int):
             "gpus": 8, "conc": conc, "recipe_fingerprint": "ab" * 32, "job_id": str(100000 + i),
             "node_list": "node1", "start_time": "2025-01-01T00:00:00Z",
             "end_time": "2025-01-01T00:10:00Z", "ixhpc_version": "0.1.0"}
-    errors = np.flatnonzero(~ok)
+    columns = {"ttft": ttft, "tpot": tpot, "e2el": e2el, "start_time": np.sort(rng.uniform(0, duration, n)),
+               "input_len": rng.integers(820, 1025, n), "output_len": out_len, "success": ok}
     return store.Point(
         metadata=meta, summary=summary, metrics=metrics.point_metrics(meta, summary), failure="",
-        config={"seed": i}, itl_values=itl, itl_offsets=offsets, error_index=errors.astype("i8"),
-        error_text=["HTTP 503: overloaded"] * errors.size,
-        requests={"ttft": ttft, "tpot": tpot, "e2el": e2el, "start_time": np.sort(rng.uniform(0, duration, n)),
-                  "input_len": rng.integers(820, 1025, n).astype("i4"), "output_len": out_len, "success": ok},
+        config={"seed": i, "random_range_ratio": 0.8, "num_warmups": 2, "request_rate": math.inf},
+        requests=store.Requests.from_columns(columns, itl, offsets, np.where(ok, "", "HTTP 503: overloaded").tolist()),
     )
 
 
 def _write(args: tuple[int, int, int, str]) -> int:
     from ixhpc.results import store
 
-    i, n, itl, directory = args
-    path = Path(directory, f"{i // 1000:03d}", f"point-{i:06d}.h5")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    store.write(path, make_point(i, n, itl))
-    return path.stat().st_size
+    i, n, itl, path = args
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        store.write(path, make_point(i, n, itl))
+    return os.path.getsize(path)
 
 
 def generate(directory: Path, start: int, count: int, n: int, itl: int) -> int:
+    jobs = [(i, n, itl, str(directory / f"{i // 1000:03d}" / f"point-{i:06d}.h5")) for i in range(start, start + count)]
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return sum(pool.map(_write, [(i, n, itl, str(directory)) for i in range(start, start + count)],
-                            chunksize=64))
+        return sum(pool.map(_write, jobs, chunksize=64))
 
 
-def timed_merge(directory: Path, output: Path, summary_only: bool) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, str(directory), str(output), "1" if summary_only else "0"],
-                          capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+def timed_merge(inputs: list[Path], output: Path, summary_only: bool) -> dict:
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", CHILD, os.pathsep.join(map(str, inputs)), str(output),
+                           "1" if summary_only else "0"], capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"merge failed:\n{done.stderr}")
+    return {**json.loads(done.stdout), "command_seconds": time.perf_counter() - t}
 
 
 def report(label: str, r: dict, files: int) -> None:
     print(f"{label}: {r['merged']} merged, {r['present']} already present in {r['seconds']:.2f} s "
-          f"({files / r['seconds']:,.0f} files/s over {files} files), peak RSS {r['peak_rss_mib']:.0f} MiB")
+          f"({files / r['seconds']:,.0f} files/s over {files} files; whole command {r['command_seconds']:.2f} s), "
+          f"peak memory {r['peak_mib']:.0f} MiB over {r['processes']} process(es) "
+          f"(merging process {r['own_rss_mib']:.0f} MiB)")
+
+
+def run_mode(root: Path, base: Path, summary_only: bool, args: argparse.Namespace) -> tuple[dict, dict]:
+    label = "summary only" if summary_only else "per-request data kept"
+    out = root / ("summary.h5" if summary_only else "merged.h5")
+    for stale in (out, Path(f"{out}.lock")):
+        stale.unlink(missing_ok=True)
+    seg_dir = Path(f"{out}.segments")
+    if seg_dir.is_dir():
+        for f in seg_dir.iterdir():
+            f.unlink()
+        seg_dir.rmdir()
+    full = timed_merge([base], out, summary_only)
+    report(f"full merge ({label})", full, args.files)
+    size = out.stat().st_size + sum(f.stat().st_size for f in seg_dir.glob("*")) if seg_dir.is_dir() else out.stat().st_size
+    print(f"  merged output: {size / 2**20:,.0f} MiB (table {out.stat().st_size / 2**20:,.1f} MiB)")
+    inc = timed_merge([root / "points"], out, summary_only)
+    report(f"incremental merge of {args.incremental} more ({label})", inc, args.incremental)
+    again = timed_merge([root / "points"], out, summary_only)
+    report(f"repeat merge, nothing new ({label})", again, args.files + args.incremental)
+    print(f"  targets: full < 20 s, peak < 1024 MiB, incremental < 1 s -> "
+          f"{'ok' if full['seconds'] < 20 else 'MISSED'} / "
+          f"{'ok' if max(full['peak_mib'], inc['peak_mib']) < 1024 else 'MISSED'} / "
+          f"{'ok' if inc['seconds'] < 1 else 'MISSED'}")
+    return full, inc
 
 
 def main() -> None:
@@ -117,29 +184,19 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=640)
     p.add_argument("--itl-per-request", type=int, default=16)
     p.add_argument("--incremental", type=int, default=100)
-    p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--mode", choices=("both", "full", "summary-only"), default="both")
     p.add_argument("--keep", type=Path, help="generate into (or reuse) this directory")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="ixhpc-merge-bench-") as tmp:
         root = args.keep or Path(tmp)
-        points, out = root / "points", root / "merged.h5"
-        out.unlink(missing_ok=True)
+        base, more = root / "points" / "base", root / "points" / "more"
         t = time.perf_counter()
-        size = generate(points, 0, args.files, args.requests, args.itl_per_request)
-        print(f"generated {args.files} files x {args.requests} requests x {args.itl_per_request} ITL "
-              f"({size / 2**20:,.0f} MiB) in {time.perf_counter() - t:.0f} s (not timed)")
-        full = timed_merge(points, out, args.summary_only)
-        report("full merge" + (" (summary only)" if args.summary_only else ""), full, args.files)
-        print(f"merged file: {out.stat().st_size / 2**20:,.0f} MiB")
-        generate(points, args.files, args.incremental, args.requests, args.itl_per_request)
-        inc = timed_merge(points, out, args.summary_only)
-        report(f"incremental merge of {args.incremental} more", inc, args.incremental)
-        again = timed_merge(points, out, args.summary_only)
-        report("repeat merge (nothing new)", again, args.files + args.incremental)
-        print(f"targets: full < 20 s, peak < 1024 MiB, incremental < 1 s -> "
-              f"{'ok' if full['seconds'] < 20 else 'MISSED'} / "
-              f"{'ok' if max(full['peak_rss_mib'], inc['peak_rss_mib']) < 1024 else 'MISSED'} / "
-              f"{'ok' if inc['seconds'] < 1 else 'MISSED'}")
+        size = generate(base, 0, args.files, args.requests, args.itl_per_request)
+        generate(more, args.files, args.incremental, args.requests, args.itl_per_request)
+        print(f"generated {args.files} + {args.incremental} files x {args.requests} requests x "
+              f"{args.itl_per_request} ITL ({size / 2**20:,.0f} MiB) in {time.perf_counter() - t:.0f} s (not timed)")
+        for summary_only in {"both": (False, True), "full": (False,), "summary-only": (True,)}[args.mode]:
+            run_mode(root, base, summary_only, args)
 
 
 if __name__ == "__main__":

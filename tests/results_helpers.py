@@ -97,3 +97,46 @@ def write_points(directory, count: int, start: int = 0, **meta_extra: Any) -> li
         write_point(path, bench, metadata(conc=conc, job_id=str(1000 + i), **meta_extra))
         paths.append(path)
     return paths
+
+
+def write_v1_point(path, bench: dict[str, Any], meta: dict[str, Any]) -> str:
+    """A run-point file in the version 1 layout (one dataset per request column), as ixhpc
+    wrote them before version 2; returns its result id. Written independently of the reader."""
+    import hashlib
+    import json
+
+    import h5py
+
+    from ixhpc.results import metrics
+
+    req = bench["requests"]
+    columns = {"ttft": ("f8", req["ttft_ms"]), "tpot": ("f8", req["tpot_ms"]), "e2el": ("f8", req["e2el_ms"]),
+               "start_time": ("f8", req["start_time"]), "input_len": ("i4", req["input_len"]),
+               "output_len": ("i4", req["output_len"]), "success": ("?", req["success"])}
+    arrays = {name: np.asarray(values, dtype) for name, (dtype, values) in columns.items()}
+    itl = np.asarray(req["itl_ms_values"], "f4")
+    offsets = np.asarray(req["itl_ms_offsets"], "i8")
+    index = np.asarray([i for i, e in enumerate(req["error"]) if e], "i8")
+    text = [e for e in req["error"] if e]
+    h = hashlib.sha256()
+    for values in [*arrays.values(), itl, offsets, index]:
+        h.update(values.tobytes())
+    h.update("\0".join(text).encode())
+    covered = {"metadata": meta, "summary": bench["summary"],
+               "metrics": metrics.point_metrics(meta, bench["summary"]),
+               "failure": bench["failure"] or "", "arrays_sha256": h.hexdigest()}
+    result_id = hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()
+    record = {**covered, "format_version": 1, "n_requests": len(offsets) - 1, "result_id": result_id}
+    with h5py.File(path, "w", libver="latest") as f:
+        f.attrs.update(meta)
+        f.attrs.update(ixhpc_format="ixhpc-run-point", ixhpc_format_version=1, result_id=result_id,
+                       n_requests=len(offsets) - 1, failure=covered["failure"], record=json.dumps(record))
+        for group, values in (("summary", bench["summary"]), ("metrics", covered["metrics"]),
+                              ("bench_config", {k: v for k, v in bench["config"].items() if v is not None})):
+            f.create_group(group).attrs.update(values)
+        g = f.create_group("requests")
+        for name, values in arrays.items():
+            g[name] = values
+        g["itl_values"], g["itl_offsets"], g["error_index"] = itl, offsets, index
+        g.create_dataset("error_text", data=text, dtype=h5py.string_dtype())
+    return result_id

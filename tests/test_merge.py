@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from ixhpc.errors import UserError
-from ixhpc.results import export, load, merge, store, write_point
-from results_helpers import bench_result, metadata, write_points
+from ixhpc.results import export, gather, load, merge, requests, store, table, write_point
+from results_helpers import bench_result, metadata, write_points, write_v1_point
 
 
 def quiet_merge(inputs, output, **kw):
@@ -100,35 +100,160 @@ def test_int_column_widens_to_float(tmp_path):
     assert sorted(load(out)["extra_setting"]) == [3.0, 3.5]
 
 
+def stored_requests(out):
+    """Requests in all the segment files beside ``out`` (leftovers included)."""
+    total = 0
+    for seg in (out.parent / f"{out.name}.segments").iterdir():
+        with h5py.File(seg) as f:
+            total += len(f["requests"])
+    return total
+
+
+def assert_same_requests(got, want):
+    assert got.rows.tobytes() == want.rows.tobytes()
+    np.testing.assert_array_equal(got.itl, want.itl)
+    assert got.errors() == want.errors()
+
+
 def test_per_request_data_is_merged_and_addressable(tmp_path):
     paths = write_points(tmp_path / "pts", 3)
     out = tmp_path / "m.h5"
     quiet_merge([tmp_path / "pts"], out)
-    df = load(out).set_index("result_id")
-    with h5py.File(out) as f:
-        for path in paths:
-            point = store.read(path)
-            row = df.loc[point.result_id]
-            rows = slice(int(row["req_start"]), int(row["req_start"] + row["req_count"]))
-            np.testing.assert_array_equal(f["requests/ttft"][rows], point.requests["ttft"])
-            np.testing.assert_array_equal(f["requests/itl_count"][rows], np.diff(point.itl_offsets))
-            gaps = slice(int(row["itl_start"]), int(row["itl_start"] + row["itl_count"]))
-            np.testing.assert_array_equal(f["requests/itl_values"][gaps], point.itl_values)
-            mine = (f["requests/error_row"][()] >= rows.start) & (f["requests/error_row"][()] < rows.stop)
-            assert mine.sum() == len(point.error_text)
+    for path in paths:
+        point = store.read(path)
+        assert_same_requests(requests(out, point.result_id), point.requests)
+        assert_same_requests(requests(out, point.result_id[:10]), point.requests)  # a unique prefix will do
+    with pytest.raises(UserError, match="no point with result id"):
+        requests(out, "f" * 64)
+    with pytest.raises(UserError, match="say which point"):
+        requests(out)
+
+
+def test_incremental_merge_writes_a_new_segment_and_never_touches_old_ones(tmp_path):
+    write_points(tmp_path / "pts", 4)
+    out = tmp_path / "m.h5"
+    quiet_merge([tmp_path / "pts"], out)
+    seg_dir = tmp_path / "m.h5.segments"
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in seg_dir.iterdir()}
+    [new] = write_points(tmp_path / "pts", 1, start=4)
+    quiet_merge([tmp_path / "pts"], out)
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in seg_dir.iterdir()}
+    assert {k: after[k] for k in before} == before and len(after) == len(before) + 1
+    point = store.read(new)
+    assert_same_requests(requests(out, point.result_id), point.requests)
+
+
+def test_merged_files_of_two_clusters_merge_idempotently(tmp_path):
+    a = write_points(tmp_path / "a", 5, runner="b200")
+    b = write_points(tmp_path / "b", 5, start=5, runner="mi355x", framework="vllm")
+    quiet_merge([tmp_path / "a"], tmp_path / "a.h5")
+    quiet_merge([tmp_path / "b"], tmp_path / "b.h5")
+    out = tmp_path / "all.h5"
+    stats, _ = quiet_merge([tmp_path / "a.h5", tmp_path / "b.h5"], out)
+    assert (stats.merged, stats.present) == (10, 0)
+    stats, _ = quiet_merge([tmp_path / "b.h5", tmp_path / "a.h5", tmp_path / "a"], out)
+    assert (stats.merged, stats.present) == (0, 15)
+    df = load(out)
+    assert sorted(df["result_id"]) == ids(a + b)
+    assert set(df["runner"]) == {"b200", "mi355x"} and df["tput_per_gpu"].notna().all()
+    for path in (a[0], b[4]):
+        point = store.read(path)
+        assert_same_requests(requests(out, point.result_id), point.requests)
+    # a merged file of merged files is an input like any other
+    stats, _ = quiet_merge([out], tmp_path / "again.h5", summary_only=True)
+    assert stats.merged == 10 and not (tmp_path / "again.h5.segments").exists()
+
+
+def test_directory_with_a_merged_file_and_its_segments_is_walked_cleanly(tmp_path):
+    pts = write_points(tmp_path / "res", 3)
+    quiet_merge([tmp_path / "res"], tmp_path / "res" / "merged.h5")  # output inside its input
+    stats, skipped = quiet_merge([tmp_path / "res"], tmp_path / "other.h5")
+    assert skipped == [] and (stats.merged, stats.present) == (3, 3)
+    [seg] = (tmp_path / "res" / "merged.h5.segments").iterdir()
+    stats, skipped = quiet_merge([seg], tmp_path / "third.h5")
+    assert stats.merged == 0 and "give the merged file instead" in skipped[0][1]
+    assert sorted(load(tmp_path / "other.h5")["result_id"]) == ids(pts)
+
+
+def test_missing_or_corrupt_segment_is_one_clear_error_and_skipped_as_input(tmp_path):
+    [path] = write_points(tmp_path / "pts", 1)
+    out = tmp_path / "m.h5"
+    quiet_merge([path], out)
+    rid = store.read(path, with_requests=False).result_id
+    [seg] = (tmp_path / "m.h5.segments").iterdir()
+    data = bytearray(seg.read_bytes())
+    with h5py.File(seg) as f:
+        offset = f["itl"].id.get_offset()
+    data[offset:offset + 8] = b"\xff" * 8
+    seg.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="checksum"):
+        requests(out, rid)
+    stats, skipped = quiet_merge([out], tmp_path / "copy.h5")
+    assert stats.merged == 0 and "checksum" in skipped[0][1]
+    seg.unlink()
+    with pytest.raises(UserError, match="segments directory must stay beside it"):
+        requests(out, rid)
+
+
+def test_merge_in_worker_processes_matches_one_in_a_single_process(tmp_path, monkeypatch):
+    paths = write_points(tmp_path / "pts", 12)
+    (tmp_path / "pts" / "copy.h5").write_bytes(paths[3].read_bytes())  # in another task: counts once
+    (tmp_path / "pts" / "bad.h5").write_bytes(b"junk")
+    one, many = tmp_path / "one.h5", tmp_path / "many.h5"
+    stats_one, _ = quiet_merge([tmp_path / "pts"], one, workers=1)
+    monkeypatch.setattr(merge, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(gather, "MIN_TASK_BYTES", 1)  # a task, and a segment, per file or two
+    stats, skipped = quiet_merge([tmp_path / "pts"], many, workers=2)
+    assert (stats.merged, stats.present, len(skipped)) == (stats_one.merged, stats_one.present, 1) == (12, 1, 1)
+    assert len(list((tmp_path / "many.h5.segments").iterdir())) > 2
+    assert sorted(load(many)["result_id"]) == sorted(load(one)["result_id"]) == ids(paths)
+    for path in paths:
+        point = store.read(path)
+        assert_same_requests(requests(many, point.result_id), point.requests)
 
 
 def test_summary_only_keeps_the_table_only(tmp_path):
     write_points(tmp_path / "pts", 2)
     out = tmp_path / "m.h5"
     quiet_merge([tmp_path / "pts"], out, summary_only=True)
-    with h5py.File(out) as f:
-        assert "requests" not in f
-    assert len(load(out)) == 2
+    assert not (tmp_path / "m.h5.segments").exists()
+    assert len(load(out)) == 2 and "segment" not in load(out)
+    with pytest.raises(UserError, match="holds no per-request data"):
+        requests(out, load(out)["result_id"][0])
     full = tmp_path / "full.h5"
     quiet_merge([tmp_path / "pts"], full)
     with pytest.raises(UserError, match="without --summary-only"):
         quiet_merge([tmp_path / "pts"], full, summary_only=True)
+    stats, skipped = quiet_merge([out], tmp_path / "other.h5")  # no per-request data to carry over
+    assert stats.merged == 0 and "--summary-only" in skipped[0][1]
+
+
+def test_bench_config_is_a_table_column(tmp_path):
+    write_points(tmp_path / "pts", 2)
+    quiet_merge([tmp_path / "pts"], tmp_path / "m.h5")
+    df = load(tmp_path / "m.h5")
+    assert sorted(df["bench_seed"]) == [0, 1] and (df["bench_random_range_ratio"] == 0.8).all()
+
+
+def test_version_1_point_files_merge_with_their_data(tmp_path):
+    (tmp_path / "pts").mkdir()
+    bench, meta = bench_result(seed=3), metadata(job_id="42")
+    rid = write_v1_point(tmp_path / "pts" / "old.h5", bench, meta)
+    write_points(tmp_path / "pts", 1)
+    stats, _ = quiet_merge([tmp_path / "pts"], tmp_path / "m.h5")
+    assert stats.merged == 2
+    assert_same_requests(requests(tmp_path / "m.h5", rid), store.read(tmp_path / "pts" / "old.h5").requests)
+
+
+def test_output_merged_by_an_older_ixhpc_is_not_extended(tmp_path):
+    out = tmp_path / "old.h5"
+    with h5py.File(out, "w") as f:
+        table.create(f, summary_only=False)
+        f.attrs["ixhpc_format_version"] = 1
+    before = out.read_bytes()
+    with pytest.raises(UserError, match="older ixhpc; merge into a new file"):
+        quiet_merge(write_points(tmp_path / "pts", 1), out)
+    assert out.read_bytes() == before
 
 
 def test_output_that_is_not_a_merged_file_is_never_replaced(tmp_path):
@@ -185,8 +310,10 @@ def test_two_concurrent_merges_leave_every_point_once(tmp_path):
     assert all(rc == 0 for _, _, rc in results), results
     df = load(out)
     assert sorted(df["result_id"]) == ids(a + b)  # each exactly once
-    with h5py.File(out) as f:
-        assert f["requests/ttft"].shape[0] == df["req_count"].sum()
+    for path in a[::7] + b[::7]:
+        point = store.read(path)
+        assert_same_requests(requests(out, point.result_id), point.requests)
+    assert stored_requests(out) == df["req_count"].sum()  # no segment of a rival merge left over
 
 
 def test_merge_killed_midway_leaves_previous_output(tmp_path):
@@ -215,3 +342,26 @@ def test_merge_killed_midway_leaves_previous_output(tmp_path):
     stats, _ = quiet_merge([tmp_path / "b"], out)
     assert stats.merged == 150 and len(load(out)) == 153
     assert not list(tmp_path.glob(".m.h5.*.tmp"))  # ...removed by the next merge
+    assert stored_requests(out) == load(out)["req_count"].sum()
+
+
+def test_segments_of_a_merge_killed_before_its_table_was_replaced_are_removed(tmp_path):
+    first = write_points(tmp_path / "a", 2)
+    out = tmp_path / "m.h5"
+    quiet_merge([tmp_path / "a"], out)
+    seg_dir = tmp_path / "m.h5.segments"
+    [committed] = seg_dir.iterdir()
+    # what a merge killed after writing its segments, before renaming its table, leaves
+    (seg_dir / "seg-000002-0000.h5").write_bytes(committed.read_bytes())
+    (seg_dir / ".seg-000002-0001.h5.x1y2.tmp").write_bytes(b"half")
+    (tmp_path / ".m.h5.a1b2.tmp").write_bytes(b"half")
+    assert len(load(out)) == 2  # readers see the committed table only
+    second = write_points(tmp_path / "b", 2, start=5)
+    stats, _ = quiet_merge([tmp_path / "b"], out)
+    assert stats.merged == 2
+    assert sorted(p.name for p in seg_dir.iterdir()) == [committed.name, "seg-000002-0000.h5"]
+    assert not list(tmp_path.glob(".m.h5.*.tmp"))
+    assert stored_requests(out) == load(out)["req_count"].sum()
+    for path in first + second:
+        point = store.read(path)
+        assert_same_requests(requests(out, point.result_id), point.requests)

@@ -1,4 +1,4 @@
-"""`ixhpc merge PATH... -o merged.h5`: merge run-point HDF5 files into one table."""
+"""`ixhpc merge PATH... -o merged.h5`: merge run-point files and merged files into one table."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="run-point files or directories (searched recursively for *.h5)")
-    parser.add_argument("-o", "--output", required=True, help="merged HDF5 file (created or extended)")
+                        help="run-point files, merged files, or directories (searched recursively for *.h5)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="merged HDF5 file (created or extended); per-request data go beside it, "
+                             "in OUTPUT.segments/")
     parser.add_argument("--summary-only", action="store_true",
                         help="keep only the table of points, not their per-request data")
     parser.add_argument("--csv", metavar="FILE", help="also write the whole table as CSV")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas
 
+    from ixhpc.results.store import Requests
+
 
 def write_point(path: str | os.PathLike[str], bench_result: dict[str, Any], metadata: dict[str, Any]) -> str:
     """Write one run-point HDF5 file from an ixhpc.bench result and the point's metadata."""
@@ -25,3 +27,12 @@ def load(path: str | os.PathLike[str]) -> "pandas.DataFrame":
     from ixhpc.results import table
 
     return table.load(path)
+
+
+def requests(path: str | os.PathLike[str], result_id: str | None = None) -> "Requests":
+    """Per-request data of one point: of a merged file (``result_id``, or a unique prefix of
+    it, says which point) or of a run-point file. ``.frame()`` gives a DataFrame, ``.gaps(i)``
+    request i's inter-token gaps."""
+    from ixhpc.results import table
+
+    return table.requests(path, result_id)

@@ -6,7 +6,6 @@ import json
 import os
 from typing import Any, Optional, Union
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator
 
 from ixhpc.errors import UserError
@@ -104,23 +103,15 @@ def build_point(bench_result: dict[str, Any], metadata: dict[str, Any]) -> store
     bench = _validated(BenchResult, bench_result, "benchmark result")
     meta = dict(_validated(Metadata, metadata, "metadata").model_extra or {})
     req = bench.requests
-    errors = [(i, e) for i, e in enumerate(req.error) if e]
+    columns = {"ttft": req.ttft_ms, "tpot": req.tpot_ms, "e2el": req.e2el_ms, "start_time": req.start_time,
+               "input_len": req.input_len, "output_len": req.output_len, "success": req.success}
     return store.Point(
         metadata=meta,
         summary=dict(bench.summary),
         metrics=metrics.point_metrics(meta, bench.summary),
         failure=bench.failure or "",
         config={k: v for k, v in bench.config.items() if v is not None},
-        requests={
-            "ttft": np.asarray(req.ttft_ms, "f8"), "tpot": np.asarray(req.tpot_ms, "f8"),
-            "e2el": np.asarray(req.e2el_ms, "f8"), "start_time": np.asarray(req.start_time, "f8"),
-            "input_len": np.asarray(req.input_len, "i4"), "output_len": np.asarray(req.output_len, "i4"),
-            "success": np.asarray(req.success, "?"),
-        },
-        itl_values=np.asarray(req.itl_ms_values, store.ITL_DTYPE),
-        itl_offsets=np.asarray(req.itl_ms_offsets, "i8"),
-        error_index=np.asarray([i for i, _ in errors], "i8"),
-        error_text=[e for _, e in errors],
+        requests=store.Requests.from_columns(columns, req.itl_ms_values, req.itl_ms_offsets, req.error),
     )
 
 

@@ -1,22 +1,26 @@
 """One HDF5 file per run point: write it atomically, read it back, refuse anything else.
 
-Layout (format ``ixhpc-run-point``, version 1)::
+Layout (format ``ixhpc-run-point``, version 2)::
 
-    /                     attrs: every metadata key, ixhpc_format, ixhpc_format_version,
-                                 result_id, n_requests, failure, record (JSON, see below)
-    /summary              attrs: the ixhpc.bench summary (InferenceX benchmark_serving names)
-    /metrics              attrs: InferenceX metrics (ixhpc.results.metrics), seconds
-    /bench_config         attrs: the load generator's settings
-    /requests/<column>    one row per request, ``units`` attribute on each
-    /requests/itl_values  every request's inter-token gaps, concatenated (float32 ms)
-    /requests/itl_offsets request i's gaps are itl_values[offsets[i]:offsets[i+1]]
-    /requests/error_index, error_text   errors of the requests that have one (sparse)
+    /           attrs: every metadata key, ixhpc_format, ixhpc_format_version, result_id,
+                       n_requests, failure, record (JSON, see below)
+    /summary    attrs: the ixhpc.bench summary (InferenceX benchmark_serving names)
+    /metrics    attrs: InferenceX metrics (ixhpc.results.metrics), seconds
+    /bench_config  attrs: the load generator's settings
+    /requests   compound dataset, one row per request (REQUEST_FIELDS); attrs: each field's
+                units, error_texts (the point's distinct error messages: field ``error`` indexes
+                them, -1 = no error)
+    /itl        every request's inter-token gaps, concatenated (float32 ms); request i has
+                ``itl_count[i]`` of them, after those of the requests before it
 
-``record`` repeats metadata, summary, metrics, failure, format version, request count and
-result id as one JSON string: the attributes are for people and other tools, the record lets
-a merge read a point with two attribute reads (format + record) instead of dozens.
-``result_id`` is a sha256 over the record and the request arrays: the identity a merge uses to
-count a result once however many copies of the file it sees.
+``record`` repeats metadata, summary, metrics, failure, bench config and error texts as one
+canonical JSON string, plus ``arrays_sha256`` (over the bytes of /requests and /itl). The
+attributes and groups are for people and other tools; a merge reads a point with two attribute
+reads (record, result_id) and two dataset reads. ``result_id`` is the sha256 of ``record``:
+the identity a merge uses to count a result once however many copies of the file it sees.
+
+Version 1 files (one dataset per request column, ITL offsets, sparse error datasets) are still
+read: they are results, and results are never abandoned. They are only read, never written.
 """
 
 from __future__ import annotations
@@ -33,28 +37,91 @@ import numpy as np
 from ixhpc.atomic import atomic_path
 
 FORMAT = "ixhpc-run-point"
-VERSION = 1
+VERSION = 2
 
-# dataset name -> (numpy dtype, units)
-REQUEST_COLUMNS: dict[str, tuple[str, str]] = {
-    "ttft": ("f8", "ms"),
-    "tpot": ("f8", "ms"),
-    "e2el": ("f8", "ms"),
-    "start_time": ("f8", "s since benchmark start"),
-    "input_len": ("i4", "tokens"),
-    "output_len": ("i4", "tokens"),
+# field -> (little-endian dtype, units); the order is the compound type's (packed) layout
+REQUEST_FIELDS: dict[str, tuple[str, str]] = {
+    "ttft": ("<f8", "ms"),
+    "tpot": ("<f8", "ms"),
+    "e2el": ("<f8", "ms"),
+    "start_time": ("<f8", "s since benchmark start"),
+    "input_len": ("<i4", "tokens"),
+    "output_len": ("<i4", "tokens"),
+    "itl_count": ("<i4", "gaps in /itl"),
+    "error": ("<i4", "index into error_texts, -1 = no error"),
     "success": ("?", "bool"),
 }
-ITL_DTYPE = "f4"  # float32 ms: 60 ns resolution at 1 s, half the bytes of the biggest array
+REQUEST_DTYPE = np.dtype([(name, dtype) for name, (dtype, _) in REQUEST_FIELDS.items()])
+ITL_DTYPE = np.dtype("<f4")  # float32 ms: 60 ns resolution at 1 s, half the bytes of float64
+_STR = h5py.string_dtype()
+_COMPACT_MAX = 60_000  # HDF5's limit is 64 KiB per object header
 
 
 class PointFileError(ValueError):
-    """A file that is not a complete, valid run-point file; the message says why."""
+    """A file that is not a complete, valid run-point file; the message says why.
 
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+    ``kind`` is the ixhpc format the file has instead (e.g. ``ixhpc-merged``), if any.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, kind: str = "") -> None:
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+        self.kind = kind
+
+
+@dataclass
+class Requests:
+    """A point's per-request data: one REQUEST_DTYPE row per request, gaps, error texts."""
+
+    rows: np.ndarray
+    itl: np.ndarray
+    error_texts: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def itl_offsets(self) -> np.ndarray:
+        """Request i's gaps are ``itl[offsets[i]:offsets[i + 1]]``."""
+        offsets = np.zeros(len(self.rows) + 1, "i8")
+        np.cumsum(self.rows["itl_count"], out=offsets[1:])
+        return offsets
+
+    def gaps(self, i: int) -> np.ndarray:
+        offsets = self.itl_offsets
+        return self.itl[offsets[i]:offsets[i + 1]]
+
+    def errors(self) -> list[str]:
+        """Each request's error text, "" for none."""
+        texts = self.error_texts
+        return [texts[e] if e >= 0 else "" for e in self.rows["error"].tolist()]
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.nbytes + self.itl.nbytes
+
+    def frame(self):
+        """One row per request (timings in ms as stored), with an ``error`` text column."""
+        import pandas as pd
+
+        df = pd.DataFrame({name: self.rows[name] for name in REQUEST_FIELDS if name != "error"})
+        df["error"] = pd.array([e or None for e in self.errors()], dtype="string")
+        return df
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, Any], itl: Any, itl_offsets: Any, errors: list[str]) -> "Requests":
+        """From per-request columns (REQUEST_FIELDS names but itl_count/error), ragged ITL
+        offsets and each request's error text ("" for none)."""
+        texts: dict[str, int] = {}
+        codes = [texts.setdefault(e, len(texts)) if e else -1 for e in errors]
+        rows = np.empty(len(codes), REQUEST_DTYPE)
+        for name in REQUEST_FIELDS:
+            if name not in ("itl_count", "error"):
+                rows[name] = columns[name]
+        rows["itl_count"] = np.diff(np.asarray(itl_offsets, "i8"))
+        rows["error"] = codes
+        return cls(rows, np.asarray(itl, ITL_DTYPE), list(texts))
 
 
 @dataclass
@@ -64,100 +131,181 @@ class Point:
     metrics: dict[str, float]
     failure: str
     config: dict[str, Any]
-    requests: dict[str, np.ndarray]
-    itl_values: np.ndarray
-    itl_offsets: np.ndarray
-    error_index: np.ndarray
-    error_text: list[str]
-    result_id: str = field(default="")
-
-    @property
-    def n_requests(self) -> int:
-        return len(self.itl_offsets) - 1
-
-    def record(self) -> dict[str, Any]:
-        """What the result id covers, besides the request arrays."""
-        return {"metadata": self.metadata, "summary": self.summary, "metrics": self.metrics,
-                "failure": self.failure}
+    requests: Requests | None
+    result_id: str = ""
+    n_requests: int = 0
+    requests_sha256: str = ""  # requests_digest of the data; "" when not known (v1, not read)
 
 
-def arrays_digest(point: Point) -> str:
-    h = hashlib.sha256()
-    for name in REQUEST_COLUMNS:
-        h.update(np.ascontiguousarray(point.requests[name], REQUEST_COLUMNS[name][0]).tobytes())
-    h.update(np.ascontiguousarray(point.itl_values, ITL_DTYPE).tobytes())
-    h.update(np.ascontiguousarray(point.itl_offsets, "i8").tobytes())
-    h.update(np.ascontiguousarray(point.error_index, "i8").tobytes())
-    h.update("\0".join(point.error_text).encode())
+def requests_digest(req: Requests) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(req.rows, REQUEST_DTYPE).data)
+    h.update(np.ascontiguousarray(req.itl, ITL_DTYPE).data)
     return h.hexdigest()
 
 
-def _record_digest(record: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+def check_requests(req: Requests, n_itl: int | None = None) -> str | None:
+    """What is inconsistent in ``req`` (None: nothing)."""
+    counts = req.rows["itl_count"]
+    if np.any(counts < 0) or int(counts.sum()) != len(req.itl) or (n_itl is not None and n_itl != len(req.itl)):
+        return "ITL counts do not add up to the ITL values"
+    errors = req.rows["error"]
+    if np.any((errors < -1) | (errors >= len(req.error_texts))):
+        return "an error index points outside the error texts"
+    return None
 
 
-def fingerprint(point: Point) -> str:
-    """The result id: covers the record and, through its digest, every request array."""
-    return _record_digest({**point.record(), "arrays_sha256": arrays_digest(point)})
+# ----------------------------------------------------------------------------- writing
+
+
+def _record(point: Point) -> dict[str, Any]:
+    req = point.requests
+    assert req is not None
+    return {"format": FORMAT, "format_version": VERSION, "metadata": point.metadata,
+            "summary": point.summary, "metrics": point.metrics, "failure": point.failure,
+            "config": point.config, "n_requests": len(req), "n_itl": len(req.itl),
+            "error_texts": req.error_texts, "arrays_sha256": requests_digest(req)}
 
 
 def write(path: str | os.PathLike[str], point: Point) -> str:
     """Write ``point`` to ``path`` atomically (a killed writer leaves no file); return its id."""
-    point.result_id = fingerprint(point)
+    req = point.requests
+    if req is None:
+        raise ValueError("a run-point file needs its per-request data")
+    problem = check_requests(req)
+    if problem:
+        raise ValueError(problem)
+    record = json.dumps(_record(point), sort_keys=True)
+    point.result_id = hashlib.sha256(record.encode()).hexdigest()
+    point.n_requests = len(req)
+    point.requests_sha256 = requests_digest(req)
     with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
-        f.attrs.update({k: v for k, v in point.metadata.items()})
-        f.attrs.update({
-            "ixhpc_format": FORMAT, "ixhpc_format_version": VERSION,
-            "result_id": point.result_id, "n_requests": point.n_requests,
-            "failure": point.failure,
-            "record": json.dumps({**point.record(), "arrays_sha256": arrays_digest(point),
-                                  "format_version": VERSION, "n_requests": point.n_requests,
-                                  "result_id": point.result_id}),
-        })
+        f.attrs.update(point.metadata)
+        f.attrs.update(ixhpc_format=FORMAT, ixhpc_format_version=VERSION, result_id=point.result_id,
+                       n_requests=len(req), failure=point.failure, record=record)
         for group, values in (("summary", point.summary), ("metrics", point.metrics),
                               ("bench_config", point.config)):
             f.create_group(group).attrs.update(values)
-        req = f.create_group("requests")
-        for name, (dtype, units) in REQUEST_COLUMNS.items():
-            data = np.asarray(point.requests[name], dtype=dtype)
-            req.create_dataset(name, data=data, dcpl=_layout(data.nbytes))
-            req[name].attrs["units"] = units
-        req.create_dataset("itl_values", data=np.asarray(point.itl_values, dtype=ITL_DTYPE))
-        req["itl_values"].attrs["units"] = "ms"
-        offsets = np.asarray(point.itl_offsets, dtype="i8")
-        req.create_dataset("itl_offsets", data=offsets, dcpl=_layout(offsets.nbytes))
-        req.create_dataset("error_index", data=np.asarray(point.error_index, dtype="i8"))
-        req.create_dataset("error_text", data=point.error_text, dtype=h5py.string_dtype())
+        rows = f.create_dataset("requests", data=np.ascontiguousarray(req.rows, REQUEST_DTYPE),
+                                dcpl=_layout(req.rows.nbytes))
+        rows.attrs.update({name: units for name, (_, units) in REQUEST_FIELDS.items()})
+        rows.attrs.create("error_texts", req.error_texts, dtype=_STR)
+        itl = f.create_dataset("itl", data=np.asarray(req.itl, ITL_DTYPE), dcpl=_layout(req.itl.nbytes))
+        itl.attrs["units"] = "ms"
     return point.result_id
 
 
-_COMPACT_MAX = 60_000  # HDF5's limit is 64 KiB per object header
-
-
 def _layout(nbytes: int):
-    """Compact layout for small arrays: stored in the object header, read with it in one go,
-    which is most of what makes reading many small point files fast."""
+    """Compact layout for small arrays: stored in the object header (checksummed), read with
+    it in one go, which is much of what makes reading many small point files fast."""
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     if 0 < nbytes <= _COMPACT_MAX:
         dcpl.set_layout(h5py.h5d.COMPACT)
     return dcpl
 
 
-def read(path: str | os.PathLike[str], with_requests: bool = True) -> Point:
-    """Read and validate a run-point file; raise PointFileError saying what is wrong with it.
+# ----------------------------------------------------------------------------- reading
+
+
+class PointReader:
+    """An open run-point file: ``point()`` reads the record (cheap), ``add_requests()`` the arrays.
 
     Uses h5py's low-level API: a merge reads thousands of small files and the high-level
     API's per-call overhead (~100 us per lookup) would dominate the time.
     """
-    fid = _open(path)
-    try:
-        return _read_fid(fid, path, with_requests)
-    except PointFileError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise PointFileError(path, f"damaged run-point file: {short_error(exc)}") from None
-    finally:
-        fid.close()
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self._fid = _open(path)
+        self._rec: dict[str, Any] = {}
+
+    def __enter__(self) -> "PointReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._fid.close()
+
+    def point(self) -> Point:
+        return self._guarded(self._point)
+
+    def add_requests(self, point: Point) -> Point:
+        """Give ``point`` (from ``point()``) its per-request data, checked against its checksum."""
+        read = self._requests_v1 if self._rec.get("format_version") == 1 else self._requests
+        point.requests = self._guarded(read)
+        point.requests_sha256 = point.requests_sha256 or requests_digest(point.requests)
+        return point
+
+    def _guarded(self, read):
+        try:
+            return read()
+        except PointFileError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
+            raise PointFileError(self.path, f"damaged run-point file: {short_error(exc)}") from None
+
+    def _point(self) -> Point:
+        text = _str_attr(self._fid, "record")
+        if text is None:
+            fmt = _str_attr(self._fid, "ixhpc_format")
+            what = f"an ixhpc file of kind {fmt!r}" if fmt else "HDF5, but not written by ixhpc"
+            raise PointFileError(self.path, f"not a run-point file ({what})", kind=fmt or "")
+        rec = self._rec = json.loads(text)
+        version = int(rec["format_version"])
+        if version > VERSION:
+            raise PointFileError(self.path, f"format version {version} is newer than this ixhpc reads ({VERSION})")
+        if version == 1:
+            result_id = _v1_result_id(rec)
+        else:
+            result_id = hashlib.sha256(text.encode()).hexdigest()
+        if result_id != _str_attr(self._fid, "result_id"):
+            raise PointFileError(self.path, "record does not match its result id (altered or corrupt)")
+        return Point(metadata=rec["metadata"], summary=rec["summary"], metrics=rec["metrics"],
+                     failure=rec["failure"], config=rec["config"] if version > 1 else self._config_v1(),
+                     requests=None, result_id=result_id, n_requests=int(rec["n_requests"]),
+                     requests_sha256=rec["arrays_sha256"] if version > 1 else "")
+
+    def _requests(self) -> Requests:
+        rec = self._rec
+        rows = _dataset(self._fid, "requests", REQUEST_DTYPE, int(rec["n_requests"]))
+        itl = _dataset(self._fid, "itl", ITL_DTYPE, int(rec["n_itl"]))
+        req = Requests(rows, itl, list(rec["error_texts"]))
+        if requests_digest(req) != rec["arrays_sha256"]:
+            raise PointFileError(self.path, "request data do not match their checksum (corrupt)")
+        problem = check_requests(req)
+        if problem:
+            raise PointFileError(self.path, problem)
+        return req
+
+    # --- version 1: read-only
+
+    def _config_v1(self) -> dict[str, Any]:
+        group = h5py.Group(h5py.h5g.open(self._fid, b"bench_config"))
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in group.attrs.items()}
+
+    def _requests_v1(self) -> Requests:
+        n = int(self._rec["n_requests"])
+        req = h5py.h5g.open(self._fid, b"requests")
+        columns = {name: _dataset(req, name, dtype, n) for name, (dtype, _) in _V1_COLUMNS.items()}
+        offsets = _dataset(req, "itl_offsets", "<i8", n + 1)
+        if offsets[0] != 0 or np.any(offsets[1:] < offsets[:-1]):
+            raise PointFileError(self.path, "requests/itl_offsets do not start at 0 and rise")
+        itl = _dataset(req, "itl_values", ITL_DTYPE, int(offsets[-1]))
+        index = _dataset(req, "error_index", "<i8", _length(req, "error_index"))
+        text = _dataset(req, "error_text", _STR, len(index)) if len(index) else []
+        if np.any((index < 0) | (index >= n)):
+            raise PointFileError(self.path, "requests/error_index points outside the requests")
+        if _v1_arrays_digest(columns, itl, offsets, index, text) != self._rec["arrays_sha256"]:
+            raise PointFileError(self.path, "request data do not match their checksum (corrupt)")
+        errors = [""] * n
+        for i, t in zip(index.tolist(), text):
+            errors[i] = t.decode() if isinstance(t, bytes) else str(t)
+        return Requests.from_columns(columns, itl, offsets, errors)
+
+
+def read(path: str | os.PathLike[str], with_requests: bool = True) -> Point:
+    """Read and validate a run-point file; raise PointFileError saying what is wrong with it."""
+    with PointReader(path) as reader:
+        point = reader.point()
+        return reader.add_requests(point) if with_requests else point
 
 
 def _open(path: str | os.PathLike[str]):
@@ -171,7 +319,16 @@ def _open(path: str | os.PathLike[str]):
         raise PointFileError(path, f"not a readable HDF5 file (truncated or corrupt): {short_error(exc)}") from None
 
 
-_STR = h5py.string_dtype()
+_MEMORY_TYPES: dict[np.dtype, Any] = {}
+
+
+def _memory_type(dtype: Any):
+    """The HDF5 memory type of ``dtype``, made once: h5py would make it on every read, and
+    for the compound type that took longer than the read itself."""
+    dtype = np.dtype(dtype)
+    if dtype not in _MEMORY_TYPES:
+        _MEMORY_TYPES[dtype] = h5py.h5t.py_create(dtype)  # as h5py makes it for a read
+    return _MEMORY_TYPES[dtype]
 
 
 def _str_attr(fid, name: str) -> str | None:
@@ -179,71 +336,52 @@ def _str_attr(fid, name: str) -> str | None:
     try:
         attr = h5py.h5a.open(fid, name.encode())
         out = np.empty((), _STR)
-        attr.read(out)
+        attr.read(out, mtype=_memory_type(_STR))
     except (KeyError, OSError, TypeError, ValueError):
         return None
     value = out[()]
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _dataset(group, name: str, dtype: str, size: int) -> np.ndarray:
+def _dataset(loc, name: str, dtype: Any, size: int) -> np.ndarray:
     """Read a 1-D dataset whose length the record already told us (a mismatch raises)."""
     out = np.empty(size, dtype)
-    dset = h5py.h5d.open(group, name.encode())
+    dset = h5py.h5d.open(loc, name.encode())
     if dset.get_space().get_simple_extent_npoints() != size:
         raise ValueError(f"{name} has the wrong length (expected {size})")
     if size:
-        dset.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        dset.read(h5py.h5s.ALL, h5py.h5s.ALL, out, mtype=_memory_type(out.dtype))
     return out
 
 
-def _read_fid(fid, path, with_requests: bool) -> Point:
-    fmt = _str_attr(fid, "ixhpc_format")
-    if fmt != FORMAT:
-        what = f"an ixhpc file of kind {fmt!r}" if fmt else "HDF5, but not written by ixhpc"
-        raise PointFileError(path, f"not a run-point file ({what})")
-    rec = json.loads(_str_attr(fid, "record") or "null")
-    version = int(rec["format_version"])
-    if version > VERSION:
-        raise PointFileError(path, f"format version {version} is newer than this ixhpc reads ({VERSION})")
-    n = int(rec["n_requests"])
+def _length(loc, name: str) -> int:
+    return int(h5py.h5d.open(loc, name.encode()).get_space().get_simple_extent_npoints())
+
+
+# version 1 layout: dataset name -> (dtype, units), plus itl_values/itl_offsets/error_index/error_text
+_V1_COLUMNS: dict[str, tuple[str, str]] = {
+    "ttft": ("<f8", "ms"), "tpot": ("<f8", "ms"), "e2el": ("<f8", "ms"),
+    "start_time": ("<f8", "s since benchmark start"), "input_len": ("<i4", "tokens"),
+    "output_len": ("<i4", "tokens"), "success": ("?", "bool"),
+}
+
+
+def _v1_result_id(rec: dict[str, Any]) -> str:
     covered = {k: rec[k] for k in ("metadata", "summary", "metrics", "failure", "arrays_sha256")}
-    if _record_digest(covered) != rec["result_id"]:
-        raise PointFileError(path, "record does not match its result id (altered or corrupt)")
-    point = Point(
-        metadata=rec["metadata"], summary=rec["summary"], metrics=rec["metrics"],
-        failure=rec["failure"], config={}, requests={}, itl_values=np.empty(0, ITL_DTYPE),
-        itl_offsets=np.zeros(n + 1, "i8"), error_index=np.empty(0, "i8"), error_text=[],
-        result_id=str(rec["result_id"]),
-    )
-    if with_requests:
-        _read_requests(fid, path, point, n)
-        if arrays_digest(point) != rec["arrays_sha256"]:
-            raise PointFileError(path, "request data do not match their checksum (corrupt)")
-    return point
+    return hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()
 
 
-def _read_requests(fid, path, point: Point, n: int) -> None:
-    req = h5py.h5g.open(fid, b"requests")
-    for name, (dtype, _) in REQUEST_COLUMNS.items():
-        point.requests[name] = _dataset(req, name, dtype, n)
-    offs = point.itl_offsets = _dataset(req, "itl_offsets", "i8", n + 1)
-    if offs[0] != 0 or np.any(offs[1:] < offs[:-1]):
-        raise PointFileError(path, "requests/itl_offsets do not start at 0 and rise")
-    point.itl_values = _dataset(req, "itl_values", ITL_DTYPE, int(offs[-1]))
-    point.error_index = _dataset(req, "error_index", "i8", _length(req, "error_index"))
-    if point.error_index.size:
-        text = _dataset(req, "error_text", _STR, point.error_index.size)
-        point.error_text = [t.decode() if isinstance(t, bytes) else str(t) for t in text]
-        if np.any((point.error_index < 0) | (point.error_index >= n)):
-            raise PointFileError(path, "requests/error_index points outside the requests")
-
-
-def _length(group, name: str) -> int:
-    return int(h5py.h5d.open(group, name.encode()).get_space().get_simple_extent_npoints())
+def _v1_arrays_digest(columns: dict[str, np.ndarray], itl: np.ndarray, offsets: np.ndarray,
+                      index: np.ndarray, text: Any) -> str:
+    h = hashlib.sha256()
+    for name, (dtype, _) in _V1_COLUMNS.items():
+        h.update(np.ascontiguousarray(columns[name], dtype).tobytes())
+    for values, dtype in ((itl, ITL_DTYPE), (offsets, "<i8"), (index, "<i8")):
+        h.update(np.ascontiguousarray(values, dtype).tobytes())
+    h.update("\0".join(t.decode() if isinstance(t, bytes) else str(t) for t in text).encode())
+    return h.hexdigest()
 
 
 def short_error(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return text[:160]
-

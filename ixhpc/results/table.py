@@ -1,20 +1,22 @@
-"""The merged file: a columnar table of run points plus their concatenated per-request data.
+"""The merged file: a columnar table of run points; their per-request data are in segments.
 
-Layout (format ``ixhpc-merged``, version 1)::
+Layout (format ``ixhpc-merged``, version 2)::
 
-    /            attrs: ixhpc_format, ixhpc_format_version, n_points, n_requests, n_itl,
-                        summary_only
+    /            attrs: ixhpc_format, ixhpc_format_version, n_points, summary_only,
+                        merges (how many merges have committed: names their segments)
     /points/<column>       one resizable dataset per column, n_points rows; ``kind`` attribute:
                            float (NaN = absent), int (int64, INT_MISSING = absent),
                            bool (int8, -1 = absent), str (UTF-8, "" = absent)
-    /requests/<column>     every point's requests concatenated (the run-point file's columns);
-                           point i's rows are req_start[i] : req_start[i] + req_count[i]
-    /requests/itl_count    gaps per request; point i's gaps start at itl_start[i] in itl_values
-    /requests/itl_values   float32 ms
-    /requests/error_row, error_text   the requests that have an error (sparse)
 
 Columns are metadata keys, the bench summary (raw ``*_ms`` names), InferenceX metrics
-(``ixhpc.results.metrics``) and bookkeeping (result_id, source_*, req_*, itl_*, failure).
+(``ixhpc.results.metrics``), the load generator's settings (``bench_<name>``) and bookkeeping
+(result_id, failure, n_requests, requests_sha256, source_*, and where the point's per-request
+data are: ``segments.REFS``). The per-request data live in ``<file>.segments/`` (see
+ixhpc.results.segments), so a merge rewrites only this small table.
+
+Version 1 (per-request data inside the file) is still loaded as a table; merges refuse it as
+an output and take only its table as an input (it is derived data: its run-point files hold
+everything).
 """
 
 from __future__ import annotations
@@ -27,16 +29,15 @@ from typing import Any, Iterable
 import h5py
 import numpy as np
 
-from ixhpc.results import store
+from ixhpc.results import segments, store
 
 FORMAT = "ixhpc-merged"
-VERSION = 1
+VERSION = 2
 INT_MISSING = np.iinfo(np.int64).min
 _STR = h5py.string_dtype()
 _STORAGE = {"float": "f8", "int": "i8", "bool": "i1", "str": _STR}
 _MISSING: dict[str, Any] = {"float": math.nan, "int": INT_MISSING, "bool": -1, "str": ""}
 ROW_CHUNK = 4096
-REQ_CHUNK = 65536
 
 
 class MergedFileError(ValueError):
@@ -50,7 +51,13 @@ class Source:
     mtime_ns: int
 
 
+_KINDS = {bool: "bool", int: "int", float: "float", str: "str"}
+
+
 def kind_of(value: Any) -> str:
+    kind = _KINDS.get(type(value))  # the common case, without an isinstance chain
+    if kind:
+        return kind
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -72,10 +79,77 @@ def combined_kind(old: str | None, new: str) -> str | None:
 def point_row(point: store.Point, source: Source | None = None) -> dict[str, Any]:
     """One table row. Later groups win on a name clash; bookkeeping always wins."""
     row: dict[str, Any] = {**point.summary, **point.metadata, **point.metrics}
+    row.update({f"bench_{k}": v for k, v in point.config.items()})
     row.update(result_id=point.result_id, failure=point.failure, n_requests=point.n_requests)
+    if point.requests_sha256:
+        row["requests_sha256"] = point.requests_sha256
     if source is not None:
         row.update(source_path=source.path, source_size=source.size, source_mtime_ns=source.mtime_ns)
     return row
+
+
+def widen(kinds: dict[str, str], row: dict[str, Any]) -> str | None:
+    """Widen ``kinds`` to take ``row``, or say why the row cannot join (``kinds`` unchanged)."""
+    wanted = {}
+    for name, value in row.items():
+        have, kind = kinds.get(name), kind_of(value)
+        if have != kind:
+            combined = combined_kind(have, kind)
+            if combined is None:
+                return f"{name} is {kind} here but {have} in the merged table"
+            if combined != have:
+                wanted[name] = combined
+    kinds.update(wanted)
+    return None
+
+
+@dataclass
+class Batch:
+    """Rows as columns: each column's kind and values in storage form (absent = missing).
+
+    A merge moves rows in batches so that its single writing process does per-column work,
+    not per-value work: workers turn rows into batches.
+    """
+
+    where: list[str]  # each row's origin, for messages
+    columns: dict[str, tuple[str, np.ndarray]]
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]], where: list[str]) -> tuple["Batch", list[int]]:
+        """The batch of ``rows``, but for those whose kinds clash with earlier rows' (their
+        indices are returned: they join as batches of their own, to be checked one by one)."""
+        kinds: dict[str, str] = {}
+        odd = [i for i, row in enumerate(rows) if widen(kinds, row) is not None]
+        if odd:
+            out = set(odd)
+            keep = [i for i in range(len(rows)) if i not in out]
+            rows, where = [rows[i] for i in keep], [where[i] for i in keep]
+        return cls(where, {name: (kind, _column(kind, rows, name)) for name, kind in kinds.items()}), odd
+
+    def select(self, rows: np.ndarray) -> "Batch":
+        """The rows a boolean mask or an index array selects."""
+        index = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return Batch([self.where[i] for i in index],
+                     {name: (kind, values[index]) for name, (kind, values) in self.columns.items()})
+
+    def present(self, name: str) -> np.ndarray:
+        """Which rows have a value in column ``name``."""
+        if name not in self.columns:
+            return np.zeros(len(self), bool)
+        kind, values = self.columns[name]
+        return values == values if kind == "float" else values != _MISSING[kind]  # NaN != NaN
+
+    def column_as(self, name: str, kind: str) -> np.ndarray:
+        """Column ``name`` stored as ``kind`` (a wider kind than its own, or the same)."""
+        if name not in self.columns:
+            return _filled(kind, len(self))
+        have, values = self.columns[name]
+        if have == "int" and kind == "float":
+            return np.where(values == INT_MISSING, math.nan, values.astype("f8"))
+        return values
 
 
 # ----------------------------------------------------------------------------- writing
@@ -83,16 +157,8 @@ def point_row(point: store.Point, source: Source | None = None) -> dict[str, Any
 
 def create(f: h5py.File, summary_only: bool) -> None:
     f.attrs.update(ixhpc_format=FORMAT, ixhpc_format_version=VERSION, n_points=0,
-                   n_requests=0, n_itl=0, summary_only=summary_only)
+                   summary_only=summary_only, merges=0)
     f.create_group("points")
-    if not summary_only:
-        req = f.create_group("requests")
-        for name, (dtype, units) in store.REQUEST_COLUMNS.items():
-            _new_column(req, name, dtype, REQ_CHUNK).attrs["units"] = units
-        _new_column(req, "itl_count", "i4", REQ_CHUNK)
-        _new_column(req, "itl_values", store.ITL_DTYPE, 4 * REQ_CHUNK).attrs["units"] = "ms"
-        _new_column(req, "error_row", "i8", 1024)
-        _new_column(req, "error_text", _STR, 1024)
 
 
 def _new_column(group: h5py.Group, name: str, dtype: Any, chunk: int) -> h5py.Dataset:
@@ -110,58 +176,44 @@ def column_kinds(f: h5py.File) -> dict[str, str]:
     return {name: str(ds.attrs["kind"]) for name, ds in f["points"].items()}
 
 
-def append_rows(f: h5py.File, rows: list[dict[str, Any]], kinds: dict[str, str]) -> None:
-    """Append rows whose values fit ``kinds`` (the caller reconciled them with combined_kind)."""
+def append(f: h5py.File, batches: list[Batch], kinds: dict[str, str], stored: dict[str, str]) -> None:
+    """Append the batches' rows; ``kinds`` (every column's) must be wide enough for them.
+    ``stored`` (column_kinds of ``f``, kept up to date here) spares re-reading every column."""
     points = f["points"]
     n = int(f.attrs["n_points"])
     for name, kind in kinds.items():
-        if name not in points:
+        have = stored.get(name)
+        if have is None:
             ds = _new_column(points, name, _STORAGE[kind], ROW_CHUNK)
             ds.attrs["kind"] = kind
             _append(ds, _filled(kind, n))
-        elif points[name].attrs["kind"] != kind:  # int column that must now hold floats
-            _retype(points, name, kind)
-        _append(points[name], _column(kind, [row.get(name) for row in rows]))
-    f.attrs["n_points"] = n + len(rows)
+        elif have != kind:  # int column that must now hold floats
+            ds = _retype(points, name, kind)
+        else:
+            ds = points[name]
+        stored[name] = kind
+        _append(ds, np.concatenate([b.column_as(name, kind) for b in batches]))
+    f.attrs["n_points"] = n + sum(len(b) for b in batches)
 
 
 def _filled(kind: str, n: int) -> np.ndarray:
     return np.full(n, _MISSING[kind], dtype=object if kind == "str" else _STORAGE[kind])
 
 
-def _column(kind: str, values: list[Any]) -> np.ndarray:
+def _column(kind: str, rows: list[dict[str, Any]], name: str) -> np.ndarray:
+    """Column ``name`` of ``rows`` (whose values fit ``kind``; absent = missing, never None)."""
     missing = _MISSING[kind]
-    if kind == "str":
-        return np.array(["" if v is None else str(v) for v in values], dtype=object)
-    return np.array([missing if v is None else v for v in values], dtype=_STORAGE[kind])
+    return np.array([row.get(name, missing) for row in rows], dtype=object if kind == "str" else _STORAGE[kind])
 
 
-def _retype(points: h5py.Group, name: str, kind: str) -> None:
+def _retype(points: h5py.Group, name: str, kind: str) -> h5py.Dataset:
     old = points[name][()]
     values = np.where(old == INT_MISSING, math.nan, old.astype("f8"))
     del points[name]
     ds = _new_column(points, name, _STORAGE[kind], ROW_CHUNK)
     ds.attrs["kind"] = kind
     _append(ds, values)
-
-
-def append_requests(f: h5py.File, batch: list[store.Point], rows: list[dict[str, Any]]) -> None:
-    """Concatenate the batch's request arrays; record where each point's rows start in ``rows``."""
-    req = f["requests"]
-    n_req, n_itl = int(f.attrs["n_requests"]), int(f.attrs["n_itl"])
-    for point, row in zip(batch, rows):
-        row.update(req_start=n_req, req_count=point.n_requests, itl_start=n_itl,
-                   itl_count=int(point.itl_offsets[-1]))
-        n_req += point.n_requests
-        n_itl += int(point.itl_offsets[-1])
-    for name in store.REQUEST_COLUMNS:
-        _append(req[name], np.concatenate([p.requests[name] for p in batch]))
-    _append(req["itl_count"], np.concatenate([np.diff(p.itl_offsets) for p in batch]).astype("i4"))
-    _append(req["itl_values"], np.concatenate([p.itl_values for p in batch]))
-    _append(req["error_row"], np.concatenate(
-        [p.error_index + row["req_start"] for p, row in zip(batch, rows)]).astype("i8"))
-    _append(req["error_text"], np.array([t for p in batch for t in p.error_text], dtype=object))
-    f.attrs.update(n_requests=n_req, n_itl=n_itl)
+    return ds
 
 
 # ----------------------------------------------------------------------------- reading
@@ -210,30 +262,102 @@ def frame(columns: dict[str, tuple[str, np.ndarray]]):
 
 def rows_frame(rows: list[dict[str, Any]]):
     """The same DataFrame shape for rows that never went through a merged file."""
-    kinds: dict[str, str] = {}
-    for row in rows:
-        for name, value in row.items():
-            kinds[name] = combined_kind(kinds.get(name), kind_of(value)) or "str"
-    return frame({name: (kind, _column(kind, [r.get(name) for r in rows])) for name, kind in kinds.items()})
+    batch, odd = Batch.from_rows(rows, [""] * len(rows))
+    assert not odd, "rows of differing kinds"
+    return frame(batch.columns)
+
+
+def python_columns(columns: dict[str, tuple[str, np.ndarray]], drop: Iterable[str] = ()) -> dict[str, list[Any]]:
+    """Columns as lists of plain Python values, None where absent (see ``row_at``)."""
+    dropped = set(drop)
+    return {name: _python(kind, data) for name, (kind, data) in columns.items() if name not in dropped}
+
+
+def row_at(columns: dict[str, list[Any]], i: int) -> dict[str, Any]:
+    """Row ``i`` of ``python_columns`` with absent values left out, as point_row makes it."""
+    return {name: values[i] for name, values in columns.items() if values[i] is not None}
+
+
+def _python(kind: str, data: np.ndarray) -> list[Any]:
+    if kind == "float":
+        return [None if v != v else v for v in data.tolist()]  # NaN != NaN
+    if kind == "int":
+        return [None if v == INT_MISSING else v for v in data.tolist()]
+    if kind == "bool":
+        return [None if v < 0 else bool(v) for v in data.tolist()]
+    return [v or None for v in data.tolist()]
+
+
+def _open_merged(path: str | os.PathLike[str]) -> h5py.File | None:
+    """``path`` opened if it is a merged file (checked), None if it is another HDF5 file."""
+    from ixhpc.errors import UserError
+
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise UserError(f"{path}: not a readable HDF5 file ({store.short_error(exc)})") from None
+    if f.attrs.get("ixhpc_format") != FORMAT:
+        f.close()
+        return None
+    try:
+        check(f, path)
+    except (MergedFileError, KeyError, OSError) as exc:
+        f.close()
+        raise UserError(str(exc) if isinstance(exc, MergedFileError) else f"{path}: damaged merged file") from None
+    return f
 
 
 def load(path: str | os.PathLike[str]):
     """Table of a merged file, or the one-row table of a run-point file."""
     from ixhpc.errors import UserError
 
-    try:
-        if not os.path.exists(path):
-            raise UserError(f"{path}: no such file")
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("ixhpc_format")
-            if fmt == FORMAT:
-                check(f, path)
-                return frame(read_columns(f))
-    except OSError as exc:
-        raise UserError(f"{path}: not a readable HDF5 file ({store.short_error(exc)})") from None
-    except MergedFileError as exc:
-        raise UserError(str(exc)) from None
+    f = _open_merged(path)
+    if f is not None:
+        with f:
+            return frame(read_columns(f))
     try:
         return rows_frame([point_row(store.read(path, with_requests=False))])
     except store.PointFileError as exc:
         raise UserError(str(exc)) from None
+
+
+def requests(path: str | os.PathLike[str], result_id: str | None = None) -> store.Requests:
+    """Per-request data of the point ``result_id`` (a unique prefix will do) of a merged file,
+    or of a run-point file (``result_id`` optional there)."""
+    from ixhpc.errors import UserError
+
+    f = _open_merged(path)
+    if f is None:
+        try:
+            point = store.read(path)
+        except store.PointFileError as exc:
+            raise UserError(str(exc)) from None
+        if result_id and not point.result_id.startswith(result_id):
+            raise UserError(f"{path} holds result {point.result_id[:12]}, not {result_id}")
+        assert point.requests is not None
+        return point.requests
+    with f:
+        refs = _refs(f, path, result_id)
+    try:
+        return segments.fetch(segments.directory(path), refs)
+    except segments.SegmentError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _refs(f: h5py.File, path: str | os.PathLike[str], result_id: str | None) -> dict[str, Any]:
+    """Where the point ``result_id`` of merged file ``f`` keeps its per-request data."""
+    from ixhpc.errors import UserError
+
+    if not result_id:
+        raise UserError(f"{path} is a merged file: say which point (its result_id)")
+    if f.attrs["summary_only"]:
+        raise UserError(f"{path} was merged with --summary-only: it holds no per-request data")
+    if int(f.attrs["ixhpc_format_version"]) < 2:
+        raise UserError(f"{path} was merged by an older ixhpc: merge its run-point files again for per-request data")
+    ids = read_columns(f, ["result_id"])["result_id"][1].astype(str)
+    hits = np.flatnonzero(np.char.startswith(ids, result_id))
+    if len(hits) != 1:
+        raise UserError(f"{path}: {'no' if not len(hits) else 'more than one'} point with result id {result_id}")
+    return row_at(python_columns(read_columns(f, [*segments.REFS, "requests_sha256"])), int(hits[0]))
