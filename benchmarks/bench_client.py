@@ -1,20 +1,42 @@
 """Is the load generator ever the bottleneck, and how far off are its timings?
 
 Runs the simulated engine in its own process on 127.0.0.1 and the ixhpc.bench client in this
-one, at 64, 512 and 4096 concurrent streams, and prints:
+one, at 64, 512 and 4096 concurrent streams (``--waves`` x concurrency requests after one
+warm-up request per stream, which opens every keep-alive connection), and prints two tables.
 
-* streamed tokens per client CPU-second (this process's user+system CPU time during the run);
-* client-measured minus server-recorded TTFT and ITL (median and p99 of the differences), where
-  the server records each token's write time with the same CLOCK_MONOTONIC clock;
-* send: server arrival (handler start) minus client send time, i.e. the part of the TTFT
-  difference spent before the server saw the request (sending, accept, HTTP parse); and
-  clisend: the client's own part of it, request start -> headers written to the socket;
-* token delivery lag: client receipt time minus server write time of the same token, and the
-  client's received token rate against the server's emitted rate (keeping up = equal rates and
-  a lag that stays in milliseconds).
+Keeping up: streamed tokens per client CPU-second, the client's share of one core, how long
+the OS kept the runnable client off a CPU (``runq``, from /proc/self/schedstat: noise from
+the other processes on this machine), the client's received token rate against the server's
+emitted rate (keeping up = the same rate), and the token delivery lag (client read time
+minus server write time of the same token).
+
+Timing, client minus server, median and p99 in ms. Both sides use ``time.perf_counter()``
+(CLOCK_MONOTONIC), so their times compare directly:
+
+* ``ttft`` = client TTFT - server TTFT, which splits exactly into
+  ``transit`` (server arrival - client start: loopback, the server reading, parsing and
+  queueing the request before its handler runs) + ``tok0`` (delivery lag of the first token);
+* ``itl``: each client inter-token gap minus the server's gap between the same two writes;
+* ``queue``: client request start - the moment the client began building it. It is *not* in
+  the client's TTFT: the client's timer starts when the request is written to the socket
+  (see ``ixhpc.bench.client``); an InferenceX-style timer, started before ``session.post``,
+  would add it;
+* ``srv/cli us/tok``: inside the bursts in which a decode step emits one token on every
+  stream, the server's time per written token and the client's time per read token. When the
+  client's is larger, tokens queue in its sockets during a burst, and a stream's lag is its
+  place in the burst times the difference. When the two are equal and lag remains, the
+  client began the burst late: off the CPU (``runq``) or busy sending a request (``queue``).
+
+What the two sides record: the server's arrival is taken when its handler starts, the
+earliest point aiohttp's public server API offers (earlier, at the first bytes read, would
+need the listener that ``ixhpc.sim``'s command line owns); each token's time when it is
+written. The client's start is when the request's bytes go to the socket; each token's time
+when its bytes are read. The client launches one request per event-loop turn, so reading
+arriving tokens never waits for a whole burst of sends.
 
 The engine's ``--time-scale`` is chosen so the *server* emits about ``--server-tokens-per-s``
 (a one-core Python server cannot emit the 100k+ tokens/s a real GB200 does at 4096 streams).
+This machine's cores are shared: run it two or three times and read the spread.
 
     python benchmarks/bench_client.py [--concurrency 64 512 4096]
 """
@@ -30,8 +52,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any
 
-import aiohttp
 import numpy as np
 
 from ixhpc.bench import client, dataset
@@ -52,54 +74,20 @@ def start_server(conc: int, time_scale: float) -> tuple[subprocess.Popen[str], s
     return proc, match.group(1)
 
 
-def server_records(url: str) -> dict[str, dict]:
+def server_records(url: str) -> dict[str, dict[str, Any]]:
     with urllib.request.urlopen(url + "/sim/timings?clear=1", timeout=120) as resp:
         return {r["id"]: r for r in json.load(resp)["records"]}
 
 
-def pick_time_scale(conc: int, isl: int, osl: int, target_tps: float) -> float:
+def step_seconds(conc: int, tokens_per_s: float) -> float:
+    """Wall time of one decode step when the server emits ``tokens_per_s`` over ``conc`` streams."""
+    return conc / tokens_per_s
+
+
+def pick_time_scale(conc: int, isl: int, osl: int, tokens_per_s: float) -> float:
     cfg = model.SimConfig(max_batch=conc)
     step = model.decode_step_time(cfg, conc, conc * (isl + osl // 2))
-    return max(1.0, conc / (target_tps * step))
-
-
-def run_point(conc: int, isl: int, osl: int, target_tps: float, waves: int) -> dict[str, float]:
-    scale = pick_time_scale(conc, isl, osl, target_tps)
-    proc, url = start_server(conc, scale)
-    try:
-        cfg = client.ClientConfig(base_url=url, model="sim-model", ignore_eos=True, max_concurrency=conc)
-        prompts = dataset.random_prompts(conc * waves, isl, osl, 1.0, seed=0)
-        warmups = dataset.random_prompts(conc, isl, 1, 1.0, seed=1)  # opens every connection first
-
-        sent: list[float] = []  # when each request's headers left the client
-        trace = aiohttp.TraceConfig()
-
-        async def on_sent(session: object, ctx: object, params: object) -> None:
-            sent.append(time.perf_counter())
-
-        trace.on_request_headers_sent.append(on_sent)
-
-        async def measured() -> tuple[list[client.RequestResult], float, float, float]:
-            async with client.open_session(cfg, [trace]) as session:
-                await client.run_requests(session, cfg, warmups)
-                server_records(url)  # drop the warm-ups' records
-                sent.clear()
-                cpu0 = _cpu()
-                t0 = time.perf_counter()
-                results = await client.run_requests(session, cfg, prompts)
-                return results, time.perf_counter() - t0, _cpu() - cpu0, t0
-
-        results, wall, cpu, _ = asyncio.run(measured())
-        records = server_records(url)
-    finally:
-        proc.terminate()
-        proc.wait(30)
-    out = summarize(conc, scale, results, records, wall, cpu)
-    # client-side send overhead: request start -> headers written (matched in start order)
-    starts = np.sort([r.start for r in results])
-    overhead = (np.sort(sent)[: len(starts)] - starts[: len(sent)]) * 1e3
-    out["cli_send_med"], out["cli_send_p99"] = float(np.median(overhead)), float(np.percentile(overhead, 99))
-    return out
+    return max(1.0, step_seconds(conc, tokens_per_s) / step)
 
 
 def _cpu() -> float:
@@ -107,37 +95,106 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def summarize(conc: int, scale: float, results: list[client.RequestResult], records: dict[str, dict],
-              wall: float, cpu: float) -> dict[str, float]:
-    ttft_diff, itl_diff, lag, send_to_arrival = [], [], [], []
-    tokens = 0
-    first_server, last_server = np.inf, -np.inf
+def _runqueue_wait() -> float:
+    """Seconds this process has waited for a CPU while runnable (Linux schedstat; NaN elsewhere)."""
+    try:
+        with open("/proc/self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+async def measure(
+    url: str, conc: int, isl: int, osl: int, waves: int
+) -> tuple[list[client.RequestResult], float, float, float]:
+    """Results, wall, client CPU and client run-queue seconds of ``waves`` x ``conc`` requests
+    on warm connections."""
+    cfg = client.ClientConfig(base_url=url, model="sim-model", ignore_eos=True, max_concurrency=conc)
+    async with client.open_session(cfg) as session:
+        await client.run_requests(session, cfg, dataset.random_prompts(conc, isl, 1, 1.0, seed=1))
+        server_records(url)  # drop the warm-ups' records
+        prompts = dataset.random_prompts(conc * waves, isl, osl, 1.0, seed=0)
+        cpu0, wait0, t0 = _cpu(), _runqueue_wait(), time.perf_counter()
+        results = await client.run_requests(session, cfg, prompts)
+        return results, time.perf_counter() - t0, _cpu() - cpu0, _runqueue_wait() - wait0
+
+
+def pair(results: list[client.RequestResult], records: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Per request and per token, the client's and the server's times of the same events."""
+    rows: dict[str, list[Any]] = {k: [] for k in ("start", "queued", "arrival", "c0", "s0", "c", "s")}
     for r in results:
         rec = records.get(r.response_id)
         if not r.success or rec is None:
             continue
         c = np.frombuffer(r.token_times, dtype=np.float64)
         s = np.asarray(rec["token_times"])
-        n = min(len(c), len(s))
-        tokens += len(c)
-        ttft_diff.append((c[0] - r.start) - (s[0] - rec["arrival"]))
-        send_to_arrival.append(rec["arrival"] - r.start)
-        itl_diff.extend(np.diff(c[:n]) - np.diff(s[:n]))
-        lag.extend(c[:n] - s[:n])
-        first_server, last_server = min(first_server, s[0]), max(last_server, s[-1])
-    ms = lambda xs, q: float(np.percentile(np.asarray(xs) * 1e3, q))  # noqa: E731
-    failed = sum(not r.success for r in results)
-    return {
-        "conc": conc, "time_scale": scale, "failed": failed, "tokens": tokens,
-        "tok_per_cpu_s": tokens / cpu if cpu else float("nan"),
-        "client_cpu_share": cpu / wall,
-        "client_tok_s": tokens / wall,
-        "server_tok_s": tokens / (last_server - first_server),
-        "ttft_med": ms(ttft_diff, 50), "ttft_p99": ms(ttft_diff, 99),
-        "itl_med": ms(itl_diff, 50), "itl_p99": ms(itl_diff, 99),
-        "lag_med": ms(lag, 50), "lag_p99": ms(lag, 99),
-        "send_med": ms(send_to_arrival, 50), "send_p99": ms(send_to_arrival, 99),
+        n = min(len(c), len(s))  # equal for the simulated engine: one chunk per token
+        for key, value in (("start", r.start), ("queued", r.queued), ("arrival", rec["arrival"]),
+                           ("c0", c[0]), ("s0", s[0]), ("c", c[:n]), ("s", s[:n])):
+            rows[key].append(value)
+    out = {k: np.asarray(v) for k, v in rows.items() if k not in ("c", "s")}
+    out["itl"] = np.concatenate([np.diff(c) - np.diff(s) for c, s in zip(rows["c"], rows["s"])])
+    out["c"], out["s"] = np.concatenate(rows["c"]), np.concatenate(rows["s"])
+    return out
+
+
+def burst_costs(server: np.ndarray, client_: np.ndarray, conc: int, step: float) -> tuple[float, float]:
+    """Median server and client microseconds per token inside the decode steps' token bursts."""
+    order = np.argsort(server)
+    s, c = server[order], client_[order]
+    cuts = np.flatnonzero(np.diff(s) > step / 4) + 1  # bursts are far shorter than a step
+    srv, cli = [], []
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(s)]):
+        if hi - lo >= max(2, conc // 2):
+            srv.append((s[hi - 1] - s[lo]) / (hi - lo - 1))
+            cli.append((c[lo:hi].max() - c[lo:hi].min()) / (hi - lo - 1))
+    return (float(np.median(srv)) * 1e6, float(np.median(cli)) * 1e6) if srv else (np.nan, np.nan)
+
+
+def run_point(conc: int, isl: int, osl: int, tokens_per_s: float, waves: int) -> dict[str, float]:
+    scale = pick_time_scale(conc, isl, osl, tokens_per_s)
+    proc, url = start_server(conc, scale)
+    try:
+        results, wall, cpu, runq = asyncio.run(measure(url, conc, isl, osl, waves))
+        records = server_records(url)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    p = pair(results, records)
+    out: dict[str, float] = {
+        "conc": conc, "scale": scale, "failed": sum(not r.success for r in results), "tokens": len(p["c"]),
+        "tok_per_cpu_s": len(p["c"]) / cpu, "cpu_share": cpu / wall, "runq_ms": runq * 1e3,
+        "client_tok_s": len(p["c"]) / wall, "server_tok_s": len(p["s"]) / (p["s"].max() - p["s"].min()),
     }
+    ms = {
+        "ttft": (p["c0"] - p["start"]) - (p["s0"] - p["arrival"]),
+        "transit": p["arrival"] - p["start"],
+        "tok0": p["c0"] - p["s0"],
+        "itl": p["itl"],
+        "lag": p["c"] - p["s"],
+        "queue": p["start"] - p["queued"],
+    }
+    for name, values in ms.items():
+        out[f"{name}_med"], out[f"{name}_p99"] = np.percentile(values * 1e3, [50, 99])
+    out["srv_us"], out["cli_us"] = burst_costs(p["s"], p["c"], conc, step_seconds(conc, tokens_per_s))
+    return out
+
+
+def print_tables(rows: list[dict[str, float]]) -> None:
+    print("\nkeeping up")
+    print(f"{'conc':>5} {'scale':>6} {'fail':>4} {'tokens':>7} {'tok/cpu-s':>9} {'cli cpu':>7} "
+          f"{'runq ms':>7} {'srv tok/s':>9} {'cli tok/s':>9} {'keeps up':>8} {'lag med':>8} {'lag p99':>8}")
+    for r in rows:
+        keeps = r["client_tok_s"] >= 0.98 * r["server_tok_s"]
+        print(f"{r['conc']:>5} {r['scale']:>6.2f} {r['failed']:>4} {r['tokens']:>7} {r['tok_per_cpu_s']:>9.0f} "
+              f"{r['cpu_share']:>7.0%} {r['runq_ms']:>7.0f} {r['server_tok_s']:>9.0f} {r['client_tok_s']:>9.0f} {'yes' if keeps else 'NO':>8} "
+              f"{r['lag_med']:>8.2f} {r['lag_p99']:>8.2f}")
+    print("\ntiming, client minus server, ms (median / p99); per request ttft = transit + tok0")
+    names = ("ttft", "transit", "tok0", "itl", "queue")
+    print(f"{'conc':>5} " + " ".join(f"{n:>17}" for n in names) + f" {'srv/cli us/tok':>15}")
+    for r in rows:
+        cells = " ".join(f"{r[f'{n}_med']:>8.3f}/{r[f'{n}_p99']:<8.2f}" for n in names)
+        print(f"{r['conc']:>5} {cells} {r['srv_us']:>7.1f}/{r['cli_us']:<7.1f}", flush=True)
 
 
 def main() -> int:
@@ -146,24 +203,17 @@ def main() -> int:
     p.add_argument("--isl", type=int, default=128)
     p.add_argument("--osl", type=int, default=64)
     p.add_argument("--server-tokens-per-s", type=float, default=8000.0)
-    p.add_argument("--waves", type=int, default=2, help="requests = waves x concurrency (later waves arrive "
-                   "one by one as earlier requests finish, as in a steady benchmark)")
+    p.add_argument("--waves", type=int, default=2, help="requests = waves x concurrency")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    print(f"client (ixhpc.bench) vs simulated engine on 127.0.0.1, isl={args.isl} osl={args.osl}; "
-          "diffs are client minus server, ms")
-    header = (f"{'conc':>5} {'scale':>6} {'fail':>4} {'tokens':>7} {'tok/cpu-s':>9} {'cli cpu':>7} "
-              f"{'cli tok/s':>9} {'srv tok/s':>9} {'ttft med':>8} {'ttft p99':>8} {'itl med':>8} {'itl p99':>8} "
-              f"{'lag med':>8} {'lag p99':>8} {'send med':>8} {'send p99':>8} {'clisend med':>11} {'clisend p99':>11}")
-    print(header)
+    print(f"ixhpc.bench client vs simulated engine on 127.0.0.1, isl={args.isl} osl={args.osl}, "
+          f"{args.waves} x concurrency requests on warm connections")
+    rows = []
     for conc in args.concurrency:
-        r = run_point(conc, args.isl, args.osl, args.server_tokens_per_s, args.waves)
-        print(f"{r['conc']:>5} {r['time_scale']:>6.2f} {r['failed']:>4} {r['tokens']:>7} {r['tok_per_cpu_s']:>9.0f} "
-              f"{r['client_cpu_share']:>7.0%} {r['client_tok_s']:>9.0f} {r['server_tok_s']:>9.0f} "
-              f"{r['ttft_med']:>8.3f} {r['ttft_p99']:>8.3f} {r['itl_med']:>8.3f} {r['itl_p99']:>8.3f} "
-              f"{r['lag_med']:>8.3f} {r['lag_p99']:>8.3f} {r['send_med']:>8.3f} {r['send_p99']:>8.3f} "
-              f"{r['cli_send_med']:>11.3f} {r['cli_send_p99']:>11.3f}", flush=True)
+        rows.append(run_point(conc, args.isl, args.osl, args.server_tokens_per_s, args.waves))
+        print(f"  conc {conc} done", flush=True)
+    print_tables(rows)
     return 0
 
 

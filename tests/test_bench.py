@@ -9,6 +9,7 @@ import math
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -140,13 +141,15 @@ async def malformed(request: web.Request) -> web.StreamResponse:
         await resp.write(b'data: {"error": {"message": "out of memory"}}\n\n')
     elif kind == 7:
         await resp.write(b"garbage line without a prefix\n\n")
+    elif kind == 8:  # valid JSON followed by garbage is still malformed
+        await resp.write(b'data: {"choices": [{"text": " t"}]} trailing\n\n')
     await resp.write(DONE)
     return resp
 
 
 def test_malformed_responses_are_failed_requests_not_crashes() -> None:
     with scripted_server(malformed) as url:
-        results, _, duration = bench(url, prompts(7, output_len=2))
+        results, _, duration = bench(url, prompts(8, output_len=2))
     assert results[0].success and results[0].output_len == 1
     errors = [r.error for r in results[1:]]
     assert not any(r.success for r in results[1:])
@@ -154,13 +157,70 @@ def test_malformed_responses_are_failed_requests_not_crashes() -> None:
     assert "truncated" in errors[1]
     assert errors[2]  # the reset surfaces as whatever aiohttp raised, with its text
     assert "malformed" in errors[3] and "out of memory" in errors[4] and "malformed" in errors[5]
+    assert "malformed" in errors[6] and "trailing" in errors[6]
     summary = metrics.summarize(results, duration, 8, math.inf)
-    assert summary["completed"] == 1 and summary["failed"] == 6
+    assert summary["completed"] == 1 and summary["failed"] == 7
     arrays = metrics.request_arrays(results, results[0].start)
-    assert arrays["success"] == [True] + [False] * 6
+    assert arrays["success"] == [True] + [False] * 7
     assert all(math.isnan(v) for v in arrays["ttft_ms"][1:]) and not math.isnan(arrays["ttft_ms"][0])
-    assert arrays["itl_ms_offsets"] == [0] * 8  # one token each: no gaps
+    assert arrays["itl_ms_offsets"] == [0] * 9  # one token each: no gaps
     assert metrics.point_failure(summary)
+
+
+def test_start_is_when_the_request_is_written() -> None:
+    """Causality, not timing: the client's start is stamped before the bytes leave, the server's
+    handler starts after they arrived; ``queued`` (InferenceX's timer start) comes first."""
+    arrived: dict[int, float] = {}
+
+    async def stamping(request: web.Request) -> web.StreamResponse:
+        arrived[len((await request.json())["prompt"].split())] = time.perf_counter()
+        return await _short(request)
+
+    with scripted_server(stamping) as url:
+        results, _, _ = bench(url, prompts(12), concurrency=12, warmups=2)
+    assert all(r.success for r in results)
+    for i, r in enumerate(results):
+        assert r.queued < r.start <= arrived[i + 1] <= r.token_times[0] <= r.end
+    with scripted_server(_short) as url:
+        pass  # closed: nothing is ever written
+    (failed,) = bench(url, prompts(1))[0]
+    assert not failed.success and failed.start == failed.queued and math.isfinite(failed.start)
+
+
+def test_a_stalled_stream_times_out_as_a_failed_request() -> None:
+    async def stalling(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(TOKEN)
+        await asyncio.sleep(30)  # never finishes; the server's cleanup cancels it
+        return resp
+
+    with scripted_server(stalling) as url:
+        cfg = client.ClientConfig(base_url=url, model="m", max_concurrency=2, request_timeout=0.3)
+        results, _, _ = asyncio.run(client.benchmark(cfg, prompts(2), []))
+    assert [r.error for r in results] == ["timeout after 0.3 s"] * 2
+    assert not any(r.success for r in results) and all(math.isfinite(r.start) for r in results)
+
+
+def test_concurrency_limit_holds_and_each_prompt_is_sent_once() -> None:
+    seen: list[int] = []
+    in_flight = peak = 0
+
+    async def counting(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            seen.append(len((await request.json())["prompt"].split()))
+            await asyncio.sleep(0.02)  # lets the other requests pile up (no time is asserted)
+            return await _short(request)
+        finally:
+            in_flight -= 1
+
+    with scripted_server(counting) as url:
+        results, _, _ = bench(url, prompts(10), concurrency=3)
+    assert all(r.success for r in results) and sorted(seen) == list(range(1, 11))
+    assert 1 <= peak <= 3
 
 
 def _failing_every(n: int) -> Handler:
@@ -219,6 +279,7 @@ def test_cli_excludes_warmups_and_writes_the_contract(tmp_path: Path) -> None:
     assert doc["summary"]["completed"] == doc["summary"]["num_prompts"] == 5 and doc["failure"] is None
     assert all(len(v) == 5 for k, v in doc["requests"].items() if not k.startswith("itl_ms"))
     assert doc["config"]["num_warmups"] == 3 and doc["config"]["num_prompts"] == 5
+    assert doc["config"]["timer_start"] == client.TIMER_START == "request_written"
     assert set(doc) == {"summary", "requests", "config", "failure"}
     # never overwrite a result
     with pytest.raises(SystemExit) as exc:

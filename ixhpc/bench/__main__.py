@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 "random_range_ratio": args.random_range_ratio, "num_prompts": num_prompts,
                 "max_concurrency": args.max_concurrency, "request_rate": args.request_rate,
                 "num_warmups": args.num_warmups, "ignore_eos": args.ignore_eos, "seed": args.seed,
+                "timer_start": client.TIMER_START,
             },
             "failure": failure,
         }

@@ -14,7 +14,12 @@ worker charges the KV transfer time before the request joins its batch. ``X-Sim-
 
 ``GET /sim/timings`` returns every request's server-side times in ``time.perf_counter()``
 seconds (CLOCK_MONOTONIC on Linux, so comparable with a client on the same machine):
-arrival, KV ready, each token's write time, finish.
+arrival, KV ready, each token's write time (taken just before the write), finish. Arrival is
+when the request's handler starts, before its body is read: the earliest point aiohttp's
+public server API offers (the first bytes' read happens in the connection's protocol, which
+the listener in ``ixhpc.sim.__main__`` creates). Between the two lie the HTTP parse and one
+or two event-loop turns; ``benchmarks/bench_client.py`` reports that span with the loopback
+as ``transit``.
 """
 
 from __future__ import annotations
@@ -219,6 +224,7 @@ class Api:
         return web.json_response({"clock": "time.perf_counter", "worker": self.engine.name, "records": records})
 
     async def prefill(self, request: web.Request) -> web.Response:
+        arrival = time.perf_counter()
         try:
             body = await json_body(request)
         except ValueError as exc:
@@ -227,7 +233,7 @@ class Api:
         if not isinstance(tokens, int) or tokens < 0:
             return error_response(400, "prompt_tokens must be a non-negative integer")
         rid = str(body.get("id") or self.engine.new_id())
-        record = {"id": rid, "role": "prefill", "arrival": time.perf_counter(), "prompt_tokens": tokens}
+        record = {"id": rid, "role": "prefill", "arrival": arrival, "prompt_tokens": tokens}
         self.engine.records.append(record)
         record["start"] = await self.engine.prefill(tokens)
         record["end"] = time.perf_counter()
