@@ -7,38 +7,40 @@ warm-up request per stream, which opens every keep-alive connection), and prints
 Keeping up: streamed tokens per client CPU-second, the client's share of one core, how long
 the OS kept the runnable client off a CPU (``runq``, from /proc/self/schedstat: noise from
 the other processes on this machine), the client's received token rate against the server's
-emitted rate (keeping up = the same rate), and the token delivery lag (client read time
-minus server write time of the same token).
+emitted rate over the span of their token times, the decode step, ``rd lag p99`` (p99 over
+requests of the longest wait between a read's bytes arriving and the client reading them; 0
+with ``--token-clock read``, which cannot see it), and the token delivery lag (client time
+minus server write time of the same token). Keeping up = the same rate, and reads no later
+than one decode step at p99: the client never lets a step's tokens pile up.
 
 Timing, client minus server, median and p99 in ms. Both sides use ``time.perf_counter()``
 (CLOCK_MONOTONIC), so their times compare directly:
 
 * ``ttft`` = client TTFT - server TTFT, which splits exactly into
-  ``transit`` (server arrival - client start: loopback, the server reading, parsing and
-  queueing the request before its handler runs) + ``tok0`` (delivery lag of the first token);
+  ``transit`` (server arrival - client start: the request's trip through loopback) +
+  ``tok0`` (the first token's client time - its server write time);
 * ``itl``: each client inter-token gap minus the server's gap between the same two writes;
 * ``queue``: client request start - the moment the client began building it. It is *not* in
   the client's TTFT: the client's timer starts when the request is written to the socket
   (see ``ixhpc.bench.client``); an InferenceX-style timer, started before ``session.post``,
   would add it;
+* ``intake``: the server's handler start - the request's arrival: how long the server's own
+  event loop took to get to a request. It is in both sides' TTFT, so not in ``ttft``;
 * ``srv/cli us/tok``: inside the bursts in which a decode step emits one token on every
-  stream, the server's time per written token and the client's time per read token. When the
-  client's is larger, tokens queue in its sockets during a burst, and a stream's lag is its
-  place in the burst times the difference. When the two are equal and lag remains, the
-  client began the burst late: off the CPU (``runq``) or busy sending a request (``queue``).
+  stream, the server's time per written token and the client's time per token. When the
+  client's is larger, tokens queue in its sockets during a burst.
 
-What the two sides record: the server's arrival is taken when its handler starts, the
-earliest point aiohttp's public server API offers (earlier, at the first bytes read, would
-need the listener that ``ixhpc.sim``'s command line owns); each token's time when it is
-written. The client's start is when the request's bytes go to the socket; each token's time
-when its bytes are read. The client launches one request per event-loop turn, so reading
-arriving tokens never waits for a whole burst of sends.
+What the two sides record: the server's arrival is the kernel's receive stamp of the
+request's first packet (``ixhpc.sim.listener``), each token's time when it is written. The
+client's start is when the request's bytes go to the socket; each token's time is the kernel's
+receive stamp of its bytes on the client's socket (``--token-clock read``: when the client read
+them, which shows what a busy client's own event loop adds).
 
 The engine's ``--time-scale`` is chosen so the *server* emits about ``--server-tokens-per-s``
 (a one-core Python server cannot emit the 100k+ tokens/s a real GB200 does at 4096 streams).
 This machine's cores are shared: run it two or three times and read the spread.
 
-    python benchmarks/bench_client.py [--concurrency 64 512 4096]
+    python benchmarks/bench_client.py [--concurrency 64 512 4096] [--token-clock read] [--asyncio]
 """
 
 from __future__ import annotations
@@ -52,11 +54,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from ixhpc.bench import client, dataset
+from ixhpc.bench import client, dataset, eventloop
 from ixhpc.sim import model
 
 
@@ -105,12 +108,13 @@ def _runqueue_wait() -> float:
 
 
 async def measure(
-    url: str, conc: int, isl: int, osl: int, waves: int
+    url: str, conc: int, isl: int, osl: int, waves: int, stamps: bool = True
 ) -> tuple[list[client.RequestResult], float, float, float]:
     """Results, wall, client CPU and client run-queue seconds of ``waves`` x ``conc`` requests
     on warm connections."""
-    cfg = client.ClientConfig(base_url=url, model="sim-model", ignore_eos=True, max_concurrency=conc)
-    async with client.open_session(cfg) as session:
+    cfg = client.ClientConfig(base_url=url, model="sim-model", ignore_eos=True, max_concurrency=conc,
+                              receive_stamps=stamps)
+    with client.open_session(cfg) as session:
         await client.run_requests(session, cfg, dataset.random_prompts(conc, isl, 1, 1.0, seed=1))
         server_records(url)  # drop the warm-ups' records
         prompts = dataset.random_prompts(conc * waves, isl, osl, 1.0, seed=0)
@@ -121,7 +125,7 @@ async def measure(
 
 def pair(results: list[client.RequestResult], records: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
     """Per request and per token, the client's and the server's times of the same events."""
-    rows: dict[str, list[Any]] = {k: [] for k in ("start", "queued", "arrival", "c0", "s0", "c", "s")}
+    rows: dict[str, list[Any]] = {k: [] for k in ("start", "queued", "arrival", "handled", "c0", "s0", "c", "s")}
     for r in results:
         rec = records.get(r.response_id)
         if not r.success or rec is None:
@@ -130,6 +134,7 @@ def pair(results: list[client.RequestResult], records: dict[str, dict[str, Any]]
         s = np.asarray(rec["token_times"])
         n = min(len(c), len(s))  # equal for the simulated engine: one chunk per token
         for key, value in (("start", r.start), ("queued", r.queued), ("arrival", rec["arrival"]),
+                           ("handled", rec["handled"]),
                            ("c0", c[0]), ("s0", s[0]), ("c", c[:n]), ("s", s[:n])):
             rows[key].append(value)
     out = {k: np.asarray(v) for k, v in rows.items() if k not in ("c", "s")}
@@ -151,11 +156,13 @@ def burst_costs(server: np.ndarray, client_: np.ndarray, conc: int, step: float)
     return (float(np.median(srv)) * 1e6, float(np.median(cli)) * 1e6) if srv else (np.nan, np.nan)
 
 
-def run_point(conc: int, isl: int, osl: int, tokens_per_s: float, waves: int) -> dict[str, float]:
+def run_point(
+    conc: int, isl: int, osl: int, tokens_per_s: float, waves: int, stamps: bool, run: Callable[..., Any]
+) -> dict[str, float]:
     scale = pick_time_scale(conc, isl, osl, tokens_per_s)
     proc, url = start_server(conc, scale)
     try:
-        results, wall, cpu, runq = asyncio.run(measure(url, conc, isl, osl, waves))
+        results, wall, cpu, runq = run(measure(url, conc, isl, osl, waves, stamps))
         records = server_records(url)
     finally:
         proc.terminate()
@@ -164,8 +171,11 @@ def run_point(conc: int, isl: int, osl: int, tokens_per_s: float, waves: int) ->
     out: dict[str, float] = {
         "conc": conc, "scale": scale, "failed": sum(not r.success for r in results), "tokens": len(p["c"]),
         "tok_per_cpu_s": len(p["c"]) / cpu, "cpu_share": cpu / wall, "runq_ms": runq * 1e3,
-        "client_tok_s": len(p["c"]) / wall, "server_tok_s": len(p["s"]) / (p["s"].max() - p["s"].min()),
+        "client_tok_s": len(p["c"]) / (p["c"].max() - p["c"].min()),
+        "server_tok_s": len(p["s"]) / (p["s"].max() - p["s"].min()),
+        "step_ms": step_seconds(conc, tokens_per_s) * 1e3,
     }
+    out["rdlag_med"], out["rdlag_p99"] = np.percentile([r.read_lag * 1e3 for r in results], [50, 99])
     ms = {
         "ttft": (p["c0"] - p["start"]) - (p["s0"] - p["arrival"]),
         "transit": p["arrival"] - p["start"],
@@ -173,6 +183,7 @@ def run_point(conc: int, isl: int, osl: int, tokens_per_s: float, waves: int) ->
         "itl": p["itl"],
         "lag": p["c"] - p["s"],
         "queue": p["start"] - p["queued"],
+        "intake": p["handled"] - p["arrival"],
     }
     for name, values in ms.items():
         out[f"{name}_med"], out[f"{name}_p99"] = np.percentile(values * 1e3, [50, 99])
@@ -183,14 +194,16 @@ def run_point(conc: int, isl: int, osl: int, tokens_per_s: float, waves: int) ->
 def print_tables(rows: list[dict[str, float]]) -> None:
     print("\nkeeping up")
     print(f"{'conc':>5} {'scale':>6} {'fail':>4} {'tokens':>7} {'tok/cpu-s':>9} {'cli cpu':>7} "
-          f"{'runq ms':>7} {'srv tok/s':>9} {'cli tok/s':>9} {'keeps up':>8} {'lag med':>8} {'lag p99':>8}")
+          f"{'runq ms':>7} {'srv tok/s':>9} {'cli tok/s':>9} {'step ms':>7} {'rd lag p99':>10} {'keeps up':>8} "
+          f"{'lag med':>8} {'lag p99':>8}")
     for r in rows:
-        keeps = r["client_tok_s"] >= 0.98 * r["server_tok_s"]
+        keeps = r["client_tok_s"] >= 0.98 * r["server_tok_s"] and r["rdlag_p99"] < r["step_ms"]
         print(f"{r['conc']:>5} {r['scale']:>6.2f} {r['failed']:>4} {r['tokens']:>7} {r['tok_per_cpu_s']:>9.0f} "
-              f"{r['cpu_share']:>7.0%} {r['runq_ms']:>7.0f} {r['server_tok_s']:>9.0f} {r['client_tok_s']:>9.0f} {'yes' if keeps else 'NO':>8} "
+              f"{r['cpu_share']:>7.0%} {r['runq_ms']:>7.0f} {r['server_tok_s']:>9.0f} {r['client_tok_s']:>9.0f} "
+              f"{r['step_ms']:>7.1f} {r['rdlag_p99']:>10.2f} {'yes' if keeps else 'NO':>8} "
               f"{r['lag_med']:>8.2f} {r['lag_p99']:>8.2f}")
     print("\ntiming, client minus server, ms (median / p99); per request ttft = transit + tok0")
-    names = ("ttft", "transit", "tok0", "itl", "queue")
+    names = ("ttft", "transit", "tok0", "itl", "queue", "intake")
     print(f"{'conc':>5} " + " ".join(f"{n:>17}" for n in names) + f" {'srv/cli us/tok':>15}")
     for r in rows:
         cells = " ".join(f"{r[f'{n}_med']:>8.3f}/{r[f'{n}_p99']:<8.2f}" for n in names)
@@ -204,14 +217,20 @@ def main() -> int:
     p.add_argument("--osl", type=int, default=64)
     p.add_argument("--server-tokens-per-s", type=float, default=8000.0)
     p.add_argument("--waves", type=int, default=2, help="requests = waves x concurrency")
+    p.add_argument("--token-clock", choices=tuple(client.TOKEN_CLOCK.values()), default="kernel_receive")
+    p.add_argument("--asyncio", action="store_true", help="run the client on asyncio's loop even if uvloop is installed")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print(f"ixhpc.bench client vs simulated engine on 127.0.0.1, isl={args.isl} osl={args.osl}, "
-          f"{args.waves} x concurrency requests on warm connections")
+          f"{args.waves} x concurrency requests on warm connections; client on "
+          f"{'asyncio' if args.asyncio else eventloop.name()}, "
+          f"token clock {args.token_clock}")
     rows = []
     for conc in args.concurrency:
-        rows.append(run_point(conc, args.isl, args.osl, args.server_tokens_per_s, args.waves))
+        stamps = args.token_clock == client.TOKEN_CLOCK[True]
+        run = asyncio.run if args.asyncio else eventloop.run
+        rows.append(run_point(conc, args.isl, args.osl, args.server_tokens_per_s, args.waves, stamps, run))
         print(f"  conc {conc} done", flush=True)
     print_tables(rows)
     return 0

@@ -8,10 +8,17 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import pytest
+from aiohttp import web
+
+from ixhpc.bench import rxstamp
 
 FAST = ["--time-scale", "0.01"]
 
@@ -32,7 +39,10 @@ def sim_process(*args: str) -> Iterator[str]:
     finally:
         proc.terminate()
         rc = proc.wait(timeout=20)
-    assert rc == 0, proc.stderr.read()  # type: ignore[union-attr]
+        err = proc.stderr.read()  # type: ignore[union-attr]
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert rc == 0, err
 
 
 def run(coro: Any) -> Any:
@@ -200,3 +210,52 @@ def test_router_least_loaded_avoids_the_busy_decode_worker() -> None:
         idle = next(u for u in decode if u != busy)
         assert len(recs[busy]) == 1 and len(recs[idle]) == 3
         assert all(r["prefill_worker"] == prefill[0] for rs in recs.values() for r in rs)
+
+
+@contextlib.contextmanager
+def _in_process_engine() -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+    """The simulated engine behind ``listener.listen`` in a thread; yields its URL and loop."""
+    from ixhpc.sim import listener, model, server
+
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def start() -> None:
+        runner = web.AppRunner(server.make_app(server.Engine(model.SimConfig(), "both", "t", 0.01), "m"))
+        await runner.setup()
+        state["runner"], state["listening"] = runner, await listener.listen(runner, "127.0.0.1", 0)
+        ready.set()
+
+    thread = threading.Thread(target=lambda: (loop.run_until_complete(start()), loop.run_forever()), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        yield f"http://127.0.0.1:{state['listening'].sockets[0].getsockname()[1]}", loop
+    finally:
+        state["listening"].close()
+        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def _complete(url: str, rid: str) -> None:
+    body = json.dumps({"prompt": "a b", "max_tokens": 1}).encode()
+    req = urllib.request.Request(url + "/v1/completions", body, {"X-Request-Id": rid, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+@pytest.mark.skipif(not rxstamp.SUPPORTED, reason="kernel receive stamps: Linux x86_64/aarch64")
+def test_arrival_is_when_the_request_came_not_when_a_busy_server_got_to_it() -> None:
+    """Causality with wide margins: the server's loop is stuck for 0.5 s when the request comes."""
+    with _in_process_engine() as (url, loop):
+        _complete(url, "warm")  # the kernel switches receive stamps on a moment after the first ask
+        loop.call_soon_threadsafe(time.sleep, 0.5)
+        time.sleep(0.1)
+        sent = time.perf_counter()
+        _complete(url, "late")
+        rec = next(r for r in records(url) if r["id"] == "late")
+    assert abs(rec["arrival"] - sent) < 0.1 and rec["handled"] - rec["arrival"] > 0.2
+    assert rec["arrival"] <= rec["handled"] <= rec["token_times"][0]

@@ -8,7 +8,6 @@ arguments.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import resource
@@ -17,7 +16,7 @@ import sys
 from typing import Any
 
 from ixhpc import atomic
-from ixhpc.bench import client, dataset, metrics
+from ixhpc.bench import client, dataset, eventloop, metrics
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prompt-format", choices=("text", "token-ids"), default="text")
     p.add_argument("--request-timeout", type=float, default=6 * 3600.0, help="seconds per request")
+    p.add_argument("--token-clock", choices=tuple(client.TOKEN_CLOCK.values()), default="kernel_receive",
+                   help="token times: when the kernel received the bytes (default) or when they were read")
     p.add_argument("--output", help="result JSON file (written atomically)")
     return p
 
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model
     if model is None:
         try:
-            model = asyncio.run(client.first_model(args.base_url))
+            model = eventloop.run(client.first_model(args.base_url))
         except Exception as exc:  # noqa: BLE001 - any reason the listing failed is one line
             print(f"ixhpc.bench: error: cannot list models at {args.base_url}/v1/models ({exc}); pass --model",
                   file=sys.stderr)
@@ -102,11 +103,20 @@ def main(argv: list[str] | None = None) -> int:
         base_url=args.base_url, model=model, endpoint=args.endpoint, ignore_eos=args.ignore_eos,
         max_concurrency=args.max_concurrency, request_rate=args.request_rate,
         request_timeout=args.request_timeout, seed=args.seed,
+        receive_stamps=args.token_clock == client.TOKEN_CLOCK[True],
     )
-    results, start, duration = asyncio.run(client.benchmark(cfg, prompts, warmups))
+    try:
+        results, start, duration = eventloop.run(client.benchmark(cfg, prompts, warmups))
+    except ValueError as exc:  # a setting the HTTP client refuses (the URL, a header)
+        print(f"ixhpc.bench: error: {exc}", file=sys.stderr)
+        return 2
     summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate)
     failure = metrics.point_failure(summary)
     _print_summary(summary, failure)
+    if cfg.receive_stamps and results:
+        lag = max(r.read_lag for r in results) * 1e3
+        print(f"client read lag (ms): max={lag:.2f} (how late this client read arrived bytes; "
+              "token times are when they arrived)")
     if args.output:
         document = {
             "summary": summary,
@@ -116,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 "random_range_ratio": args.random_range_ratio, "num_prompts": num_prompts,
                 "max_concurrency": args.max_concurrency, "request_rate": args.request_rate,
                 "num_warmups": args.num_warmups, "ignore_eos": args.ignore_eos, "seed": args.seed,
-                "timer_start": client.TIMER_START,
+                "timer_start": client.TIMER_START, "token_clock": client.TOKEN_CLOCK[cfg.receive_stamps],
             },
             "failure": failure,
         }

@@ -1,32 +1,37 @@
-"""Streaming OpenAI-compatible client: sends the requests, timestamps every streamed chunk.
+"""Streaming OpenAI-compatible client: sends the requests, timestamps every streamed token.
 
 All times are ``time.perf_counter()`` seconds. A request's ``start``, which TTFT and E2EL count
-from, is when its bytes are handed to the socket (aiohttp's ``on_request_chunk_sent`` trace
-hook, just before the write). InferenceX's ``benchmark_serving`` starts its timer before
-``session.post``, so its TTFT also holds the client's own work before the write: opening a
-connection (none once warm-ups have filled the pool), building the request and, on Python
-< 3.12 where aiohttp writes the body from a task of its own, waiting for every request
-launched in the same event-loop turn. That is the client's time, not the server's; ``queued``
-keeps the InferenceX-style start. A chunk's time is when its bytes were read from the socket;
-SSE events that arrive in one read share that time. Any failure of one request (HTTP error,
-reset connection, truncated or malformed stream, error event, timeout) becomes that
-request's error text; it never stops the benchmark.
-"""
+from, is taken just before its bytes are written to the socket. InferenceX's
+``benchmark_serving`` starts its timer before ``session.post``, so its TTFT also holds the
+client's own work before the write: opening a connection (none once warm-ups have filled the
+pool), building the request and waiting for other requests launched in the same event-loop
+turn. That is the client's time, not the server's; ``queued`` keeps the InferenceX-style
+start.
+
+A token's time is when its bytes reached this host: the kernel's receive stamp of the packet
+that completed its SSE event (``ixhpc.bench.rxstamp``), so a client whose event loop is busy
+still times the server, not itself. Two cases fall back to the time the bytes were read: no
+stamp (``receive_stamps=False``, or an OS without them) and an event that was not the first
+one completed by its read, which only happens when the client fell behind; it then shares
+that read's time with the events after it. Any failure of one request (HTTP error, reset
+connection, truncated or malformed stream, error event, timeout) becomes that request's error
+text; it never stops the benchmark."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
 import random
 import time
 from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
+from ixhpc.bench import http
 from ixhpc.bench.dataset import Prompt
 
 
@@ -35,12 +40,13 @@ class RequestResult:
     input_len: int
     queued: float = math.nan  # perf_counter when the client began the request
     start: float = math.nan  # when its bytes went to the socket (``queued`` if they never did)
-    end: float = math.nan
+    end: float = math.nan  # its last token's time
     token_times: array = field(default_factory=lambda: array("d"))  # one per content chunk
     output_len: int = 0  # usage.completion_tokens when the server reports it, else chunks
     success: bool = False
     error: str = ""
     response_id: str = ""
+    read_lag: float = 0.0  # longest wait of a read after its first byte arrived: a busy client
 
     @property
     def ttft(self) -> float:
@@ -67,6 +73,7 @@ class ClientConfig:
     request_rate: float = math.inf
     request_timeout: float = 6 * 3600.0
     seed: int = 0
+    receive_stamps: bool = True  # token times from the kernel's receive stamps (else read times)
 
 
 class StreamError(Exception):
@@ -74,7 +81,7 @@ class StreamError(Exception):
 
 
 TIMER_START = "request_written"  # what TTFT/E2EL count from; stated in the result's config
-_JSON = {"Content-Type": "application/json"}
+TOKEN_CLOCK = {True: "kernel_receive", False: "read"}  # what token times are; also stated there
 
 
 def _payload(cfg: ClientConfig, prompt: Prompt) -> dict[str, Any]:
@@ -144,94 +151,99 @@ def _handle_event(raw: bytes, now: float, result: RequestResult) -> bool:
     return False
 
 
-async def _on_chunk_sent(session: object, ctx: Any, params: object) -> None:
-    result = (ctx.trace_request_ctx or {}).get("result")
-    if isinstance(result, RequestResult) and math.isnan(result.start):  # the first write only
-        result.start = time.perf_counter()
+class _EventStream:
+    """The body sink of one request: splits the SSE stream into events as bytes are read."""
+
+    __slots__ = ("result", "pending", "done", "last_read")
+
+    def __init__(self, result: RequestResult) -> None:
+        self.result, self.pending, self.done, self.last_read = result, b"", False, math.nan
+
+    def __call__(self, data: bytes, arrived: float, read: float) -> None:
+        if read - arrived > self.result.read_lag:
+            self.result.read_lag = read - arrived
+        if self.pending:
+            data = self.pending + data
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        *events, self.pending = data.split(b"\n\n")  # usually one whole event per read
+        for raw in events:
+            # The first event completed by a read ends in the read's first packet, whose
+            # arrival the kernel stamped. Events after it in the same read (a client that fell
+            # behind) arrived later, at times nobody recorded: they get the read's time.
+            when = arrived if read != self.last_read else read
+            self.last_read = read
+            self.done = _handle_event(raw, when, self.result) or self.done
+
+    def close(self, now: float) -> None:
+        if self.pending.strip():
+            self.done = _handle_event(self.pending.replace(b"\r\n", b"\n"), now, self.result) or self.done
 
 
-def timing_trace() -> aiohttp.TraceConfig:
-    """The trace hook that stamps ``start`` when a request is written; every session needs it."""
-    trace = aiohttp.TraceConfig()
-    trace.on_request_chunk_sent.append(_on_chunk_sent)
-    return trace
+def _stamp_start(result: RequestResult) -> Callable[[float], None]:
+    def stamp(written: float) -> None:
+        result.start = written
+    return stamp
 
 
-async def _stream(session: aiohttp.ClientSession, url: str, body: bytes, result: RequestResult) -> None:
+async def _stream(session: http.Client, path: str, body: bytes, result: RequestResult) -> None:
     result.queued = time.perf_counter()
+    events = _EventStream(result)
     try:
-        await _read_stream(session, url, body, result)
+        resp = await session.request("POST", path, body, events, on_written=_stamp_start(result))
     finally:
         if math.isnan(result.start):  # never written (e.g. no connection): keep a finite start
             result.start = result.queued
-
-
-async def _read_stream(session: aiohttp.ClientSession, url: str, body: bytes, result: RequestResult) -> None:
-    async with session.post(url, data=body, headers=_JSON, trace_request_ctx={"result": result}) as resp:
-        if resp.status != 200:
-            text = (await resp.text(errors="replace"))[:200]
-            raise StreamError(f"HTTP {resp.status}: {text}")
-        done = False
-        pending = b""
-        read = resp.content.readany
-        while data := await read():
-            now = time.perf_counter()
-            if pending:
-                data = pending + data
-            if b"\r" in data:
-                data = data.replace(b"\r\n", b"\n")
-            *events, pending = data.split(b"\n\n")  # usually one whole event per read
-            for raw in events:
-                done = _handle_event(raw, now, result) or done
-        result.end = time.perf_counter()
-        if pending.strip():
-            done = _handle_event(pending, result.end, result) or done
-    if not done:
+    if resp.status != 200:
+        raise StreamError(f"HTTP {resp.status}: {resp.body.decode(errors='replace')[:200]}")
+    events.close(time.perf_counter())
+    if not events.done:
         raise StreamError("truncated stream: ended without data: [DONE]")
     if result.output_len == 0:
         result.output_len = len(result.token_times)
     if result.output_len == 0 or not result.token_times:
         raise StreamError("no output tokens")
+    result.end = result.token_times[-1]  # E2EL ends at the last token, as in benchmark_serving
 
 
-async def send(session: aiohttp.ClientSession, cfg: ClientConfig, prompt: Prompt) -> RequestResult:
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, (StreamError, http.HttpError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def send(session: http.Client, cfg: ClientConfig, prompt: Prompt) -> RequestResult:
     """One request; every failure ends up in ``result.error``."""
     result = RequestResult(input_len=prompt.input_len)
     try:
         body = json.dumps(_payload(cfg, prompt)).encode()
-        # one timeout per request here instead of aiohttp's, which wraps every read of every
-        # streamed chunk in a timer context
-        await asyncio.wait_for(_stream(session, cfg.base_url.rstrip("/") + cfg.endpoint, body, result),
-                               cfg.request_timeout)
+        await asyncio.wait_for(_stream(session, cfg.endpoint, body, result), cfg.request_timeout)
         result.success = True
     except asyncio.CancelledError:
         raise
     except asyncio.TimeoutError:
         result.error = f"timeout after {cfg.request_timeout:g} s"
     except Exception as exc:  # noqa: BLE001 - a request's failure is data, not a crash
-        result.error = str(exc) if isinstance(exc, StreamError) else f"{type(exc).__name__}: {exc}"
+        result.error = _describe(exc)
     if not result.success:
         result.output_len = 0
     return result
 
 
-def open_session(cfg: ClientConfig, trace_configs: list[aiohttp.TraceConfig] | None = None) -> aiohttp.ClientSession:
-    """A session for ``send``: pooled keep-alive connections, the timing trace, no cookies."""
-    connector = aiohttp.TCPConnector(limit=cfg.max_concurrency + 8, limit_per_host=0, ttl_dns_cache=None)
-    headers = {}
+@contextlib.contextmanager
+def open_session(cfg: ClientConfig) -> Iterator[http.Client]:
+    """Pooled keep-alive connections to ``cfg.base_url`` for ``send``, closed on exit."""
+    headers = {"Accept": "text/event-stream"}
     if os.environ.get("OPENAI_API_KEY"):
-        headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-    return aiohttp.ClientSession(
-        connector=connector,
-        headers=headers,
-        timeout=aiohttp.ClientTimeout(total=None),  # ``send`` times each request as a whole
-        read_bufsize=2**16,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trace_configs=[timing_trace(), *(trace_configs or [])],
-    )
+        headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY'].strip()}"
+    session = http.Client(cfg.base_url, headers, cfg.receive_stamps)
+    try:
+        yield session
+    finally:
+        session.close()
 
 
-async def run_requests(session: aiohttp.ClientSession, cfg: ClientConfig, prompts: list[Prompt]) -> list[RequestResult]:
+async def run_requests(session: http.Client, cfg: ClientConfig, prompts: list[Prompt]) -> list[RequestResult]:
     """Send ``prompts`` at most ``max_concurrency`` at a time, at Poisson times if the rate is finite."""
     sem = asyncio.Semaphore(cfg.max_concurrency)
 
@@ -263,7 +275,7 @@ async def benchmark(
     cfg: ClientConfig, prompts: list[Prompt], warmups: list[Prompt]
 ) -> tuple[list[RequestResult], float, float]:
     """Run warm-ups (discarded), then ``prompts``; return (results, start, duration)."""
-    async with open_session(cfg) as session:
+    with open_session(cfg) as session:
         if warmups:
             await run_requests(session, cfg, warmups)
         start = time.perf_counter()
@@ -273,7 +285,11 @@ async def benchmark(
 
 async def first_model(base_url: str, timeout: float = 30.0) -> str:
     """The first model id the server lists at ``/v1/models``."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-        async with session.get(base_url.rstrip("/") + "/v1/models") as resp:
-            resp.raise_for_status()
-            return str((await resp.json(content_type=None))["data"][0]["id"])
+    session = http.Client(base_url)
+    try:
+        resp = await asyncio.wait_for(session.request("GET", "/v1/models"), timeout)
+    finally:
+        session.close()
+    if resp.status != 200:
+        raise http.HttpError(f"GET /v1/models: HTTP {resp.status} {resp.reason}")
+    return str(json.loads(resp.body)["data"][0]["id"])

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import signal
 import sys
-from typing import Any, Callable, Coroutine
+from typing import Callable
 
 from aiohttp import web
 
-from ixhpc.sim import model
+from ixhpc.bench import eventloop
+from ixhpc.sim import listener, model
 
 DESCRIPTION = (
     "ixhpc SIMULATED inference engine: an OpenAI-compatible HTTP server whose timings come "
@@ -75,14 +77,13 @@ async def _serve(
 ) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=4096, shutdown_timeout=2.0)
     try:
-        await site.start()
+        listening = await listener.listen(runner, host, port)
     except OSError as exc:
         await runner.cleanup()
         raise SystemExit(f"ixhpc.sim: error: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     url_host = f"[{host}]" if ":" in host else host
-    url = f"http://{url_host}:{runner.addresses[0][1]}"
+    url = f"http://{url_host}:{listening.sockets[0].getsockname()[1]}"
     if on_bound is not None:
         on_bound(url)
     print(f"ixhpc.sim: simulated {describe} ready on {url}", flush=True)
@@ -91,7 +92,11 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    print("ixhpc.sim: simulated server shutting down", flush=True)
+    try:
+        print("ixhpc.sim: simulated server shutting down", flush=True)
+    except BrokenPipeError:  # whoever read our output is gone: send the rest to /dev/null
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    listening.close()
     await runner.cleanup()
 
 
@@ -100,15 +105,6 @@ def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         describe = (
             f"router (policy={args.policy}, {len(args.prefill)} prefill, {len(args.decode)} decode workers)"
         )
-        _run(_serve(app, args.host, args.port, describe))
+        eventloop.run(_serve(app, args.host, args.port, describe))
         return 0
     from ixhpc.sim import server
 
@@ -147,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         await _serve(app, args.host, args.port, describe, name_engine)
 
-    _run(serve())
+    eventloop.run(serve())
     return 0
 
 

@@ -14,12 +14,11 @@ worker charges the KV transfer time before the request joins its batch. ``X-Sim-
 
 ``GET /sim/timings`` returns every request's server-side times in ``time.perf_counter()``
 seconds (CLOCK_MONOTONIC on Linux, so comparable with a client on the same machine):
-arrival, KV ready, each token's write time (taken just before the write), finish. Arrival is
-when the request's handler starts, before its body is read: the earliest point aiohttp's
-public server API offers (the first bytes' read happens in the connection's protocol, which
-the listener in ``ixhpc.sim.__main__`` creates). Between the two lie the HTTP parse and one
-or two event-loop turns; ``benchmarks/bench_client.py`` reports that span with the loopback
-as ``transit``.
+arrival, handled, KV ready, each token's write time (taken just before the write), finish.
+Arrival is when the request's first packet reached the host (``ixhpc.sim.listener``: the
+kernel's receive stamp, else the first read; the handler's start when the app is served some
+other way), handled when its handler started: the span between them is the server's queueing
+of requests that arrive together.
 """
 
 from __future__ import annotations
@@ -35,11 +34,12 @@ from typing import Any
 
 from aiohttp import web
 
-from ixhpc.sim import model
+from ixhpc.sim import listener, model
 
 SIM_BANNER = "ixhpc simulated engine (not a real GPU engine)"
 _TOKEN_TEXT = " tok"
 MAX_RECORDS = 200_000  # records kept for /sim/timings; older ones are dropped
+OUTPUT_CHUNK = 32  # streams written per event-loop turn: ~1 ms of writes at ~30 µs each
 
 
 def count_prompt_tokens(body: dict[str, Any]) -> int:
@@ -161,28 +161,40 @@ class Engine:
         return prefill_tokens
 
     async def _decode_loop(self) -> None:
+        start = time.perf_counter()
         while True:
             if not self.waiting and not self.running:
                 self._work.clear()
                 await self._work.wait()
-            start = time.perf_counter()
+                start = time.perf_counter()
             prefill_tokens = self._admit()
             context = sum(r.context_tokens for r in self.running)
             step = model.prefill_time(self.cfg, prefill_tokens) + model.decode_step_time(
                 self.cfg, len(self.running), context
             )
             await _sleep_until(start + step * self.time_scale)
-            still = []
-            for req in self.running:
-                if not req.cancelled:
-                    req.generated += 1
-                    req.finished = req.generated >= req.max_tokens
-                    req.wake.set()
-                if req.finished or req.cancelled:
-                    self.kv_reserved -= req.prompt_tokens + req.max_tokens
-                else:
-                    still.append(req)
-            self.running = still
+            start = time.perf_counter()  # the next step runs while this one's tokens go out
+            await self._emit()
+
+    async def _emit(self) -> None:
+        """Hand this step's token to every running request, OUTPUT_CHUNK streams per loop turn.
+
+        Between chunks the event loop reads its sockets, so a request arriving during a burst
+        of thousands of token writes is taken in within about a chunk's writes, not after the
+        whole burst (vLLM's API server does the same, ``VLLM_V1_OUTPUT_PROC_CHUNK_SIZE``)."""
+        still = []
+        for i, req in enumerate(self.running, 1):
+            if not req.cancelled:
+                req.generated += 1
+                req.finished = req.generated >= req.max_tokens
+                req.wake.set()
+            if req.finished or req.cancelled:
+                self.kv_reserved -= req.prompt_tokens + req.max_tokens
+            else:
+                still.append(req)
+            if i % OUTPUT_CHUNK == 0:
+                await asyncio.sleep(0)  # the woken streams write, then the loop polls its sockets
+        self.running = still
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -224,7 +236,7 @@ class Api:
         return web.json_response({"clock": "time.perf_counter", "worker": self.engine.name, "records": records})
 
     async def prefill(self, request: web.Request) -> web.Response:
-        arrival = time.perf_counter()
+        arrival = listener.arrival()
         try:
             body = await json_body(request)
         except ValueError as exc:
@@ -246,7 +258,7 @@ class Api:
         return await self._generate(request, chat=True)
 
     async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
-        arrival = time.perf_counter()
+        arrival, handled = listener.arrival(), time.perf_counter()
         if self.engine.role == "prefill":
             return error_response(400, "this is a prefill worker: send completions through the router")
         try:
@@ -255,7 +267,7 @@ class Api:
         except (ValueError, TypeError, AttributeError) as exc:
             return error_response(400, str(exc))
         req.record.update(
-            id=req.id, role=self.engine.role, arrival=arrival, prompt_tokens=req.prompt_tokens,
+            id=req.id, role=self.engine.role, arrival=arrival, handled=handled, prompt_tokens=req.prompt_tokens,
             max_tokens=req.max_tokens, kv_tokens=req.kv_tokens,
             prefill_worker=request.headers.get("X-Sim-Prefill-Worker", ""), token_times=[],
         )
@@ -361,7 +373,7 @@ def error_response(status: int, message: str) -> web.Response:
 
 def make_app(engine: Engine, model_name: str) -> web.Application:
     api = Api(engine, model_name)
-    app = web.Application(client_max_size=64 * 1024**2)
+    app = web.Application(client_max_size=64 * 1024**2, middlewares=[listener.stamp_arrival])
     app.router.add_get("/health", api.health)
     app.router.add_get("/v1/models", api.models)
     app.router.add_get("/sim/timings", api.timings)
