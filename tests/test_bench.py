@@ -289,6 +289,15 @@ def test_cli_excludes_warmups_and_writes_the_contract(tmp_path: Path) -> None:
     assert exc.value.code == 2
 
 
+def test_cli_read_clock_is_stated_in_the_result(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    with scripted_server(_short) as url:
+        rc = _run_cli(["--base-url", url, "--model", "m", "--isl", "4", "--osl", "2", "--max-concurrency", "2",
+                       "--num-prompts", "4", "--token-clock", "read", "--output", str(out)])
+    doc = json.loads(out.read_text())
+    assert rc == 0 and doc["config"]["token_clock"] == "read" and doc["summary"]["completed"] == 4
+
+
 def test_cli_failed_point_still_writes_the_file(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     with scripted_server(_failing_every(1)) as url:

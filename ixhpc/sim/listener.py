@@ -102,7 +102,8 @@ async def listen(runner: web.BaseRunner, host: str, port: int) -> asyncio.Server
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Stamping(factory(), buffer), host, port, backlog=4096,
                                       reuse_address=True)
+    # accepted sockets inherit the option, so a request that arrives before accept() is stamped
     for sock in server.sockets if rxstamp.SUPPORTED else ():
-        with contextlib.suppress(OSError):  # accepted sockets inherit it: a request that comes
-            sock.setsockopt(socket.SOL_SOCKET, rxstamp.SO_TIMESTAMPNS, 1)  # before accept() is stamped too
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, rxstamp.SO_TIMESTAMPNS, 1)
     return server
