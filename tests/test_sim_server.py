@@ -233,8 +233,11 @@ def _in_process_engine() -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
     try:
         yield f"http://127.0.0.1:{state['listening'].sockets[0].getsockname()[1]}", loop
     finally:
-        state["listening"].close()
-        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+        async def stop() -> None:  # on the server's own loop: asyncio objects are not thread-safe
+            state["listening"].close()
+            await state["runner"].cleanup()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
