@@ -57,6 +57,7 @@ class ClusterProfile(StrictModel):
     use_segment: bool = False              # --segment=<nodes> keeps a job in one NVLink domain
     use_exclusive: bool = True
     use_gpus_per_node: bool = True
+    merge_partition: Text | None = None    # where `submit --merge` runs (a CPU partition); None: the job's
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterProfile:
@@ -116,6 +117,7 @@ BUILTINS: dict[str, dict[str, Any]] = {
              "gpus-per-node": 8, "nodes": "mi[1-2]"},
             {"name": "debug", "gpus-per-node": 4, "nodes": "gb[1-4],mi[1-2]"},
         ],
+        "merge-partition": "debug",
         "gpus-per-node": 4,
         "arch": "aarch64" if platform.machine() in ("aarch64", "arm64") else "x86_64",
         "time-limit": 30,

@@ -14,10 +14,13 @@ import re
 import signal
 import subprocess
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ixhpc import rundir, slurm
 from ixhpc.errors import UserError
+
+if TYPE_CHECKING:
+    from ixhpc.profiles import ClusterProfile
 
 # sbatch options submitit sets from its own parameters; everything else passes through.
 _OWN = {"job-name", "partition", "nodes", "time", "output", "error", "ntasks-per-node"}
@@ -170,19 +173,35 @@ def merge_run(run_dir: str) -> None:
                    check=True)
 
 
-def submit_merge(run: Path, manifest: rundir.Manifest) -> str | None:
+def merge_options(profile: ClusterProfile, job_partition: str) -> dict[str, Any]:
+    """submitit settings of the ``--merge`` job: one task, no GPUs, in the profile's
+    merge-partition (a CPU one) when it names one, else in the run's first job's partition,
+    with the profile's account, qos and excluded nodes; its reservation only in the job's own
+    partition, whose nodes a reservation holds."""
+    opts: dict[str, Any] = {"partition": profile.merge_partition or job_partition}
+    for name in ("account", "qos"):
+        if getattr(profile, name):
+            opts[name] = str(getattr(profile, name))
+    if profile.exclude:
+        opts["exclude"] = ",".join(profile.exclude)
+    if profile.reservation and not profile.merge_partition:
+        opts["additional_parameters"] = {"reservation": str(profile.reservation)}
+    return opts
+
+
+def submit_merge(run: Path, manifest: rundir.Manifest, profile: ClusterProfile) -> str | None:
     """One small job that merges the run's results once every job of it has ended (afterany)."""
     import submitit
 
     ids = sorted({e.job_id.split("_")[0] for e in manifest.jobs if e.job_id}, key=int)
     if not ids:
         return None
+    opts = merge_options(profile, manifest.jobs[0].partition)
+    extra = {**opts.pop("additional_parameters", {}), "dependency": "afterany:" + ":".join(ids),
+             "output": str((run / "logs" / "merge-%j.out").resolve())}
     executor = submitit.SlurmExecutor(folder=run / "submitit")
-    executor.update_parameters(
-        job_name=f"ixhpc-{manifest.run_id}-merge"[:200], partition=manifest.jobs[0].partition,
-        nodes=1, ntasks_per_node=1, time=30, use_srun=False,
-        additional_parameters={"dependency": "afterany:" + ":".join(ids),
-                               "output": str((run / "logs" / "merge-%j.out").resolve())})
+    executor.update_parameters(job_name=f"ixhpc-{manifest.run_id}-merge"[:200], nodes=1, ntasks_per_node=1,
+                               time=30, use_srun=False, additional_parameters=extra, **opts)
     with _quiet_stderr():
         job = slurm.with_retries(lambda: executor.submit(merge_run, str(run.resolve())), "sbatch")
     return str(job.job_id)

@@ -48,6 +48,8 @@ def test_merge_job_merges_every_result_once_all_jobs_have_ended(slurm, tmp_path)
     assert merge and wait_done(merge, slurm, timeout=240)[merge][0] == "COMPLETED"
     job = out["jobs"][0]["job_id"]
     assert _times(merge, slurm)[0] >= _times(job, slurm)[1]
+    partitions = run(["sacct", "-X", "-n", "-P", "-j", f"{job},{merge}", "-o", "JobID,Partition"], slurm)
+    assert dict(line.split("|") for line in partitions.split()) == {job: "mi355x", merge: "debug"}
     table = load(str(Path(out["run_dir"]) / "merged.h5"))
     assert sorted(table["conc"].tolist()) == [2, 4, 8]
     manifest = json.loads((Path(out["run_dir"]) / "manifest.json").read_text())
@@ -63,3 +65,19 @@ def test_a_bad_dependency_is_one_line_and_writes_nothing(tmp_path):
                           "--after", "afterok:1;touch /tmp/x"], capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and "--after" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_merge_job_options_follow_the_profile():
+    from ixhpc.profiles import load_profiles
+    from ixhpc.submission import merge_options
+
+    local = load_profiles()["local"]
+    assert merge_options(local, "mi355x") == {"partition": "debug"}
+    gpu_only = local.model_copy(update={"merge_partition": None, "account": "perf", "qos": "high",
+                                        "reservation": "bench", "exclude": ["gb3", "gb4"]})
+    assert merge_options(gpu_only, "gb200") == {
+        "partition": "gb200", "account": "perf", "qos": "high", "exclude": "gb3,gb4",
+        "additional_parameters": {"reservation": "bench"}}
+    cpu = gpu_only.model_copy(update={"merge_partition": "cpu"})
+    assert merge_options(cpu, "gb200") == {"partition": "cpu", "account": "perf", "qos": "high",
+                                           "exclude": "gb3,gb4"}  # the GPU reservation stays behind

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     submit(run_dir, manifest, plans, groups, args.array_parallelism)
     if args.merge:
-        manifest.merge_job_id = submission.submit_merge(run_dir, manifest)
+        manifest.merge_job_id = submission.submit_merge(run_dir, manifest, profile)
         rundir.save(run_dir, manifest)
     _report(run_dir, manifest, args.json)
     if args.wait:
