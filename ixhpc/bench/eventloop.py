@@ -6,23 +6,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
+from types import ModuleType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def _uvloop() -> ModuleType | None:
     try:
         import uvloop
-    except ImportError:
+    except Exception:  # noqa: BLE001 - missing or broken (a container's odd build): plain asyncio
+        return None
+    return uvloop
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    uvloop = _uvloop()
+    if uvloop is None:
         return asyncio.run(coro)
-    return uvloop.run(coro)
+    if hasattr(uvloop, "run"):
+        return uvloop.run(coro)
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # uvloop < 0.18 has no run()
+    return asyncio.run(coro)
 
 
 def name() -> str:
     """Which loop ``run`` uses: "uvloop" or "asyncio"."""
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
+    return "asyncio" if _uvloop() is None else "uvloop"
