@@ -407,6 +407,10 @@ def _bench_command(p: RunPoint, roles: list[Role], runtime: containers.Runtime,
             "--seed", "0", "--output", f"{shell.var('POINT_DIR')}/bench-c{shell.var('CONC')}.json"]
     if b.ignore_eos:
         argv.append("--ignore-eos")
+    if b.client_workers > 1:
+        argv += ["--workers", str(b.client_workers)]
     flags = ["srun", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0", "--job-name=bench",
              f"--output={shell.var('LOG_DIR')}/bench-c{shell.var('CONC')}.log"]
+    if b.client_workers > 1:  # a one-task step is bound to one CPU where Slurm confines steps
+        flags.append(f"--cpus-per-task={b.client_workers}")
     return shell.command([*flags, *runtime.srun_args(spec), *runtime.wrap(spec, _python(argv, runtime))])

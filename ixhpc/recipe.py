@@ -79,6 +79,7 @@ class BenchmarkSettings(StrictModel):
     num_warmups: NonNegInt | None = None   # None: 2 x concurrency, as InferenceX
     ignore_eos: bool = True
     request_rate: float = Field(math.inf, gt=0)
+    client_workers: PosInt = 1  # load-generator processes (ixhpc.bench --workers); 1 as InferenceX
 
     @field_validator("request_rate", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from ixhpc.bench import __main__ as bench_main
-from ixhpc.bench import client, dataset, metrics
+from ixhpc.bench import client, dataset, metrics, workers
 from test_sim_server import records, sim_process
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -224,6 +224,38 @@ def test_concurrency_limit_holds_and_each_prompt_is_sent_once() -> None:
     assert 1 <= peak <= 3
 
 
+def test_workers_share_the_concurrency_and_keep_prompt_order() -> None:
+    seen: list[int] = []
+    in_flight = peak = 0
+
+    async def counting(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            seen.append(len((await request.json())["prompt"].split()))
+            await asyncio.sleep(0.02)
+            return await _short(request)
+        finally:
+            in_flight -= 1
+
+    ps = prompts(31)
+    with scripted_server(counting) as url:
+        cfg = client.ClientConfig(base_url=url, model="m", max_concurrency=5)
+        results, start, duration = workers.benchmark(cfg, ps, ps[:4], workers=3)
+    assert [r.input_len for r in results] == [p.input_len for p in ps] and all(r.success for r in results)
+    assert sorted(seen) == sorted([1, 2, 3, 4] + [p.input_len for p in ps])  # warm-ups, then each prompt once
+    assert 1 <= peak <= 5 and all(start <= r.start and r.end <= start + duration for r in results)
+    assert workers.shares(5, 3) == [2, 2, 1] and sum(workers.shares(4096, 7)) == 4096
+
+
+def test_a_failing_worker_is_one_error_and_nobody_waits_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "a\nb")  # every worker refuses it when it opens its session
+    cfg = client.ClientConfig(base_url="http://127.0.0.1:9", model="m", max_concurrency=2)
+    with pytest.raises(RuntimeError, match="line break"):
+        workers.benchmark(cfg, prompts(4), prompts(2), workers=2)
+
+
 def _failing_every(n: int) -> Handler:
     """Fail every n-th request (by arrival) with HTTP 500."""
     count = 0
@@ -289,13 +321,14 @@ def test_cli_excludes_warmups_and_writes_the_contract(tmp_path: Path) -> None:
     assert exc.value.code == 2
 
 
-def test_cli_read_clock_is_stated_in_the_result(tmp_path: Path) -> None:
+def test_cli_read_clock_and_workers_are_stated_in_the_result(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     with scripted_server(_short) as url:
         rc = _run_cli(["--base-url", url, "--model", "m", "--isl", "4", "--osl", "2", "--max-concurrency", "2",
-                       "--num-prompts", "4", "--token-clock", "read", "--output", str(out)])
+                       "--num-prompts", "5", "--token-clock", "read", "--workers", "3", "--output", str(out)])
     doc = json.loads(out.read_text())
-    assert rc == 0 and doc["config"]["token_clock"] == "read" and doc["summary"]["completed"] == 4
+    assert rc == 0 and doc["config"]["token_clock"] == "read" and doc["summary"]["completed"] == 5
+    assert doc["config"]["workers"] == 2  # never more workers than streams
 
 
 def test_cli_failed_point_still_writes_the_file(tmp_path: Path) -> None:

@@ -63,6 +63,22 @@ def test_single_node_sweep_of_three_concurrencies_on_mi355x(slurm, tmp_path):
     assert any(n in acct for n in ("mi1", "mi2"))
 
 
+def test_client_workers_run_in_one_bench_step_with_a_cpu_each(slurm, tmp_path):
+    doc = yaml.safe_load((REPO / "recipes/examples/sim-single-node.yaml").read_text())
+    entry = doc["sim-mi355x-single"]
+    entry["seq-len-configs"][0]["search-space"] = [{"tp": 8, "ep": 1, "conc-list": [8]}]
+    entry["ixhpc"]["benchmark"]["client-workers"] = 2
+    recipe = tmp_path / "workers.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    out = submit(recipe, tmp_path / "results")
+    job = wait_status(out["run_dir"])["jobs"][0]
+    assert job["state"] == "COMPLETED" and job["points_done"] == 1, job
+    bench = json.loads(next(Path(out["run_dir"], "points").glob("*/bench-c8.json")).read_text())
+    assert bench["config"]["workers"] == 2 and bench["summary"]["completed"] == 32
+    steps = slurm_run(["sacct", "-n", "-P", "-j", job["job_id"], "-o", "JobName,AllocCPUS"], slurm)
+    assert "bench|2" in steps.split()
+
+
 def test_disaggregated_point_spreads_over_three_gb200_nodes(slurm, tmp_path):
     from ixhpc.results import load
 

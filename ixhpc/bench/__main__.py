@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from ixhpc import atomic
-from ixhpc.bench import client, dataset, eventloop, metrics
+from ixhpc.bench import client, dataset, eventloop, metrics, workers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=6 * 3600.0, help="seconds per request")
     p.add_argument("--token-clock", choices=tuple(client.TOKEN_CLOCK.values()), default="kernel_receive",
                    help="token times: when the kernel received the bytes (default) or when they were read")
+    p.add_argument("--workers", type=int, default=1,
+                   help="client processes sharing the concurrency, at most one per stream (raise it "
+                        "when the printed client read lag approaches the inter-token latency)")
     p.add_argument("--output", help="result JSON file (written atomically)")
     return p
 
@@ -51,6 +54,8 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--random-range-ratio must be in [0, 1]")
     if args.max_concurrency < 1:
         p.error("--max-concurrency must be >= 1")
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
     if args.num_prompts is not None and args.num_prompts < 1:
         p.error("--num-prompts must be >= 1")
     if not args.request_rate > 0:
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     prompts = dataset.random_prompts(num_prompts, args.isl, args.osl, args.random_range_ratio, args.seed, token_ids)
     warmups = dataset.random_prompts(args.num_warmups, args.isl, args.osl, args.random_range_ratio,
                                      args.seed + 1, token_ids)
+    n_workers = min(args.workers, args.max_concurrency)
     cfg = client.ClientConfig(
         base_url=args.base_url, model=model, endpoint=args.endpoint, ignore_eos=args.ignore_eos,
         max_concurrency=args.max_concurrency, request_rate=args.request_rate,
@@ -106,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         receive_stamps=args.token_clock == client.TOKEN_CLOCK[True],
     )
     try:
-        results, start, duration = eventloop.run(client.benchmark(cfg, prompts, warmups))
+        results, start, duration = workers.benchmark(cfg, prompts, warmups, n_workers)
     except ValueError as exc:  # a setting the HTTP client refuses (the URL, a header)
         print(f"ixhpc.bench: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a client worker process failed
+        print(f"ixhpc.bench: error: {exc}", file=sys.stderr)
+        return 1
     summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate)
     failure = metrics.point_failure(summary)
     _print_summary(summary, failure)
@@ -127,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 "max_concurrency": args.max_concurrency, "request_rate": args.request_rate,
                 "num_warmups": args.num_warmups, "ignore_eos": args.ignore_eos, "seed": args.seed,
                 "timer_start": client.TIMER_START, "token_clock": client.TOKEN_CLOCK[cfg.receive_stamps],
+                "workers": n_workers,
             },
             "failure": failure,
         }
