@@ -203,49 +203,42 @@ def test_a_stalled_stream_times_out_as_a_failed_request() -> None:
     assert not any(r.success for r in results) and all(math.isfinite(r.start) for r in results)
 
 
-def test_concurrency_limit_holds_and_each_prompt_is_sent_once() -> None:
-    seen: list[int] = []
-    in_flight = peak = 0
+class _Tally:
+    def __init__(self) -> None:
+        self.seen: list[int] = []  # each request's prompt length
+        self.in_flight = self.peak = 0
 
-    async def counting(request: web.Request) -> web.StreamResponse:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
+
+def _counting(tally: _Tally) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        tally.in_flight += 1
+        tally.peak = max(tally.peak, tally.in_flight)
         try:
-            seen.append(len((await request.json())["prompt"].split()))
+            tally.seen.append(len((await request.json())["prompt"].split()))
             await asyncio.sleep(0.02)  # lets the other requests pile up (no time is asserted)
             return await _short(request)
         finally:
-            in_flight -= 1
+            tally.in_flight -= 1
 
-    with scripted_server(counting) as url:
+    return handler
+
+
+def test_concurrency_limit_holds_and_each_prompt_is_sent_once() -> None:
+    counting = _Tally()
+    with scripted_server(_counting(counting)) as url:
         results, _, _ = bench(url, prompts(10), concurrency=3)
-    assert all(r.success for r in results) and sorted(seen) == list(range(1, 11))
-    assert 1 <= peak <= 3
+    assert all(r.success for r in results) and sorted(counting.seen) == list(range(1, 11))
+    assert 1 <= counting.peak <= 3
 
 
 def test_workers_share_the_concurrency_and_keep_prompt_order() -> None:
-    seen: list[int] = []
-    in_flight = peak = 0
-
-    async def counting(request: web.Request) -> web.StreamResponse:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        try:
-            seen.append(len((await request.json())["prompt"].split()))
-            await asyncio.sleep(0.02)
-            return await _short(request)
-        finally:
-            in_flight -= 1
-
-    ps = prompts(31)
-    with scripted_server(counting) as url:
+    counting, ps = _Tally(), prompts(31)
+    with scripted_server(_counting(counting)) as url:
         cfg = client.ClientConfig(base_url=url, model="m", max_concurrency=5)
         results, start, duration = workers.benchmark(cfg, ps, ps[:4], workers=3)
     assert [r.input_len for r in results] == [p.input_len for p in ps] and all(r.success for r in results)
-    assert sorted(seen) == sorted([1, 2, 3, 4] + [p.input_len for p in ps])  # warm-ups, then each prompt once
-    assert 1 <= peak <= 5 and all(start <= r.start and r.end <= start + duration for r in results)
+    assert sorted(counting.seen) == sorted([1, 2, 3, 4] + [p.input_len for p in ps])  # warm-ups, then each once
+    assert 1 <= counting.peak <= 5 and all(start <= r.start and r.end <= start + duration for r in results)
     assert workers.shares(5, 3) == [2, 2, 1] and sum(workers.shares(4096, 7)) == 4096
 
 
