@@ -108,12 +108,12 @@ def _runqueue_wait() -> float:
 
 
 async def measure(
-    url: str, conc: int, isl: int, osl: int, waves: int, stamps: bool = True
+    url: str, conc: int, isl: int, osl: int, waves: int, token_clock: str = "kernel_receive"
 ) -> tuple[list[client.RequestResult], float, float, float]:
     """Results, wall, client CPU and client run-queue seconds of ``waves`` x ``conc`` requests
     on warm connections."""
     cfg = client.ClientConfig(base_url=url, model="sim-model", ignore_eos=True, max_concurrency=conc,
-                              receive_stamps=stamps)
+                              token_clock=token_clock)
     with client.open_session(cfg) as session:
         await client.run_requests(session, cfg, dataset.random_prompts(conc, isl, 1, 1.0, seed=1))
         server_records(url)  # drop the warm-ups' records
@@ -157,12 +157,12 @@ def burst_costs(server: np.ndarray, client_: np.ndarray, conc: int, step: float)
 
 
 def run_point(
-    conc: int, isl: int, osl: int, tokens_per_s: float, waves: int, stamps: bool, run: Callable[..., Any]
+    conc: int, isl: int, osl: int, tokens_per_s: float, waves: int, token_clock: str, run: Callable[..., Any]
 ) -> dict[str, float]:
     scale = pick_time_scale(conc, isl, osl, tokens_per_s)
     proc, url = start_server(conc, scale)
     try:
-        results, wall, cpu, runq = run(measure(url, conc, isl, osl, waves, stamps))
+        results, wall, cpu, runq = run(measure(url, conc, isl, osl, waves, token_clock))
         records = server_records(url)
     finally:
         proc.terminate()
@@ -217,7 +217,7 @@ def main() -> int:
     p.add_argument("--osl", type=int, default=64)
     p.add_argument("--server-tokens-per-s", type=float, default=8000.0)
     p.add_argument("--waves", type=int, default=2, help="requests = waves x concurrency")
-    p.add_argument("--token-clock", choices=tuple(client.TOKEN_CLOCK.values()), default="kernel_receive")
+    p.add_argument("--token-clock", choices=client.TOKEN_CLOCKS, default="kernel_receive")
     p.add_argument("--asyncio", action="store_true", help="run the client on asyncio's loop even if uvloop is installed")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -228,9 +228,8 @@ def main() -> int:
           f"token clock {args.token_clock}")
     rows = []
     for conc in args.concurrency:
-        stamps = args.token_clock == client.TOKEN_CLOCK[True]
         run = asyncio.run if args.asyncio else eventloop.run
-        rows.append(run_point(conc, args.isl, args.osl, args.server_tokens_per_s, args.waves, stamps, run))
+        rows.append(run_point(conc, args.isl, args.osl, args.server_tokens_per_s, args.waves, args.token_clock, run))
         print(f"  conc {conc} done", flush=True)
     print_tables(rows)
     return 0

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prompt-format", choices=("text", "token-ids"), default="text")
     p.add_argument("--request-timeout", type=float, default=6 * 3600.0, help="seconds per request")
-    p.add_argument("--token-clock", choices=tuple(client.TOKEN_CLOCK.values()), default="kernel_receive",
+    p.add_argument("--token-clock", choices=client.TOKEN_CLOCKS, default="kernel_receive",
                    help="token times: when the kernel received the bytes (default) or when they were read")
     p.add_argument("--workers", type=int, default=1,
                    help="client processes sharing the concurrency, at most one per stream (raise it "
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         base_url=args.base_url, model=model, endpoint=args.endpoint, ignore_eos=args.ignore_eos,
         max_concurrency=args.max_concurrency, request_rate=args.request_rate,
         request_timeout=args.request_timeout, seed=args.seed,
-        receive_stamps=args.token_clock == client.TOKEN_CLOCK[True],
+        token_clock=args.token_clock,
     )
     try:
         results, start, duration = workers.benchmark(cfg, prompts, warmups, n_workers)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate)
     failure = metrics.point_failure(summary)
     _print_summary(summary, failure)
-    if cfg.receive_stamps and results:
+    if cfg.token_clock == "kernel_receive" and results:
         lag = max(r.read_lag for r in results) * 1e3
         print(f"client read lag (ms): max={lag:.2f} (how late this client read arrived bytes; "
               "token times are when they arrived)")
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                 "random_range_ratio": args.random_range_ratio, "num_prompts": num_prompts,
                 "max_concurrency": args.max_concurrency, "request_rate": args.request_rate,
                 "num_warmups": args.num_warmups, "ignore_eos": args.ignore_eos, "seed": args.seed,
-                "timer_start": client.TIMER_START, "token_clock": client.TOKEN_CLOCK[cfg.receive_stamps],
+                "timer_start": client.TIMER_START, "token_clock": cfg.token_clock,
                 "workers": n_workers,
             },
             "failure": failure,

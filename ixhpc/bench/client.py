@@ -11,7 +11,7 @@ start.
 A token's time is when its bytes reached this host: the kernel's receive stamp of the packet
 that completed its SSE event (``ixhpc.bench.rxstamp``), so a client whose event loop is busy
 still times the server, not itself. Two cases fall back to the time the bytes were read: no
-stamp (``receive_stamps=False``, or an OS without them) and an event that was not the first
+stamp (``token_clock="read"``, or an OS without them) and an event that was not the first
 one completed by its read, which only happens when the client fell behind; it then shares
 that read's time with the events after it. Any failure of one request (HTTP error, reset
 connection, truncated or malformed stream, error event, timeout) becomes that request's error
@@ -73,7 +73,7 @@ class ClientConfig:
     request_rate: float = math.inf
     request_timeout: float = 6 * 3600.0
     seed: int = 0
-    receive_stamps: bool = True  # token times from the kernel's receive stamps (else read times)
+    token_clock: str = "kernel_receive"  # one of TOKEN_CLOCKS; stated in the result's config
 
 
 class StreamError(Exception):
@@ -81,7 +81,7 @@ class StreamError(Exception):
 
 
 TIMER_START = "request_written"  # what TTFT/E2EL count from; stated in the result's config
-TOKEN_CLOCK = {True: "kernel_receive", False: "read"}  # what token times are; also stated there
+TOKEN_CLOCKS = ("kernel_receive", "read")  # token times: kernel receive stamps, or read times
 
 
 def _payload(cfg: ClientConfig, prompt: Prompt) -> dict[str, Any]:
@@ -236,7 +236,7 @@ def open_session(cfg: ClientConfig) -> Iterator[http.Client]:
     headers = {"Accept": "text/event-stream"}
     if os.environ.get("OPENAI_API_KEY"):
         headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY'].strip()}"
-    session = http.Client(cfg.base_url, headers, cfg.receive_stamps)
+    session = http.Client(cfg.base_url, headers, receive_stamps=cfg.token_clock == "kernel_receive")
     try:
         yield session
     finally:
