@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from ixhpc.errors import UserError
-from ixhpc.recipe import (Located, Mount, PosInt, RecipeError, StrictModel, Text, load_yaml,
+from ixhpc.yamlmodel import (Located, Mount, PosInt, ConfigError, StrictModel, Text, load_yaml,
                           located_errors)
 
 ENV_VAR = "IXHPC_PROFILES"
@@ -156,7 +156,7 @@ def load_profiles(profiles_file: str | Path | None = None) -> dict[str, ClusterP
                 raise  # a built-in that does not validate is a bug, not user input
             errors.extend(located_errors(doc, (name,), exc, ClusterProfile))
     if errors:
-        raise RecipeError(errors)
+        raise ConfigError(errors)
     return profiles
 
 
@@ -169,7 +169,7 @@ def _merge_user(doc: Located, builtins: dict[str, dict[str, Any]]) -> dict[str, 
             errors.append(doc.error((name,), f"expected a mapping (a cluster profile), found "
                                     f"{'null' if fields is None else type(fields).__name__}"))
     if errors:
-        raise RecipeError(errors)
+        raise ConfigError(errors)
 
     resolved: dict[str, dict[str, Any]] = {}
 
@@ -182,7 +182,7 @@ def _merge_user(doc: Located, builtins: dict[str, dict[str, Any]]) -> dict[str, 
         if base_name is not None:
             if not isinstance(base_name, str) or base_name in chain:
                 what = "a cycle" if base_name in chain else repr(base_name)
-                raise RecipeError([doc.error((name, "extends"),
+                raise ConfigError([doc.error((name, "extends"),
                                              f"expected the name of another profile, found {what}")])
             if base_name in user and base_name != name:
                 base = resolve(base_name, chain + (name,))
@@ -190,7 +190,7 @@ def _merge_user(doc: Located, builtins: dict[str, dict[str, Any]]) -> dict[str, 
                 base = builtins[base_name]
             else:
                 known = sorted(set(builtins) | set(user))
-                raise RecipeError([doc.error((name, "extends"), f"expected one of {known}, "
+                raise ConfigError([doc.error((name, "extends"), f"expected one of {known}, "
                                              f"found '{base_name}'")])
         resolved[name] = {**base, **fields}
         return resolved[name]

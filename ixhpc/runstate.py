@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from ixhpc import rundir, slurm
-from ixhpc.submission import TIME_LIMIT_MARK
+from ixhpc.job.wrapper import TIME_LIMIT_MARK
 
 
 @dataclasses.dataclass
@@ -77,7 +77,7 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
         if state in slurm.TERMINAL and state != "COMPLETED":
             lines = _newest_log(run, entry.key)
             if state == "FAILED" and TIME_LIMIT_MARK in lines:
-                # Stopped on Slurm's warning just before the limit (see submission.run_script).
+                # Stopped on Slurm's warning just before the limit (see ixhpc.job.wrapper.run_script).
                 state, reason = "TIMEOUT", "stopped at the time limit"
             elif state == "NODE_FAIL" and st:
                 reason = f"node(s) failed: {failed_nodes(st.nodes) or st.nodes}"

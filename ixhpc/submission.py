@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import signal
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ixhpc import rundir, slurm
+from ixhpc.job import merge as merge_job
+from ixhpc.job import wrapper
 from ixhpc.errors import UserError
 
 if TYPE_CHECKING:
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 _OWN = {"job-name", "partition", "nodes", "time", "output", "error", "ntasks-per-node"}
 
 
-TIME_LIMIT_MARK = "[ixhpc] time limit reached: stopping the job"
-MERGED = "merged.h5"
 # A Slurm --dependency expression: TYPE[:JOB[+TIME]...] joined by "," (all) or "?" (any).
 _DEPENDENCY = re.compile(r"(singleton|[a-z]+(:\d+(_\d+)?(\+\d+)?)+)([,?](singleton|[a-z]+(:\d+(_\d+)?(\+\d+)?)+))*\Z")
 _JOB_LIST = re.compile(r"\d+(_\d+)?(,\d+(_\d+)?)*\Z")
@@ -41,51 +39,6 @@ def dependency(text: str) -> str:
         return text
     raise UserError(f"--after {text!r}: expected job ids such as 123,124 or a Slurm dependency "
                     f"such as afterany:123:124", 2)
-
-
-def run_script(script: str, log_dir: str) -> None:
-    """What runs in the job: the rendered script, its output in the run's log directory.
-
-    Shortly before the job's time limit the script gets SIGTERM, so it stops its roles while
-    the results already written stay, and the log records why (``status`` reports TIMEOUT).
-    """
-    log = Path(log_dir) / f"job-{os.environ.get('SLURM_JOB_ID', 'local')}.out"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab", buffering=0) as out:
-        child = subprocess.Popen(["bash", script], stdout=out, stderr=subprocess.STDOUT)
-        timer = _time_limit_timer(child, out)
-        status = child.wait()
-        if timer:
-            timer.cancel()
-    if status != 0:
-        raise RuntimeError(f"{script} exited with status {status}; see {log}")
-
-
-def _time_limit_timer(child: subprocess.Popen, out):
-    """Arm a timer for the job's end time as Slurm has it (one squeue call)."""
-    import datetime as dt
-    import threading
-    import time
-
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job:
-        return None
-    try:
-        end = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True,
-                             text=True, timeout=30).stdout.strip()
-        deadline = dt.datetime.fromisoformat(end).timestamp()
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        return None  # no end time known (e.g. no limit): Slurm's own TERM still applies
-    left = deadline - time.time()
-
-    def stop() -> None:
-        out.write(f"{TIME_LIMIT_MARK}\n".encode())
-        child.send_signal(signal.SIGTERM)
-
-    timer = threading.Timer(max(0.0, left - (60 if left > 600 else 10)), stop)
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 def executor_parameters(sbatch: dict[str, str | bool], array_parallelism: int = 64) -> dict:
@@ -124,8 +77,8 @@ def _submit(executor, scripts: list[str], logs: list[str]) -> list:
     # one-line error, so hold it back here.
     with _quiet_stderr():
         if len(scripts) == 1:
-            return [executor.submit(run_script, scripts[0], logs[0])]
-        return executor.map_array(run_script, scripts, logs)
+            return [executor.submit(wrapper.run_script, scripts[0], logs[0])]
+        return executor.map_array(wrapper.run_script, scripts, logs)
 
 
 @contextlib.contextmanager
@@ -164,15 +117,6 @@ def submit_groups(run: Path, groups: Sequence[tuple[dict, list[rundir.JobEntry]]
             entry.attempts.append(rundir.Attempt(job_id=job.job_id, submitted=rundir.now()))
 
 
-def merge_run(run_dir: str) -> None:
-    """What the merge job runs: ``ixhpc merge`` of the run's results into RUN/merged.h5."""
-    import sys
-
-    run = Path(run_dir)
-    subprocess.run([sys.executable, "-m", "ixhpc", "merge", str(run / "results"), "-o", str(run / MERGED)],
-                   check=True)
-
-
 def merge_options(profile: ClusterProfile, job_partition: str) -> dict[str, Any]:
     """submitit settings of the ``--merge`` job: one task, no GPUs, in the profile's
     merge-partition (a CPU one) when it names one, else in the run's first job's partition,
@@ -203,5 +147,5 @@ def submit_merge(run: Path, manifest: rundir.Manifest, profile: ClusterProfile) 
     executor.update_parameters(job_name=f"ixhpc-{manifest.run_id}-merge"[:200], nodes=1, ntasks_per_node=1,
                                time=30, use_srun=False, additional_parameters=extra, **opts)
     with _quiet_stderr():
-        job = slurm.with_retries(lambda: executor.submit(merge_run, str(run.resolve())), "sbatch")
+        job = slurm.with_retries(lambda: executor.submit(merge_job.merge_run, str(run.resolve())), "sbatch")
     return str(job.job_id)

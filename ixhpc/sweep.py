@@ -297,8 +297,8 @@ def expand(recipes: Recipes, filters: Filters | None = None,
             continue
         points.extend(_entry_points(key, entry, filters, prof))
     if unserved:
-        from ixhpc.recipe import RecipeError
-        raise RecipeError(unserved)
+        from ixhpc.yamlmodel import ConfigError
+        raise ConfigError(unserved)
     points = _unique_keys(points)
     if filters.run_evals or filters.evals_only:
         points = mark_evals(points)

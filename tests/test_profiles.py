@@ -8,7 +8,7 @@ import pytest
 
 from ixhpc.errors import UserError
 from ixhpc.profiles import ENV_VAR, get_profile, load_profiles, profile_for_runner
-from ixhpc.recipe import RecipeError
+from ixhpc.yamlmodel import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,7 @@ def test_env_var_and_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_invalid_profile_is_a_located_error(tmp_path: Path, text: str, line: int, fragment: str) -> None:
     f = tmp_path / "clusters.yaml"
     f.write_text(text)
-    with pytest.raises(RecipeError) as exc:
+    with pytest.raises(ConfigError) as exc:
         load_profiles(f)
     assert exc.value.exit_code == 2
     hit = [e for e in exc.value.errors if fragment in e]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ixhpc.cli import main
-from ixhpc.recipe import MultiNodeEntry, RecipeError, SingleNodeEntry, load_recipe_files, validate_file
+from ixhpc.recipe import MultiNodeEntry, SingleNodeEntry, load_recipe_files, validate_file
+from ixhpc.yamlmodel import ConfigError
 
 from test_inferencex_matrices import REFERENCE
 
@@ -177,7 +178,7 @@ def test_validate_ok_line_per_file(tmp_path: Path, capsys: pytest.CaptureFixture
 
 def test_same_key_in_two_files_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = write(tmp_path, GOOD, "a.yaml"), write(tmp_path, GOOD, "b.yaml")
-    with pytest.raises(RecipeError) as exc:
+    with pytest.raises(ConfigError) as exc:
         load_recipe_files([a, b])
     assert exc.value.exit_code == 2 and exc.value.errors == [
         f"{b}:1: sim-single: expected a config key used once across files, found it also at {a}:1"]

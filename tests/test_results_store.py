@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import h5py
 import numpy as np
 import pytest
 
-from ixhpc.errors import UserError
 from ixhpc.results import load, store, write_point
 from results_helpers import bench_result, metadata, write_v1_point
 
@@ -161,18 +158,18 @@ def test_foreign_hdf5_and_altered_record_are_refused(tmp_path):
         store.read(path, with_requests=False)
 
 
-def test_ingest_command_writes_point_and_rejects_bad_json(tmp_path):
+def test_ingest_writes_point_and_rejects_bad_json(tmp_path):
+    from ixhpc.errors import UserError
+    from ixhpc.results import ingest
+
     bench, meta = tmp_path / "bench.json", tmp_path / "meta.json"
     bench.write_text(json.dumps(bench_result()))  # Python-flavoured: NaN, Infinity
     meta.write_text(json.dumps(metadata()))
     out = tmp_path / "point.h5"
-    cmd = [sys.executable, "-m", "ixhpc.results", "ingest", str(bench), "--meta", str(meta), "-o", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    ingest.ingest(str(bench), str(meta), str(out))
     assert store.read(out).metadata == metadata()
     meta.write_text("{not json")
-    cmd[-1] = str(tmp_path / "other.h5")
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and "not readable JSON" in done.stderr
+    with pytest.raises(UserError, match="not readable JSON") as err:
+        ingest.ingest(str(bench), str(meta), str(tmp_path / "other.h5"))
+    assert "\n" not in str(err.value)
     assert not (tmp_path / "other.h5").exists()

@@ -13,7 +13,8 @@ import pytest
 from ixhpc.cli import main
 from ixhpc.errors import UserError
 from ixhpc.profiles import ENV_VAR, get_profile
-from ixhpc.recipe import RecipeError, load_recipe_files
+from ixhpc.recipe import load_recipe_files
+from ixhpc.yamlmodel import ConfigError
 from ixhpc.sweep import (Filters, add_filter_args, conc_range, expand, filters_from_args,
                          role_nodes, worker_gpus, worker_slots)
 from test_inferencex_matrices import REFERENCE
@@ -204,7 +205,7 @@ def test_unresolved_point_has_no_metadata(recipes) -> None:
 
 
 def test_cluster_must_serve_every_runner(recipes) -> None:
-    with pytest.raises(RecipeError) as exc:
+    with pytest.raises(ConfigError) as exc:
         expand(recipes, cluster=get_profile("mi355x"))
     assert len(exc.value.errors) == 1 and "mn-disagg: cluster 'mi355x' serves no runner 'gb200'" in exc.value.errors[0]
     assert re.match(r".+r\.yaml:\d+: ", exc.value.errors[0])

@@ -76,7 +76,7 @@ def _emit(text: str) -> None:
 def _check_runner_types(path: str, wanted: tuple[str, ...]) -> None:
     """Load runners.yaml (label -> list of runner names) and check --runner-type against it."""
     from ixhpc.errors import UserError
-    from ixhpc.recipe import RecipeError, load_yaml
+    from ixhpc.yamlmodel import ConfigError, load_yaml
 
     doc = load_yaml(path, "a mapping of runner labels to runner names")
     bad = [doc.error((label,), "expected a non-empty list of runner names, found "
@@ -84,7 +84,7 @@ def _check_runner_types(path: str, wanted: tuple[str, ...]) -> None:
            for label, names in doc.data.items()
            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)]
     if bad:
-        raise RecipeError(bad)
+        raise ConfigError(bad)
     unknown = sorted(set(wanted) - set(doc.data))
     if unknown:
         raise UserError(f"invalid runner type(s) {', '.join(unknown)}; "

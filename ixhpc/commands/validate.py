@@ -23,10 +23,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{path}: OK")
     if not failed and len(args.files) > 1:
         # Files valid one by one may still clash: a config key defined in two of them.
-        from ixhpc.recipe import RecipeError
+        from ixhpc.yamlmodel import ConfigError
         try:
             load_recipe_files(args.files)
-        except RecipeError as exc:
+        except ConfigError as exc:
             print("\n".join(exc.errors), file=sys.stderr)
             failed = True
     return 2 if failed else 0

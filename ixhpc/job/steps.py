@@ -1,8 +1,8 @@
 """Steps a rendered job script runs on its first node, outside any container.
 
-    python -m ixhpc.node has-result --point-dir D --conc C --results-dir R
+    python -m ixhpc.job.steps has-result --point-dir D --conc C --results-dir R
         exit 0 when the point's HDF5 file is already there and valid (resume skips it)
-    python -m ixhpc.node ingest --point-dir D --conc C --results-dir R
+    python -m ixhpc.job.steps ingest --point-dir D --conc C --results-dir R
         turn the load generator's JSON into the point's HDF5 file, adding what only the
         job knows (job id, node list, start and end times)
 
@@ -75,7 +75,7 @@ def ingest(point_dir: Path, conc: int, results_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ixhpc.node")
+    parser = argparse.ArgumentParser(prog="python -m ixhpc.job.steps")
     parser.add_argument("action", choices=["has-result", "ingest"])
     parser.add_argument("--point-dir", type=Path, required=True)
     parser.add_argument("--conc", type=int, required=True)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[ixhpc] result written: {out}")
         return 0
     except (OSError, ValueError, KeyError) as exc:
-        print(f"ixhpc.node {args.action}: error: {exc}", file=sys.stderr)
+        print(f"ixhpc.job.steps {args.action}: error: {exc}", file=sys.stderr)
         return 2
 
 

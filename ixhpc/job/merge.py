@@ -1,0 +1,16 @@
+"""The body of the ``submit --merge`` job: merge the run's results once every job has ended."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+MERGED = "merged.h5"
+
+
+def merge_run(run_dir: str) -> None:
+    """What the merge job runs: ``ixhpc merge`` of the run's results into RUN/merged.h5."""
+    run = Path(run_dir)
+    subprocess.run([sys.executable, "-m", "ixhpc", "merge", str(run / "results"), "-o", str(run / MERGED)],
+                   check=True)
