@@ -65,7 +65,9 @@ def _selected_command(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ixhpc.errors import UserError
+    """Run one command; its known failures become one line and the exit code of their kind
+    (``ixhpc.errors``, listed in docs/contracts.md)."""
+    from ixhpc import errors
 
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = _selected_command(argv)
@@ -73,12 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
-        return 2
-    try:
-        return int(importlib.import_module(_module_name(args.command)).run(args) or 0)
-    except UserError as exc:
-        print(f"ixhpc {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("ixhpc: interrupted", file=sys.stderr)
-        return 130
+        return errors.ConfigError.exit_code  # a usage error, as argparse's own
+    command = importlib.import_module(_module_name(args.command))
+    return errors.guard(f"ixhpc {args.command}", lambda: command.run(args))

@@ -37,7 +37,7 @@ from typing import Iterator, Protocol, Sequence
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ixhpc.atomic import umask
-from ixhpc.errors import UserError
+from ixhpc.errors import ConfigError, UserError, main_guard
 
 SQUASH_MAGIC = b"hsqs"          # first bytes of every (little-endian) squashfs image
 DEFAULT_CACHE = "~/.cache/ixhpc/squash"
@@ -162,7 +162,7 @@ def pyxis_image(ref: str) -> str:
 def normalize_arch(arch: str | None) -> str:
     arch = arch or platform.machine()
     if arch not in _ARCH_ALIASES:
-        raise UserError(f"unknown architecture {arch!r} (known: aarch64/arm64, x86_64/amd64)")
+        raise ConfigError(f"unknown architecture {arch!r} (known: aarch64/arm64, x86_64/amd64)")
     return _ARCH_ALIASES[arch]
 
 
@@ -224,7 +224,7 @@ def ensure_image(ref: str, arch: str | None, cache_dir: str | os.PathLike[str],
                 return target
             errors.append(error)
         raise UserError(f"could not import container image {ref} ({enroot_uri(ref)}, {arch}) "
-                        f"after {len(errors)} attempt(s): {errors[-1]}", exit_code=1)
+                        f"after {len(errors)} attempt(s): {errors[-1]}")
 
 
 @contextlib.contextmanager
@@ -264,7 +264,7 @@ def _import_once(ref: str, arch: str, target: Path, enroot: str, timeout: float)
                                _env=env, _timeout=timeout, _err_to_out=False, _in=None)
         except sh.CommandNotFound:
             raise UserError(f"cannot import container image {ref}: '{enroot}' not found on "
-                            f"{platform.node()} (install enroot or use the pyxis runtime)", 1) from None
+                            f"{platform.node()} (install enroot or use the pyxis runtime)") from None
         except sh.TimeoutException:
             return f"enroot import timed out after {timeout:g} s"
         except sh.ErrorReturnCode as exc:
@@ -327,7 +327,7 @@ def _usable(ref: str) -> None:
         if not is_local(ref):
             enroot_uri(ref)
     except ValueError as exc:
-        raise UserError(f"container image: {exc}") from None
+        raise ConfigError(f"container image: {exc}") from None
 
 
 class _CachedImage:
@@ -414,7 +414,7 @@ class Enroot(_CachedImage):
     def wrap(self, spec: ContainerSpec, argv: list[str]) -> list[str]:
         image = self.image_file(spec)
         if image is None:
-            raise UserError(f"container image {spec.image}: the enroot runtime needs a squash "
+            raise ConfigError(f"container image {spec.image}: the enroot runtime needs a squash "
                             f"cache (profile squash-cache) or a .sqsh path")
         # One container per image per job and node; the job id is added on the node.
         base = spec.name or "img-" + hashlib.sha256(image.encode()).hexdigest()[:12]
@@ -457,7 +457,7 @@ def runtime(name: str, squash_cache: str | None = None, arch: str | None = None)
         return Enroot(squash_cache or DEFAULT_CACHE, arch)
     if name == "none":
         return NoContainer()
-    raise UserError(f"unknown container runtime {name!r} (known: {', '.join(RUNTIMES)})")
+    raise ConfigError(f"unknown container runtime {name!r} (known: {', '.join(RUNTIMES)})")
 
 
 # ---------------------------------------------------------------------------- command line
@@ -492,6 +492,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@main_guard("ixhpc.containers")
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -507,9 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  workdir=args.workdir, name=args.name)
             rt = runtime(args.runtime, args.cache if args.use_cache else None, args.arch)
             print(shlex.join([*rt.srun_args(spec), *rt.wrap(spec, ["COMMAND..."])]))
-    except (UserError, ValueError) as exc:
-        print(f"ixhpc.containers: error: {_one_line(exc)}", file=sys.stderr)
-        return exc.exit_code if isinstance(exc, UserError) else 2
+    except ValueError as exc:  # an argument the spec or the image rules refuse
+        raise ConfigError(_one_line(exc)) from None
     return 0
 
 

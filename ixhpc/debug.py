@@ -14,12 +14,11 @@ import dataclasses
 from pathlib import Path
 
 from ixhpc import render, shell
-from ixhpc.errors import UserError
-from ixhpc.placement import CONTAINER_SRC, JobPlan, directives
+from ixhpc.errors import ConfigError
+from ixhpc.placement import JobPlan, directives
+from ixhpc.rundir import Layout
 
-LAUNCHER = "ixhpc-debug.sh"
-ROLES = "ixhpc-roles.sh"
-NODES = "ixhpc-nodes.sh"
+LAUNCHER, ROLES = Layout.DEBUG_LAUNCHER, Layout.DEBUG_ROLES
 # Options that make sense for a batch job only.
 BATCH_ONLY = ("job-name", "output", "no-requeue")
 
@@ -32,6 +31,10 @@ class DebugSession:
     salloc: list[str]
     shell_step: str                   # the srun line that opens the shell on node 0
 
+    @property
+    def nodes_file(self) -> Path:
+        return Layout.of(self.run_dir).debug_file(Layout.DEBUG_NODES)
+
 
 def select_job(plans: list[JobPlan], point: str | None) -> JobPlan:
     """The job holding ``point`` (a job, point or result key); the first job without one."""
@@ -42,8 +45,8 @@ def select_job(plans: list[JobPlan], point: str | None) -> JobPlan:
         if point in keys:
             return p
     known = ", ".join(p.key for p in plans[:5]) + (" ..." if len(plans) > 5 else "")
-    raise UserError(f"--point {point}: no such point in this recipe; expected one of {known} "
-                    f"(see `ixhpc sweep RECIPE --format table`)", 2)
+    raise ConfigError(f"--point {point}: no such point in this recipe; expected one of {known} "
+                    f"(see `ixhpc sweep RECIPE --format table`)")
 
 
 def session(plan: JobPlan, run_dir: Path, host: bool) -> DebugSession:
@@ -66,7 +69,7 @@ def _shell_argv(plan: JobPlan, run: Path, in_container: bool) -> list[str]:
     bash = ["bash", "--rcfile", str(run / ROLES), "-i"]
     if not in_container:
         return [*flags, *bash]
-    spec = plan.container.model_copy(update={"workdir": str(run)})
+    spec = plan.container  # its working directory is the run directory
     return [*flags, *plan.runtime.srun_args(spec), *plan.runtime.wrap(spec, bash)]
 
 
@@ -74,8 +77,7 @@ def write(s: DebugSession) -> None:
     from ixhpc import atomic
 
     for name, template in ((LAUNCHER, "debug_launch.sh.j2"), (ROLES, "debug_roles.sh.j2")):
-        atomic.write_text(s.run_dir / name, render.render_template(template, plan=s.plan, debug=s,
-                                                                 container_src=CONTAINER_SRC),
+        atomic.write_text(s.run_dir / name, render.render_template(template, plan=s.plan, debug=s),
                           mode=0o755 & ~atomic.umask())
 
 

@@ -5,6 +5,9 @@ InferenceX ``framework:`` values map to engine families (``FRAMEWORKS``): sglang
 sglang-disagg -> SGLang (router: sglang_router); vllm -> vLLM; trt -> TensorRT-LLM's
 ``trtllm-serve``; dynamo-sglang / dynamo-trt / dynamo-vllm -> NVIDIA Dynamo (a frontend plus
 ``dynamo.<backend>`` workers); atom -> AMD's ATOM; sim -> ixhpc's simulated engine.
+``engine(framework)`` gives the family's ``Engine``: what placement needs (KV side-channel
+port per role, router bootstrap ports, Dynamo's control plane, health path, program), so
+placement never matches framework names.
 
 ``launch(spec)`` returns a ``Launch`` (argv, env, config files, MPI tasks per node);
 ``build(spec)`` folds env and files into one self-contained argv (``env K=V``, a fixed
@@ -19,12 +22,13 @@ prefixed ``PREFILL_``/``DECODE_`` for that role) also become engine flags.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ixhpc.errors import UserError
+from ixhpc.errors import ConfigError
 
 Role = Literal["server", "prefill", "decode", "router", "frontend"]
 Port = int | str   # a number, or a script variable placeholder (ixhpc.shell.var)
@@ -49,6 +53,53 @@ TUNING: dict[str, dict[str, str]] = {
     "atom": {"MAX_BATCH_SIZE": "--max-num-seqs", "MAX_NUM_TOKENS": "--max-num-batched-tokens",
              "GPU_MEM_FRACTION": "--gpu-memory-utilization"},
 }
+KvPortField = Literal["bootstrap_port", "nixl_port"]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What placement needs to know about an engine family (it never matches framework names)."""
+
+    family: str
+    program: str                                  # what its workers run (module or executable)
+    kv_ports: tuple[tuple[str, KvPortField], ...] = ()  # role -> LaunchSpec field of the KV
+    #                                               side-channel port that role binds
+    router_bootstrap_ports: bool = False          # its router is given each prefill KV port
+    control_plane: bool = False                   # Dynamo: etcd and NATS beside the frontend
+    multinode: bool = True                        # one engine can span several nodes
+
+    def kv_port(self, role: str) -> KvPortField | None:
+        return dict(self.kv_ports).get(role)
+
+    def health_path(self, role: str = "server") -> str | None:
+        """The HTTP path that answers 200 once a role is ready (Dynamo workers: their system
+        status server, see ``_dynamo_env``); None: the role has none."""
+        if self.control_plane and role == "server":
+            return None
+        return "/health"  # sglang, sglang_router, vllm, trtllm-serve, dynamo.frontend/workers, atom, sim
+
+
+_SGLANG_KV: tuple[tuple[str, KvPortField], ...] = (("prefill", "bootstrap_port"),)
+_VLLM_KV: tuple[tuple[str, KvPortField], ...] = (("prefill", "nixl_port"), ("decode", "nixl_port"))
+ENGINES: dict[str, Engine] = {e.family: e for e in (
+    Engine("sglang", "sglang.launch_server", _SGLANG_KV, router_bootstrap_ports=True),
+    Engine("vllm", "vllm serve", _VLLM_KV),
+    Engine("trt", "trtllm-serve"),
+    Engine("dynamo-sglang", "dynamo.sglang", _SGLANG_KV, control_plane=True),
+    Engine("dynamo-vllm", "dynamo.vllm", _VLLM_KV, control_plane=True),
+    Engine("dynamo-trt", "dynamo.trtllm", control_plane=True),
+    Engine("atom", "atom.entrypoints.openai_server", multinode=False),
+    Engine("sim", "ixhpc.sim"),
+)}
+
+
+def engine(framework: str) -> Engine:
+    family = FRAMEWORKS.get(framework)
+    if family is None:
+        raise ConfigError(f"unknown framework {framework!r} (known: {', '.join(sorted(FRAMEWORKS))})")
+    return ENGINES[family]
+
+
 DEFAULT_MTP_STEPS = 3
 _SETTING = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 
@@ -167,12 +218,7 @@ def build(spec: LaunchSpec) -> list[str]:
 def health_path(framework: str, role: str = "server") -> str | None:
     """The HTTP path that answers 200 once a role is ready (Dynamo workers: their system
     status server, see ``_dynamo_env``); None: the role has none."""
-    family = FRAMEWORKS.get(framework)
-    if family is None:
-        raise UserError(f"unknown framework {framework!r} (known: {', '.join(sorted(FRAMEWORKS))})")
-    if family.startswith("dynamo") and role == "server":
-        return None
-    return "/health"   # sglang, sglang_router, vllm, trtllm-serve, dynamo.frontend and workers, atom, sim
+    return engine(framework).health_path(role)
 
 
 def dynamo_services(host: str, data_dir: str = "/tmp/ixhpc-etcd") -> list[Launch]:
@@ -189,7 +235,7 @@ def dynamo_services(host: str, data_dir: str = "/tmp/ixhpc-etcd") -> list[Launch
 
 def _need(spec: LaunchSpec, ok: bool, what: str) -> None:
     if not ok:
-        raise UserError(f"framework {spec.framework}, role {spec.role}: {what}")
+        raise ConfigError(f"framework {spec.framework}, role {spec.role}: {what}")
 
 
 def _tuning(spec: LaunchSpec, family: str) -> list[str]:
@@ -206,7 +252,7 @@ def _number(spec: LaunchSpec, key: str, kind: type[int] | type[float]) -> int | 
     try:
         return kind(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise UserError(f"additional setting {key}: expected {'an integer' if kind is int else 'a number'}, "
+        raise ConfigError(f"additional setting {key}: expected {'an integer' if kind is int else 'a number'}, "
                         f"found {value!r}") from None
 
 

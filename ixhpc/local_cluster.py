@@ -322,7 +322,7 @@ def _wait(what: str, check, lay: Layout, daemon: Daemon, timeout: float = 60.0) 
 def _fail(why: str, lay: Layout, daemon: Daemon) -> None:
     tail = _tail(lay.log(daemon.name)) or _tail(lay.log(daemon.name + ".console"))
     raise UserError(f"local cluster: {why}; last log line: {tail or '(empty)'} "
-                    f"(logs: {lay.root / 'log'})", 1)
+                    f"(logs: {lay.root / 'log'})")
 
 
 def _tail(path: Path) -> str:
@@ -378,7 +378,7 @@ def _ensure_database(lay: Layout) -> None:
         res = _quiet(["mariadb-install-db", "--no-defaults", f"--datadir={data}", "--user=root",
                       "--auth-root-authentication-method=socket", "--skip-test-db"], lay, 120)
         if res.returncode != 0:
-            raise UserError(f"local cluster: mariadb-install-db failed: {res.stderr.strip()[-300:]}", 1)
+            raise UserError(f"local cluster: mariadb-install-db failed: {res.stderr.strip()[-300:]}")
 
 
 def _ensure_db_user(lay: Layout) -> None:
@@ -391,7 +391,7 @@ def _ensure_db_user(lay: Layout) -> None:
                          input=sql, capture_output=True, text=True, timeout=30)
     if res.returncode != 0:
         raise UserError(f"local cluster: creating the accounting database user failed: "
-                        f"{res.stderr.strip()}", 1)
+                        f"{res.stderr.strip()}")
 
 
 def _mysql_ok(lay: Layout) -> bool:
@@ -429,7 +429,7 @@ def check_installed() -> None:
                if shutil.which(b) is None]
     if missing:
         raise UserError(f"local cluster: missing {', '.join(missing)}; install them with "
-                        f"`apt-get install {' '.join(APT_PACKAGES)}` (or `make deps`)", 1)
+                        f"`apt-get install {' '.join(APT_PACKAGES)}` (or `make deps`)")
 
 
 def up(root: Path | None = None, link: bool = True) -> tuple[float, str]:

@@ -5,9 +5,11 @@ A job is one allocation. Single-node points that differ only in concurrency shar
 one job carrying its whole concurrency list. Node placement, ports and GPU counts are
 computed here once, from the point's topology, and rendered into the script as they are.
 
-Disaggregated layout (relative node index within the allocation):
-    prefill workers first, each on ceil(tp / gpus-per-node) nodes, then the decode workers;
-    the router (frontend) and the benchmark client run on node 0 beside prefill worker 0.
+Layout (relative node index within the allocation; nodes per role by ixhpc.topology):
+    single-node and multi-node aggregated: the one engine (server) from node 0 on, its head
+    and the benchmark client on node 0;
+    disaggregated: prefill workers first, then the decode workers; the router (frontend)
+    and the benchmark client run on node 0 beside prefill worker 0.
 """
 
 from __future__ import annotations
@@ -17,20 +19,16 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ixhpc import __version__, containers, engines, shell
-from ixhpc.errors import UserError
+from ixhpc.errors import ConfigError, PlanError
 from ixhpc.profiles import ClusterProfile
-from ixhpc.sweep import RunPoint, WorkerSlot, role_nodes, worker_gpus, worker_slots
+from ixhpc.rundir import Layout, ScriptPaths
+from ixhpc.sweep import DisaggPoint, MultiAggPoint, PointKind, RunPoint, SinglePoint
+from ixhpc.topology import Slot, Topology
 
-IXHPC_SRC = Path(__file__).resolve().parents[1]
-CONTAINER_SRC = "/opt/ixhpc-src"       # where the ixhpc source is mounted inside containers
 MAX_ROLES = 20      # role i: PORT_BASE + i (HTTP) and PORT_BASE + MAX_ROLES + i (KV side channel)
-# A name whose last part says it holds a secret (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD),
-# but not tuning knobs such as ..._MAX_DISPATCH_TOKENS_PER_RANK.
-SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_KEY|ACCESS_KEY|"
-                         r"PRIVATE_KEY)$", re.I)
 # Names passed from the submitting shell into containers, never written anywhere.
 SECRET_PASSTHROUGH = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 
@@ -59,8 +57,8 @@ class Role:
 @dataclasses.dataclass
 class JobPlan:
     key: str
-    kind: str                          # "single" | "disagg"
-    points: list[RunPoint]             # one per concurrency (single) or one (disagg)
+    kind: PointKind                    # its points' shape
+    points: list[RunPoint]             # one per concurrency (single) or one (multi-node)
     concs: list[int]
     sbatch: dict[str, str | bool]      # option -> value (True: a flag)
     variables: list[tuple[str, str]]
@@ -76,7 +74,11 @@ class JobPlan:
 
     @property
     def script_name(self) -> str:
-        return f"{self.key}.sbatch"
+        return Layout.SCRIPT.format(job=self.key)
+
+    @property
+    def script_rel(self) -> str:
+        return Layout.script_rel(self.key)
 
     @property
     def directives(self) -> list[str]:
@@ -85,8 +87,9 @@ class JobPlan:
     def point_for(self, conc: int) -> RunPoint:
         return next(p for p in self.points if conc in p.conc)
 
-    def metadata(self, conc: int) -> dict:
-        return self.point_for(conc).metadata(conc)
+    def metadata(self, conc: int) -> dict[str, str | int | float | bool]:
+        """The flat record render writes beside the job (ixhpc.point_metadata)."""
+        return self.point_for(conc).metadata(conc).record()
 
     def result_key(self, conc: int) -> str:
         """Names the HDF5 file of one benchmark: a multi-node point runs several."""
@@ -106,7 +109,7 @@ def group_points(points: Sequence[RunPoint]) -> list[list[RunPoint]]:
     """Single-node points equal but for concurrency share a job; multi-node points don't."""
     groups: dict[str, list[RunPoint]] = {}
     for p in points:
-        if p.multinode:
+        if not isinstance(p, SinglePoint):
             groups[p.key] = [p]
             continue
         row = p.to_inferencex_row()
@@ -129,15 +132,17 @@ def job_key(group: Sequence[RunPoint]) -> str:
 
 def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, run_id: str) -> JobPlan:
     first = group[0]
-    if not first.resolved or first.nodes is None:
-        raise UserError(f"{first.config_key}: no partition of cluster '{profile.name}' serves "
+    topo = first.topology
+    if topo is None:
+        raise PlanError(f"{first.config_key}: no partition of cluster '{profile.name}' serves "
                         f"runner '{first.runner}'")
     key = job_key(group)
     concs = sorted({c for p in group for c in p.conc})
     model = _model_path(first, profile)
-    roles = _disagg_roles(first, profile, model) if first.disagg else _single_roles(first, model)
+    roles = (_disagg_roles(first, topo, profile, model) if isinstance(first, DisaggPoint)
+             else _aggregated_roles(first, topo, model))
     if len(roles) > MAX_ROLES:
-        raise UserError(f"{first.config_key}: {len(roles)} roles in one job; expected at most "
+        raise PlanError(f"{first.config_key}: {len(roles)} roles in one job; expected at most "
                         f"{MAX_ROLES} (each job has a block of {2 * MAX_ROLES} ports)")
     runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
                                  arch=profile.arch)
@@ -148,12 +153,12 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
             role.here = shell.command(_python(role.argv, runtime))
     prepare = runtime.prepare(spec)
     plan = JobPlan(
-        key=key, kind="disagg" if first.disagg else "single", points=list(group), concs=concs,
+        key=key, kind=first.kind, points=list(group), concs=concs,
         sbatch=_sbatch(first, profile, run_dir, run_id, key),
         variables=_variables(first, run_dir, key),
         exports=_exports(first),
         roles=roles,
-        prepare_command=shell.command(_python(prepare, containers.runtime("none"))) if prepare else "",
+        prepare_command=shell.command(_host_python(prepare)) if prepare else "",
         bench_command=_bench_command(first, roles, runtime, spec),
         header=_header(first, key, concs),
         placement=[f"node {r.node_index}{'-' + str(r.node_index + r.nnodes - 1) if r.nnodes > 1 else ''}: "
@@ -168,10 +173,17 @@ def _expand(path: str | None) -> str | None:
     return str(Path(path).expanduser()) if path else None
 
 
+def _shape(p: RunPoint) -> str:
+    if isinstance(p, SinglePoint):
+        return f"tp{p.tp} ep{p.ep} dp-attn {p.dp_attn}"
+    if isinstance(p, MultiAggPoint):
+        return f"one aggregated engine tp{p.prefill.tp} ep{p.prefill.ep} dp-attn {p.prefill.dp_attn}"
+    return (f"prefill {p.prefill.num_worker}x(tp{p.prefill.tp} ep{p.prefill.ep}) / decode "
+            f"{p.decode.num_worker}x(tp{p.decode.tp} ep{p.decode.ep})")
+
+
 def _header(p: RunPoint, key: str, concs: list[int]) -> list[str]:
-    shape = (f"prefill {p.prefill.num_worker}x(tp{p.prefill.tp} ep{p.prefill.ep}) / decode "
-             f"{p.decode.num_worker}x(tp{p.decode.tp} ep{p.decode.ep})" if p.disagg and p.prefill
-             and p.decode else f"tp{p.tp} ep{p.ep} dp-attn {p.dp_attn}")
+    shape = _shape(p)
     return [_comment(x) for x in (
         f"ixhpc job {key}",
         f"recipe entry {p.config_key} ({p.source})",
@@ -195,7 +207,7 @@ def _sbatch(p: RunPoint, profile: ClusterProfile, run_dir: Path, run_id: str, ke
         "nodes": str(p.nodes),
         "ntasks-per-node": "1",
         "time": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
-        "output": str(run_dir.resolve() / "logs" / key / "job-%j.out"),
+        "output": str(Layout.of(run_dir).job_log_pattern(key)),
     }
     gpn = p.gpus_per_node or profile.gpus_per_node
     if profile.use_gpus_per_node:
@@ -219,20 +231,15 @@ def _sbatch(p: RunPoint, profile: ClusterProfile, run_dir: Path, run_id: str, ke
     try:
         directives(opts)
     except ValueError as exc:
-        raise UserError(f"cluster '{profile.name}' / recipe {p.config_key}: {exc}") from None
+        raise ConfigError(f"cluster '{profile.name}' / recipe {p.config_key}: {exc}") from None
     return opts
 
 
 def _variables(p: RunPoint, run_dir: Path, key: str) -> list[tuple[str, str]]:
-    run = run_dir.resolve()
     bench = p.ixhpc.benchmark
     return [
-        ("RUN_DIR", str(run)),
-        ("POINT_DIR", str(run / "points" / key)),
-        ("LOG_DIR", str(run / "logs" / key)),
-        ("RESULTS_DIR", str(run / "results")),
+        *Layout.of(run_dir).variables(key),
         ("IXHPC_PYTHON", sys.executable),
-        ("IXHPC_SRC", str(IXHPC_SRC)),
         ("NUM_NODES", str(p.nodes)),
         ("HEALTH_TIMEOUT", str(p.ixhpc.health_timeout)),
         ("NUM_PROMPTS_FACTOR", str(bench.num_prompts_factor)),
@@ -241,12 +248,7 @@ def _variables(p: RunPoint, run_dir: Path, key: str) -> list[tuple[str, str]]:
 
 
 def _exports(p: RunPoint) -> list[tuple[str, str]]:
-    for name in p.ixhpc.env:
-        if SECRET_NAME.search(name):
-            raise UserError(f"{p.source}: {p.config_key}: ixhpc.env.{name}: looks like a secret; "
-                            f"expected it in the environment of `ixhpc submit` (it is passed to "
-                            f"the job and its containers by name, never written down)")
-    return sorted(p.ixhpc.env.items())
+    return sorted(p.ixhpc.env.items())  # secret-looking names: refused by the recipe model
 
 
 # ---------------------------------------------------------------- roles
@@ -259,8 +261,8 @@ def _model_path(p: RunPoint, profile: ClusterProfile) -> str:
     return f"{_expand(profile.model_dir)}/{p.model}" if profile.model_dir else p.model
 
 
-def _launch(p: RunPoint, model: str, role: str, tp: int, ep: int, dp_attn: bool, var: str,
-            extra: list[str], settings: list[str] | None = None, **more) -> engines.LaunchSpec:
+def _launch(p: RunPoint, model: str, role: engines.Role, tp: int, ep: int, dp_attn: bool, var: str,
+            extra: list[str], settings: list[str] | None = None, **more: Any) -> engines.LaunchSpec:
     sim = p.ixhpc.sim
     return engines.LaunchSpec(
         framework=p.framework, role=role, model=model,
@@ -276,70 +278,69 @@ def _launch(p: RunPoint, model: str, role: str, tp: int, ep: int, dp_attn: bool,
     )
 
 
-def _single_roles(p: RunPoint, model: str) -> list[Role]:
-    spec = _launch(p, model, "server", p.tp or 1, p.ep or 1, bool(p.dp_attn), "SERVER",
-                   p.ixhpc.engine_args.server)
-    return [Role("server", "SERVER", 0, p.nodes or 1, 0, min(p.gpus or 1, p.gpus_per_node or 1),
-                 engines.build(spec), engines.health_path(p.framework),
-                 f"{p.framework} engine, tp {p.tp}", engines.launch(spec).tasks_per_node)]
+def _aggregated_roles(p: SinglePoint | MultiAggPoint, topo: Topology, model: str) -> list[Role]:
+    """One engine serving both phases (single-node, or multi-node aggregated): the server,
+    from node 0 on over as many nodes as it needs, its head (rank 0) on node 0."""
+    if isinstance(p, SinglePoint):
+        tp, ep, dp_attn, settings = p.tp, p.ep, p.dp_attn, None
+    else:
+        w = p.prefill
+        tp, ep, dp_attn, settings = w.tp, w.ep, w.dp_attn, w.additional_settings
+    (slot,) = topo.role("server").slots
+    span = {"nnodes": slot.nnodes, "head_host": shell.var("SERVER_HOST")} if slot.nnodes > 1 else {}
+    spec = _launch(p, model, "server", tp, ep, dp_attn, "SERVER", p.ixhpc.engine_args.server,
+                   settings, **span)
+    comment = f"{p.framework} engine, tp {tp}"
+    if slot.nnodes > 1:
+        comment += f" ep {ep}, {topo.gpus} GPU(s) on {slot.nnodes} node(s)"
+    return [Role("server", "SERVER", 0, slot.nnodes, 0, slot.gpus, engines.build(spec),
+                 engines.engine(p.framework).health_path(), comment,
+                 engines.launch(spec).tasks_per_node)]
 
 
-def _disagg_roles(p: RunPoint, profile: ClusterProfile, model: str) -> list[Role]:
-    assert p.prefill and p.decode and p.gpus_per_node
-    gpn = p.gpus_per_node
-    roles = _services(p)
+def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model: str) -> list[Role]:
+    engine = engines.engine(p.framework)
+    gpn = topo.gpus_per_node
+    roles = _services(engine)
     # Dynamo's frontend and workers meet through etcd and NATS beside the frontend on node 0.
-    control = {"control_host": shell.var("ROUTER_HOST")} if roles else {}
-    first_node = 0
-    for kind, w, extra in (("prefill", p.prefill, p.ixhpc.engine_args.prefill),
-                           ("decode", p.decode, p.ixhpc.engine_args.decode)):
-        gpus = worker_gpus(w.tp, w.ep)
-        for i, slot in enumerate(worker_slots(w.num_worker, gpus, gpn)):
+    control: dict[str, Any] = {"control_host": shell.var("ROUTER_HOST")} if roles else {}
+    args = p.ixhpc.engine_args
+    for placed, w, extra in zip(topo.roles, p.workers(), (args.prefill, args.decode)):
+        kind: engines.Role = "prefill" if placed.name == "prefill" else "decode"
+        kv = engine.kv_port(kind)   # side channel besides HTTP: per worker, so packed ones never collide
+        for i, slot in enumerate(placed.slots):
             var = f"{kind.upper()}_{i}"
+            kv_arg: dict[str, Any] = {kv: shell.var(f"{var}_KV_PORT")} if kv else {}
             spec = _launch(p, model, kind, w.tp, w.ep, w.dp_attn, var, extra, w.additional_settings,
-                           nnodes=slot.nnodes, head_host=shell.var(f"{var}_HOST"),
-                           **control, **_kv_ports(p.framework, kind, var))
+                           nnodes=slot.nnodes, head_host=shell.var(f"{var}_HOST"), **control, **kv_arg)
             argv = _visible_gpus(profile.gpu_visibility_env, gpn, slot, engines.build(spec))
-            roles.append(Role(f"{kind}-{i}", var, first_node + slot.node, slot.nnodes, len(roles),
-                              gpn if slot.gpus < gpn else slot.gpus, argv,
-                              engines.health_path(p.framework),
-                              f"{kind} worker {i}: tp {w.tp} ep {w.ep}, {gpus} GPU(s) on "
-                              f"{slot.nnodes} node(s)", engines.launch(spec).tasks_per_node,
-                              kv_port=bool(_kv_ports(p.framework, kind, var))))
-        first_node += role_nodes(w.num_worker, gpus, gpn)
+            roles.append(Role(f"{kind}-{i}", var, placed.first_node + slot.node, slot.nnodes, len(roles),
+                              gpn if slot.gpus < gpn else slot.gpus, argv, engine.health_path(),
+                              f"{kind} worker {i}: tp {w.tp} ep {w.ep}, {placed.worker_gpus} GPU(s) "
+                              f"on {slot.nnodes} node(s)", engines.launch(spec).tasks_per_node,
+                              kv_port=kv is not None))
     urls = {k: [f"http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}"
                 for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
     bootstrap = [shell.var(r.var + "_KV_PORT") for r in roles if r.name.startswith("prefill")
-                 and r.kv_port and engines.FRAMEWORKS[p.framework] == "sglang"]
-    spec = _launch(p, model, "router", 1, 1, False, "ROUTER", p.ixhpc.engine_args.router,
+                 and r.kv_port and engine.router_bootstrap_ports]
+    spec = _launch(p, model, "router", 1, 1, False, "ROUTER", args.router,
                    prefill_urls=urls["prefill"], decode_urls=urls["decode"],
                    prefill_bootstrap_ports=bootstrap, **control)
     roles.append(Role("router", "ROUTER", 0, 1, len(roles), 0, engines.build(spec),
-                      engines.health_path(p.framework, "router"),
+                      engine.health_path("router"),
                       "router: sends each request to a prefill worker, then to a decode worker"))
     return roles
 
 
-def _kv_ports(framework: str, kind: str, var: str) -> dict[str, str]:
-    """Side-channel ports a worker binds besides its HTTP port: distinct per worker, so
-    workers packed on one node (or the local cluster's one machine) never collide."""
-    family = engines.FRAMEWORKS[framework].removeprefix("dynamo-")
-    if family == "sglang" and kind == "prefill":
-        return {"bootstrap_port": shell.var(f"{var}_KV_PORT")}
-    if family == "vllm":
-        return {"nixl_port": shell.var(f"{var}_KV_PORT")}
-    return {}
-
-
-def _services(p: RunPoint) -> list[Role]:
-    if not engines.FRAMEWORKS[p.framework].startswith("dynamo"):
+def _services(engine: engines.Engine) -> list[Role]:
+    if not engine.control_plane:
         return []
     names = ("etcd", "nats")
     return [Role(n, n.upper(), 0, 1, i, 0, svc.argv, None, f"dynamo {n} (control plane)")
             for i, (n, svc) in enumerate(zip(names, engines.dynamo_services(shell.var("ROUTER_HOST"))))]
 
 
-def _visible_gpus(names: list[str], gpn: int, slot: WorkerSlot, argv: list[str]) -> list[str]:
+def _visible_gpus(names: list[str], gpn: int, slot: Slot, argv: list[str]) -> list[str]:
     """Workers smaller than a node share it: each step sees the node's GPUs and its engine
     is limited to its own slice (``first_gpu`` on), through the profile's visibility vars."""
     if slot.gpus >= gpn:
@@ -352,18 +353,18 @@ def _visible_gpus(names: list[str], gpn: int, slot: WorkerSlot, argv: list[str])
 
 
 def _container_spec(p: RunPoint, profile: ClusterProfile, run_dir: Path) -> containers.ContainerSpec:
-    # The run directory at its own path: the client writes its result there, roles their logs.
+    # The run directory at its own path: the client writes its result there, roles their logs,
+    # and ixhpc's own programs run from its bundle (ixhpc.bundle); it is the working directory.
     run = str(run_dir.resolve())
     if any(c in run for c in ":,"):
-        raise UserError(f"run directory {run}: a path with ':' or ',' cannot be mounted into a "
+        raise PlanError(f"run directory {run}: a path with ':' or ',' cannot be mounted into a "
                         f"container; expected --results elsewhere")
-    mounts = [*profile.default_mounts, *p.ixhpc.container_mounts, f"{IXHPC_SRC}:{CONTAINER_SRC}:ro",
-              f"{run}:{run}"]
+    mounts = [*profile.default_mounts, *p.ixhpc.container_mounts, f"{run}:{run}"]
     if profile.model_dir and not p.ixhpc.model_path:  # weights at the same path inside
         mounts.append(f"{_expand(profile.model_dir)}:{_expand(profile.model_dir)}:ro")
     return containers.ContainerSpec(
         image=p.image, mounts=mounts, env_names=[*SECRET_PASSTHROUGH, *p.ixhpc.env],
-        workdir=CONTAINER_SRC, name=None)
+        workdir=run, name=None)
 
 
 def _srun(role: Role, runtime: containers.Runtime, spec: containers.ContainerSpec,
@@ -379,7 +380,8 @@ def _srun(role: Role, runtime: containers.Runtime, spec: containers.ContainerSpe
 
 
 def _python(argv: list[str], runtime: containers.Runtime) -> list[str]:
-    """ixhpc's own programs run with the job's Python on the host, ``python3`` in a container.
+    """A role's or the client's ``python -m ixhpc.X`` (or ``-c``) runs from the run's bundle,
+    with the job's Python on the host and ``python3`` in a container (see ``ixhpc.bundle``).
 
     The program is the first word after any ``env NAME=VALUE`` prefix.
     """
@@ -390,8 +392,13 @@ def _python(argv: list[str], runtime: containers.Runtime) -> list[str]:
             i += 1
     if argv[i:i + 1] == ["python"]:
         python = shell.var("IXHPC_PYTHON") if runtime.name == "none" else "python3"
-        return [*argv[:i], python, *argv[i + 1:]]
+        return [*argv[:i], python, ScriptPaths.bundle_text(), *argv[i + 1:]]
     return argv
+
+
+def _host_python(argv: list[str]) -> list[str]:
+    """A host-side step (``python -m ixhpc.containers``): the installed package, no bundle."""
+    return [shell.var("IXHPC_PYTHON"), *argv[1:]] if argv[:1] == ["python"] else argv
 
 
 def _bench_command(p: RunPoint, roles: list[Role], runtime: containers.Runtime,
@@ -404,13 +411,13 @@ def _bench_command(p: RunPoint, roles: list[Role], runtime: containers.Runtime,
             "--random-range-ratio", str(b.random_range_ratio),
             "--num-prompts", shell.var("NUM_PROMPTS"), "--max-concurrency", shell.var("CONC"),
             "--num-warmups", shell.var("NUM_WARMUPS"), "--request-rate", str(b.request_rate),
-            "--seed", "0", "--output", f"{shell.var('POINT_DIR')}/bench-c{shell.var('CONC')}.json"]
+            "--seed", "0", "--output", ScriptPaths.bench_json_text("CONC")]
     if b.ignore_eos:
         argv.append("--ignore-eos")
     if b.client_workers > 1:
         argv += ["--workers", str(b.client_workers)]
     flags = ["srun", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0", "--job-name=bench",
-             f"--output={shell.var('LOG_DIR')}/bench-c{shell.var('CONC')}.log"]
+             f"--output={ScriptPaths.bench_log_text('CONC')}"]
     if b.client_workers > 1:  # a one-task step is bound to one CPU where Slurm confines steps
         flags.append(f"--cpus-per-task={b.client_workers}")
     return shell.command([*flags, *runtime.srun_args(spec), *runtime.wrap(spec, _python(argv, runtime))])

@@ -21,8 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from ixhpc.errors import UserError
-from ixhpc.yamlmodel import (Located, Mount, PosInt, ConfigError, StrictModel, Text, load_yaml,
+from ixhpc.yamlmodel import (Located, Mount, PosInt, ConfigError, StrictModel, Str, Text, load_yaml,
                           located_errors)
 
 ENV_VAR = "IXHPC_PROFILES"
@@ -38,7 +37,7 @@ class Partition(StrictModel):
 
 class ClusterProfile(StrictModel):
     name: Text
-    description: str = ""
+    description: Str = ""
     partitions: Annotated[list[Partition], Field(min_length=1)]
     account: Text | None = None
     qos: Text | None = None
@@ -53,7 +52,7 @@ class ClusterProfile(StrictModel):
     squash_cache: Text | None = None       # where imported container images (.sqsh) are kept
     default_mounts: list[Mount] = []
     model_dir: Text | None = None
-    extra_sbatch: dict[Text, str] = {}     # option -> value ("" for a flag), without "--"
+    extra_sbatch: dict[Text, Str] = {}     # option -> value ("" for a flag), without "--"
     use_segment: bool = False              # --segment=<nodes> keeps a job in one NVLink domain
     use_exclusive: bool = True
     use_gpus_per_node: bool = True
@@ -132,7 +131,7 @@ def profiles_path(profiles_file: str | Path | None = None) -> Path | None:
         if given:
             path = Path(given).expanduser()
             if not path.is_file():
-                raise UserError(f"profile file {path} does not exist")
+                raise ConfigError(f"profile file {path} does not exist")
             return path
     default = DEFAULT_PATH.expanduser()
     return default if default.is_file() else None
@@ -201,7 +200,7 @@ def _merge_user(doc: Located, builtins: dict[str, dict[str, Any]]) -> dict[str, 
 def get_profile(name: str, profiles_file: str | Path | None = None) -> ClusterProfile:
     profiles = load_profiles(profiles_file)
     if name not in profiles:
-        raise UserError(f"unknown cluster profile '{name}' (known: {', '.join(sorted(profiles))})")
+        raise ConfigError(f"unknown cluster profile '{name}' (known: {', '.join(sorted(profiles))})")
     return profiles[name]
 
 

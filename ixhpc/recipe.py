@@ -15,20 +15,52 @@ the kebab-case aliases) are then looked up in that map.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Union
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
-from ixhpc.yamlmodel import (ConfigError, EnvName, Located, Mount, NonNegInt, PosFloat, PosInt,
-                             StrictModel, Text, found, load_yaml, located_errors)
+from ixhpc.engines import FRAMEWORKS
+from ixhpc.yamlmodel import (
+    ConfigError,
+    EnvName,
+    Located,
+    Mount,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    Str,
+    StrictModel,
+    Text,
+    found,
+    load_yaml,
+    located_errors,
+    printable,
+)
 
 SpecDecoding = Literal["none", "mtp", "draft_model"]
 SimGpu = Literal["B200", "GB200", "MI355X", "H100", "H200"]
+# A name whose last part says it holds a secret (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD),
+# but not tuning knobs such as ..._MAX_DISPATCH_TOKENS_PER_RANK.
+SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_KEY|ACCESS_KEY|"
+                         r"PRIVATE_KEY)$", re.I)
+
+
+def _not_secret(name: str) -> str:
+    if SECRET_NAME.search(name):
+        raise ValueError("looks like a secret; expected it in the environment of `ixhpc submit` "
+                         "(it is passed to the job and its containers by name, never written down)")
+    return name
+
+
+# Recipes are written down (the run directory keeps a copy): no secret values in them.
+RecipeEnvName = Annotated[EnvName, AfterValidator(_not_secret)]
 
 # --------------------------------------------------------------------------------------
 # ixhpc's additions (the `ixhpc:` block of an entry).
@@ -37,10 +69,10 @@ SimGpu = Literal["B200", "GB200", "MI355X", "H100", "H200"]
 class EngineArgs(StrictModel):
     """Extra engine command-line arguments per role (each a list of separate arguments)."""
 
-    prefill: list[str] = []
-    decode: list[str] = []
-    server: list[str] = []   # the single engine of a single-node point
-    router: list[str] = []
+    prefill: list[Str] = []
+    decode: list[Str] = []
+    server: list[Str] = []   # the single engine of a single-node point
+    router: list[Str] = []
 
 
 class BenchmarkSettings(StrictModel):
@@ -83,7 +115,7 @@ class SimSettings(StrictModel):
 
 class IxhpcBlock(StrictModel):
     engine_args: EngineArgs = EngineArgs()
-    env: dict[EnvName, str] = {}
+    env: dict[RecipeEnvName, Str] = {}
     container_mounts: list[Mount] = []
     model_path: Text | None = None          # where the weights are; default: profile model-dir
     benchmark: BenchmarkSettings = BenchmarkSettings()
@@ -124,7 +156,7 @@ class Worker(StrictModel):
     tp: PosInt
     ep: PosInt
     dp_attn: bool
-    additional_settings: list[str] | None = None
+    additional_settings: list[Str] | None = None
 
 
 class SingleNodeSearch(ConcForms):
@@ -140,6 +172,40 @@ class MultiNodeSearch(ConcForms):
     decode: Worker
 
 
+class AggEngine(Worker):
+    """The engine of a multi-node aggregated entry (InferenceX writes it as the `prefill`
+    block): one engine serving both phases across ceil(GPUs / GPUs-per-node) nodes."""
+
+    @field_validator("num_worker")
+    @classmethod
+    def _one(cls, v: int) -> int:
+        if v != 1:
+            raise ValueError(f"expected 1 (a multi-node aggregated point, disagg: false, runs "
+                             f"one engine; several engines need one entry each), found {v}")
+        return v
+
+
+class UnusedWorker(Worker):
+    """The `decode` block of a multi-node aggregated entry: InferenceX writes `num-worker: 0`,
+    since the one engine (the prefill block) also decodes."""
+
+    num_worker: NonNegInt
+
+    @field_validator("num_worker")
+    @classmethod
+    def _none(cls, v: int) -> int:
+        if v != 0:
+            raise ValueError(f"expected 0 (with disagg: false the prefill block's engine also "
+                             f"decodes; decode workers need disagg: true), found {v}")
+        return v
+
+
+class MultiAggSearch(ConcForms):
+    spec_decoding: SpecDecoding = "none"
+    prefill: AggEngine
+    decode: UnusedWorker
+
+
 class SingleNodeSeqLen(StrictModel):
     isl: PosInt
     osl: PosInt
@@ -152,6 +218,12 @@ class MultiNodeSeqLen(StrictModel):
     search_space: Annotated[list[MultiNodeSearch], Field(min_length=1)]
 
 
+class MultiAggSeqLen(StrictModel):
+    isl: PosInt
+    osl: PosInt
+    search_space: Annotated[list[MultiAggSearch], Field(min_length=1)]
+
+
 class EntryBase(StrictModel):
     image: Text
     model: Text
@@ -162,22 +234,50 @@ class EntryBase(StrictModel):
     disagg: bool = False
     ixhpc: IxhpcBlock | None = None
 
+    @field_validator("framework")
+    @classmethod
+    def _known_framework(cls, v: str) -> str:
+        if v not in FRAMEWORKS:  # else render, not validate, would be the first to notice
+            close = difflib.get_close_matches(v, FRAMEWORKS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else ", ".join(sorted(FRAMEWORKS))
+            raise ValueError(f"expected a known framework ({hint}), found {found(v)}")
+        return v
+
     @property
     def extras(self) -> IxhpcBlock:
         return self.ixhpc or IxhpcBlock()
 
 
 class SingleNodeEntry(EntryBase):
-    multinode: bool = False   # always False here: entries with `multinode: true` are MultiNodeEntry
+    multinode: bool = False   # always False here: entries with `multinode: true` are multi-node
     seq_len_configs: Annotated[list[SingleNodeSeqLen], Field(min_length=1)]
+
+    @field_validator("disagg")
+    @classmethod
+    def _aggregated(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("expected false (a single-node entry runs one engine; prefill/decode "
+                             "disaggregation needs multinode: true), found true")
+        return v
 
 
 class MultiNodeEntry(EntryBase):
+    """A disaggregated entry (multinode: true, disagg: true)."""
+
     multinode: Literal[True]
+    disagg: Literal[True]
     seq_len_configs: Annotated[list[MultiNodeSeqLen], Field(min_length=1)]
 
 
-Entry = Union[SingleNodeEntry, MultiNodeEntry]
+class MultiAggEntry(EntryBase):
+    """A multi-node aggregated entry (multinode: true, disagg: false): one engine on several
+    nodes, no prefill/decode split."""
+
+    multinode: Literal[True]
+    seq_len_configs: Annotated[list[MultiAggSeqLen], Field(min_length=1)]
+
+
+Entry = Union[SingleNodeEntry, MultiNodeEntry, MultiAggEntry]
 
 # --------------------------------------------------------------------------------------
 # Loaded recipes.
@@ -206,7 +306,9 @@ class Recipes:
 
 
 def _entry_model(raw: Any) -> type[EntryBase]:
-    return MultiNodeEntry if isinstance(raw, dict) and raw.get("multinode") is True else SingleNodeEntry
+    if not isinstance(raw, dict) or raw.get("multinode") is not True:
+        return SingleNodeEntry
+    return MultiNodeEntry if raw.get("disagg") is True else MultiAggEntry
 
 
 def fingerprint(raw: Any) -> str:
@@ -221,6 +323,11 @@ def parse_recipe(doc: Located) -> tuple[dict[str, LoadedEntry], list[str]]:
     for key, raw in doc.data.items():
         if not isinstance(key, str):
             errors.append(doc.error((key,), f"expected a config key (string), found {found(key)}"))
+            continue
+        try:
+            printable(key)  # it names files and HDF5 attributes
+        except ValueError as exc:
+            errors.append(doc.error((key,), str(exc)))
             continue
         model = _entry_model(raw)
         try:

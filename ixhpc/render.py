@@ -1,5 +1,9 @@
 """Rendering job plans into sbatch scripts (Jinja2 templates in sbatch_templates/).
 
+The templates are package data of ``ixhpc``: ``ixhpc/sbatch_templates`` is a link to the
+repository's top-level folder, and wheels and sdists carry the files themselves, so one
+loader serves a checkout, an editable install and an installed wheel.
+
 Values are quoted before they reach a template (``ixhpc.shell``); the templates add the
 ``q`` filter for the few plain variables. Rendering also writes, per concurrency, the
 point's static metadata that the job adds to its HDF5 file.
@@ -14,8 +18,9 @@ from pathlib import Path
 
 from ixhpc import atomic
 from ixhpc.placement import JobPlan
+from ixhpc.rundir import Layout, ScriptPaths
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "sbatch_templates"
+TEMPLATES = "sbatch_templates"  # inside the ixhpc package
 
 
 @functools.lru_cache(maxsize=1)
@@ -23,13 +28,14 @@ def _environment():
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.PackageLoader("ixhpc", TEMPLATES),
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
         trim_blocks=True, lstrip_blocks=True,
         # `{#` starts a Jinja comment by default, and bash writes `${#array[@]}`.
         comment_start_string="{%#", comment_end_string="#%}",
     )
     env.filters["q"] = shlex.quote
+    env.globals["paths"] = ScriptPaths  # per-job file names, spelled by the run layout only
     return env
 
 
@@ -44,13 +50,13 @@ def render_template(name: str, **context) -> str:
 
 def write_job(run_dir: Path, plan: JobPlan) -> Path:
     """The job's script under scripts/ and its per-concurrency metadata under points/."""
-    script = run_dir / "scripts" / plan.script_name
+    layout = Layout.of(run_dir)
+    script = layout.script(plan.key)
     atomic.write_text(script, render(plan), mode=0o755 & ~atomic.umask())
-    point_dir = run_dir / "points" / plan.key
-    point_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "logs" / plan.key).mkdir(parents=True, exist_ok=True)
+    layout.point_dir(plan.key).mkdir(parents=True, exist_ok=True)
+    layout.log_dir(plan.key).mkdir(parents=True, exist_ok=True)
     for conc in plan.concs:
         meta = {"result_key": plan.result_key(conc), "metadata": plan.metadata(conc)}
-        atomic.write_text(point_dir / f"meta-c{conc}.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        atomic.write_text(layout.meta(plan.key, conc), json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return script
 

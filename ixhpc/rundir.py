@@ -1,13 +1,21 @@
 """A run directory: everything one `submit` made, and the manifest that ties it together.
 
+``Layout`` is the one place a run-directory path is spelled; placement exports its values to
+the job scripts as script variables (``RUN_DIR``, ``POINT_DIR``, ``LOG_DIR``, ``RESULTS_DIR``)
+and ``ScriptPaths`` spells the per-job file names in the templates from the same names.
+
     results/<run-id>/
-        manifest.json        run id, recipe, cluster, every job with its points and job ids
-        recipe.yaml          copy of the recipe as submitted
-        profile.yaml         the resolved cluster profile
-        scripts/<job>.sbatch the rendered scripts (runnable by hand with sbatch)
-        points/<job>/        per-concurrency metadata and raw benchmark output
-        logs/<job>/          job log and one log per role
-        results/<point>.h5   one HDF5 file per run point
+        manifest.json             run id, recipe, cluster, every job with its points and job ids
+        recipe.yaml               copy of the recipe as submitted
+        profile.yaml              the resolved cluster profile
+        ixhpc.pyz                 the ixhpc code that runs inside containers (written once)
+        scripts/<job>.sbatch      the rendered scripts (runnable by hand with sbatch)
+        points/<job>/             meta-c<C>.json (static metadata), bench-c<C>.json (client output)
+        logs/<job>/               job-<jobid>.out, <role>.log, bench-c<C>.log
+        logs/merge-<jobid>.out    the `submit --merge` job
+        results/<point>.h5        one HDF5 file per run point
+        merged.h5                 `submit --merge`: the run's merged table
+        submitit/                 submitit's own files
 
 State lives here, not in the submitting process, so `status`, `logs`, `cancel` and `resume`
 work from any shell later. The manifest is rewritten atomically on every change.
@@ -15,18 +23,195 @@ work from any shell later. The manifest is rewritten atomically on every change.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
 import secrets
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ixhpc import atomic
-from ixhpc.errors import UserError
+from ixhpc import atomic, shell
+from ixhpc.sweep import PointKind
+from ixhpc.errors import PlanError
 
-MANIFEST = "manifest.json"
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Every path of one run directory, derived from its root (absolute)."""
+
+    root: Path
+
+    MANIFEST: ClassVar[str] = "manifest.json"
+    RECIPE: ClassVar[str] = "recipe.yaml"
+    PROFILE: ClassVar[str] = "profile.yaml"
+    BUNDLE: ClassVar[str] = "ixhpc.pyz"
+    MERGED: ClassVar[str] = "merged.h5"
+    SCRIPTS: ClassVar[str] = "scripts"
+    SCRIPT: ClassVar[str] = "{job}.sbatch"
+    POINTS: ClassVar[str] = "points"
+    LOGS: ClassVar[str] = "logs"
+    RESULTS: ClassVar[str] = "results"
+    SUBMITIT: ClassVar[str] = "submitit"
+    # File names inside a job's point and log directories ({conc}, {role}: filled in).
+    META: ClassVar[str] = "meta-c{conc}.json"
+    BENCH_JSON: ClassVar[str] = "bench-c{conc}.json"
+    BENCH_LOG: ClassVar[str] = "bench-c{conc}.log"
+    ROLE_LOG: ClassVar[str] = "{role}.log"
+    JOB_LOG: ClassVar[str] = "job-%j.out"       # Slurm's --output pattern: %j is the job id
+    MERGE_LOG: ClassVar[str] = "merge-%j.out"
+    # `ixhpc debug` files, in the run directory.
+    DEBUG_LAUNCHER: ClassVar[str] = "ixhpc-debug.sh"
+    DEBUG_ROLES: ClassVar[str] = "ixhpc-roles.sh"
+    DEBUG_NODES: ClassVar[str] = "ixhpc-nodes.sh"
+
+    @classmethod
+    def of(cls, run: Path | str) -> Layout:
+        return cls(Path(run).resolve())
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.MANIFEST
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / self.RECIPE
+
+    @property
+    def profile(self) -> Path:
+        return self.root / self.PROFILE
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / self.BUNDLE
+
+    @property
+    def merged(self) -> Path:
+        return self.root / self.MERGED
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / self.RESULTS
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / self.LOGS
+
+    @property
+    def submitit_dir(self) -> Path:
+        return self.root / self.SUBMITIT
+
+    @property
+    def merge_log_pattern(self) -> Path:
+        return self.logs_dir / self.MERGE_LOG
+
+    def directories(self) -> list[Path]:
+        return [self.root, *(self.root / d for d in (self.SCRIPTS, self.POINTS, self.LOGS, self.RESULTS))]
+
+    @classmethod
+    def script_rel(cls, job: str) -> str:
+        """A job's script relative to the run directory (as the manifest records it)."""
+        return f"{cls.SCRIPTS}/{cls.SCRIPT.format(job=job)}"
+
+    def script(self, job: str) -> Path:
+        return self.root / self.script_rel(job)
+
+    def point_dir(self, job: str) -> Path:
+        return self.root / self.POINTS / job
+
+    def log_dir(self, job: str) -> Path:
+        return self.logs_dir / job
+
+    def meta(self, job: str, conc: int) -> Path:
+        return self.point_dir(job) / self.META.format(conc=conc)
+
+    def bench_json(self, job: str, conc: int) -> Path:
+        return self.point_dir(job) / self.BENCH_JSON.format(conc=conc)
+
+    def role_log(self, job: str, role: str) -> Path:
+        return self.log_dir(job) / self.ROLE_LOG.format(role=role)
+
+    def job_log_pattern(self, job: str) -> Path:
+        return self.log_dir(job) / self.JOB_LOG
+
+    def job_logs(self, job: str) -> list[Path]:
+        """The job's batch logs, oldest first (one per attempt)."""
+        logs = self.log_dir(job).glob(self.JOB_LOG.replace("%j", "*"))
+        return sorted(logs, key=lambda p: p.stat().st_mtime)
+
+    def is_job_log(self, path: Path) -> bool:
+        head, _, tail = self.JOB_LOG.partition("%j")
+        return path.name.startswith(head) and path.name.endswith(tail)
+
+    def role_logs(self, job: str) -> list[Path]:
+        """Every role's and the client's log of a job (not the batch log)."""
+        tail = self.ROLE_LOG.format(role="")
+        return sorted(p for p in self.log_dir(job).glob("*" + tail) if not self.is_job_log(p))
+
+    def result(self, point_key: str) -> Path:
+        return self.results_dir / f"{point_key}.h5"
+
+    def debug_file(self, name: str) -> Path:
+        return self.root / name
+
+    def variables(self, job: str) -> list[tuple[str, str]]:
+        """The script variables of one job's paths (what ``ScriptPaths`` refers to)."""
+        return [("RUN_DIR", str(self.root)), ("JOB_KEY", job), ("POINT_DIR", str(self.point_dir(job))),
+                ("LOG_DIR", str(self.log_dir(job))), ("RESULTS_DIR", str(self.results_dir))]
+
+
+class ScriptPaths:
+    """A job's files spelled over the script variables of ``Layout.variables``.
+
+    Arguments name shell variables (``"conc"`` -> ``${conc}``), except ``role_log``'s literal
+    role. ``*_text`` give an argument for ``shell.command``; the others one shell word for
+    the templates (``"${POINT_DIR}/bench-c${conc}.json"``).
+    """
+
+    @staticmethod
+    def _at(dir_var: str, name: str) -> str:
+        return f"{shell.var(dir_var)}/{name}"
+
+    @classmethod
+    def bench_json_text(cls, conc_var: str) -> str:
+        return cls._at("POINT_DIR", Layout.BENCH_JSON.format(conc=shell.var(conc_var)))
+
+    @classmethod
+    def bench_log_text(cls, conc_var: str) -> str:
+        return cls._at("LOG_DIR", Layout.BENCH_LOG.format(conc=shell.var(conc_var)))
+
+    @classmethod
+    def bench_json(cls, conc_var: str) -> str:
+        return shell.word(cls.bench_json_text(conc_var))
+
+    @classmethod
+    def bench_log(cls, conc_var: str) -> str:
+        return shell.word(cls.bench_log_text(conc_var))
+
+    @classmethod
+    def role_log(cls, role: str) -> str:
+        return shell.word(cls._at("LOG_DIR", Layout.ROLE_LOG.format(role=role)))
+
+    @classmethod
+    def role_log_of(cls, role_var: str) -> str:
+        return shell.word(cls._at("LOG_DIR", Layout.ROLE_LOG.format(role=shell.var(role_var))))
+
+    @classmethod
+    def nodes_file(cls) -> str:
+        return shell.word(cls._at("RUN_DIR", Layout.DEBUG_NODES))
+
+    @classmethod
+    def bundle_text(cls) -> str:
+        return cls._at("RUN_DIR", Layout.BUNDLE)
+
+    @classmethod
+    def bundle(cls) -> str:
+        return shell.word(cls.bundle_text())
+
+
+MANIFEST = Layout.MANIFEST
 
 
 class PointRef(BaseModel):
@@ -46,7 +231,7 @@ class JobEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     key: str
-    kind: str                    # "single" | "disagg"
+    kind: PointKind
     script: str                  # relative to the run directory
     partition: str
     nodes: int
@@ -101,27 +286,27 @@ def make_dir(path: Path) -> Path:
 def create(root: Path, run_id: str) -> Path:
     run = root / run_id
     if run.exists():
-        raise UserError(f"run directory {run} already exists; refusing to overwrite it", 2)
-    for sub in ("", "scripts", "points", "logs", "results"):
-        make_dir(run / sub)
+        raise PlanError(f"run directory {run} already exists; refusing to overwrite it")
+    for d in Layout.of(run).directories():
+        make_dir(d)
     return run
 
 
 def save(run: Path, manifest: Manifest) -> None:
-    atomic.write_text(run / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
+    atomic.write_text(Layout.of(run).manifest, manifest.model_dump_json(indent=2) + "\n")
 
 
 def find(run: str | Path) -> Path:
     """A run directory from a path or a run id under the results root."""
     for candidate in (Path(run), default_root() / str(run)):
-        if (candidate / MANIFEST).is_file():
+        if Layout.of(candidate).manifest.is_file():
             return candidate
-    raise UserError(f"no run directory {run} (looked for {MANIFEST} in {run} and "
-                    f"{default_root() / str(run)})", 2)
+    raise PlanError(f"no run directory {run} (looked for {MANIFEST} in {run} and "
+                    f"{default_root() / str(run)})")
 
 
 def load(run: Path) -> Manifest:
     try:
-        return Manifest.model_validate_json((run / MANIFEST).read_text())
+        return Manifest.model_validate_json(Layout.of(run).manifest.read_text())
     except (OSError, ValueError) as exc:
-        raise UserError(f"{run / MANIFEST}: unreadable manifest: {str(exc).splitlines()[0]}", 2) from None
+        raise PlanError(f"{run / MANIFEST}: unreadable manifest: {str(exc).splitlines()[0]}") from None

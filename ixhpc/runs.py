@@ -3,19 +3,40 @@
 `render` stops after writing the directory; `submit` then hands the scripts to Slurm
 through submitit (``ixhpc.submission``) and records the job ids in the manifest.
 Validation happens before anything is written: a bad recipe leaves no trace.
+
+The library API takes typed values (``RunTarget``, ``Filters``); ``target_from_args`` and
+``add_run_args`` are the command line's side of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
-from ixhpc import placement, render, rundir
-from ixhpc.errors import UserError
+from ixhpc import bundle, placement, render, rundir
+from ixhpc.errors import PlanError
+
+if TYPE_CHECKING:
+    from ixhpc.placement import JobPlan
+    from ixhpc.profiles import ClusterProfile
+    from ixhpc.sweep import Filters
 
 DEFAULT_CLUSTER = "local"
+# sbatch options that name one job, not the allocation it needs.
+PER_JOB_OPTIONS = ("job-name", "output")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunTarget:
+    """What to run and where: a recipe file, a cluster profile, a selection of its points."""
+
+    recipe: Path
+    profile: ClusterProfile
+    filters: Filters
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -30,50 +51,65 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     add_filter_args(parser)
 
 
-def plan(args: argparse.Namespace, run_dir: Path, run_id: str):
-    """Validate everything and plan the jobs; write nothing."""
+def target_from_args(args: argparse.Namespace) -> RunTarget:
     from ixhpc.profiles import get_profile
-    from ixhpc.recipe import load_recipe_files
-    from ixhpc.sweep import expand, filters_from_args
+    from ixhpc.sweep import filters_from_args
 
-    profile = get_profile(args.cluster, args.profiles)
-    recipes = load_recipe_files([args.recipe])
-    points = expand(recipes, filters_from_args(args), cluster=profile)
+    return RunTarget(args.recipe, get_profile(args.cluster, args.profiles), filters_from_args(args))
+
+
+def plan(target: RunTarget, run_dir: Path, run_id: str) -> list[JobPlan]:
+    """Validate everything and plan the jobs; write nothing."""
+    from ixhpc.recipe import load_recipe_files
+    from ixhpc.sweep import expand
+
+    recipes = load_recipe_files([target.recipe])
+    points = expand(recipes, target.filters, cluster=target.profile)
     if not points:
-        raise UserError(f"{args.recipe}: no run point is left after the filters", 2)
-    plans = [placement.plan_job(g, profile, run_dir, run_id) for g in placement.group_points(points)]
+        raise PlanError(f"{target.recipe}: no run point is left after the filters")
+    plans = [placement.plan_job(g, target.profile, run_dir, run_id) for g in placement.group_points(points)]
     for p in plans:
         render.render(p)  # a template error must surface before the directory exists
-    return profile, plans
+    return plans
 
 
-def write(args: argparse.Namespace, run_dir: Path, run_id: str, profile, plans) -> rundir.Manifest:
+def write(target: RunTarget, run_dir: Path, run_id: str, plans: Sequence[JobPlan]) -> rundir.Manifest:
     import yaml
 
     from ixhpc import __version__, atomic
 
-    rundir.create(run_dir.parent, run_dir.name)
-    shutil.copyfile(args.recipe, run_dir / "recipe.yaml")
-    atomic.write_text(run_dir / "profile.yaml",
-                      yaml.safe_dump(profile.model_dump(mode="json", by_alias=True), sort_keys=False))
+    layout = rundir.Layout.of(rundir.create(run_dir.parent, run_dir.name))
+    bundle.write(layout.bundle)  # the code the job's roles and client run, once per run
+    shutil.copyfile(target.recipe, layout.recipe)
+    atomic.write_text(layout.profile, yaml.safe_dump(
+        target.profile.model_dump(mode="json", by_alias=True), sort_keys=False))
     jobs = []
     for p in plans:
         render.write_job(run_dir, p)
         jobs.append(rundir.JobEntry(
-            key=p.key, kind=p.kind, script=f"scripts/{p.script_name}", partition=str(p.sbatch["partition"]),
+            key=p.key, kind=p.kind, script=p.script_rel, partition=str(p.sbatch["partition"]),
             nodes=int(p.sbatch["nodes"]), gpus=int(p.points[0].gpus or 0),
             points=[rundir.PointRef(key=p.result_key(c), conc=c) for c in p.concs]))
     manifest = rundir.Manifest(run_id=run_id, created=rundir.now(), ixhpc_version=__version__,
-                               recipe=str(args.recipe), cluster=profile.name, jobs=jobs)
+                               recipe=str(target.recipe), cluster=target.profile.name, jobs=jobs)
     rundir.save(run_dir, manifest)
     return manifest
 
 
-def submission_groups(plans) -> list[tuple[dict, list[str]]]:
-    """Jobs that can share one `sbatch` (a job array): single-node, same allocation."""
-    groups: dict[str, tuple[dict, list[str]]] = {}
-    for p in plans:
-        opts = {k: v for k, v in p.sbatch.items() if k not in ("job-name", "output")}
-        ident = repr(sorted(opts.items())) if p.kind == "single" else f"multi:{p.key}"
-        groups.setdefault(ident, (opts, []))[1].append(p.key)
-    return list(groups.values())
+Batch = tuple[dict[str, str | bool], list[rundir.JobEntry]]
+
+
+def batches(jobs: Sequence[tuple[dict[str, str | bool], rundir.JobEntry]], run_id: str) -> list[Batch]:
+    """Jobs that can share one `sbatch` (a job array): single-node jobs asking for the same
+    allocation. Each multi-node job is an sbatch of its own. Submit and resume both use it."""
+    groups: dict[str, Batch] = {}
+    for opts, entry in jobs:
+        shared = {k: v for k, v in opts.items() if k not in PER_JOB_OPTIONS}
+        ident = repr(sorted(shared.items())) if entry.kind == "single" else f"multi:{entry.key}"
+        groups.setdefault(ident, (shared, []))[1].append(entry)
+    out = []
+    for i, (shared, entries) in enumerate(groups.values()):
+        name = (next(o for o, e in jobs if e is entries[0])["job-name"] if len(entries) == 1
+                else f"ixhpc-{run_id}-array{i}")
+        out.append(({**shared, "job-name": name}, entries))
+    return out

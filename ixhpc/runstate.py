@@ -29,10 +29,6 @@ class JobStatus:
         return dataclasses.asdict(self)
 
 
-def result_file(run: Path, point_key: str) -> Path:
-    return run / "results" / f"{point_key}.h5"
-
-
 def valid_point_file(path: Path) -> bool:
     """True when ``path`` is a whole, readable run-point file (a half-written one never is)."""
     from ixhpc.results import store
@@ -45,11 +41,11 @@ def valid_point_file(path: Path) -> bool:
 
 
 def point_done(run: Path, point_key: str) -> bool:
-    return valid_point_file(result_file(run, point_key))
+    return valid_point_file(rundir.Layout.of(run).result(point_key))
 
 
 def _newest_log(run: Path, job_key: str) -> list[str]:
-    logs = sorted((run / "logs" / job_key).glob("job-*.out"), key=lambda p: p.stat().st_mtime)
+    logs = rundir.Layout.of(run).job_logs(job_key)
     return logs[-1].read_text(errors="replace").splitlines() if logs else []
 
 
@@ -72,9 +68,9 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
     for entry in manifest.jobs:
         missing = [p.key for p in entry.points if not point_done(run, p.key)]
         st = states.get(entry.job_id or "")
-        state = st.state if st else ("NOT_SUBMITTED" if not entry.job_id else "UNKNOWN")
+        state = st.state if st else (slurm.NOT_SUBMITTED if not entry.job_id else slurm.UNKNOWN)
         reason = st.reason if st else ""
-        if state in slurm.TERMINAL and state != "COMPLETED":
+        if slurm.is_terminal(state) and state != "COMPLETED":
             lines = _newest_log(run, entry.key)
             if state == "FAILED" and TIME_LIMIT_MARK in lines:
                 # Stopped on Slurm's warning just before the limit (see ixhpc.job.wrapper.run_script).
@@ -89,7 +85,7 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
                              len(entry.points), missing))
     if manifest.merge_job_id:  # `submit --merge`: one row more, no points of its own
         st = states.get(manifest.merge_job_id)
-        out.append(JobStatus("(merge into merged.h5)", "merge", manifest.merge_job_id,
-                             st.state if st else "UNKNOWN", st.reason if st else "", st.nodes if st else "",
+        out.append(JobStatus(f"(merge into {rundir.Layout.MERGED})", "merge", manifest.merge_job_id,
+                             st.state if st else slurm.UNKNOWN, st.reason if st else "", st.nodes if st else "",
                              0, 0, []))
     return out

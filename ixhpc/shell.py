@@ -12,7 +12,9 @@ import shlex
 from typing import Iterable
 
 _MARK = "\x00"
-_NAME = re.compile(r"[A-Z_][A-Z0-9_]*\Z")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Literal text that reads the same inside double quotes: such a word is written "${A}/b-${c}".
+_PLAIN = re.compile(r"[A-Za-z0-9_./:=@%+,-]*\Z")
 # Slurm reads #SBATCH lines itself; no shell quoting applies there, so allow only plain values.
 _DIRECTIVE = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=/@%+\-\[\]]+)?\Z")
 
@@ -29,6 +31,9 @@ def word(text: str) -> str:
     parts = text.split(_MARK)
     if len(parts) % 2 == 0:
         raise ValueError(f"NUL byte in a value that reaches the shell: {text!r}")
+    if len(parts) > 1 and all(_PLAIN.match(p) for p in parts[::2]):
+        return '"' + "".join(f"${{{p}}}" if i % 2 else p for i, p in enumerate(parts)) + '"' \
+            if all(_NAME.match(p) for p in parts[1::2]) else _bad(text)
     out = []
     for i, part in enumerate(parts):
         if i % 2:
@@ -38,6 +43,10 @@ def word(text: str) -> str:
         elif part:
             out.append(shlex.quote(part))
     return "".join(out) or "''"
+
+
+def _bad(text: str) -> str:
+    raise ValueError(f"NUL byte in a value that reaches the shell: {text!r}")
 
 
 def command(argv: Iterable[str], width: int = 88, indent: str = "    ") -> str:

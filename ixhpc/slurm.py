@@ -13,7 +13,7 @@ import subprocess
 import time
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from ixhpc.errors import UserError
+from ixhpc.errors import IxhpcError, SlurmError, SlurmTransientError
 
 T = TypeVar("T")
 RETRIES = int(os.environ.get("IXHPC_SLURM_RETRIES", "4"))
@@ -21,6 +21,10 @@ BACKOFF_S = float(os.environ.get("IXHPC_SLURM_BACKOFF", "0.5"))
 # Messages Slurm prints when a retry may help (controller or accounting busy/restarting).
 TRANSIENT = ("Socket timed out", "Unable to contact slurm controller", "Connection refused",
              "slurmdbd", "Resource temporarily unavailable", "try again", "Zero Bytes were transmitted")
+# How a Slurm client call fails: the process cannot start or time out (OSError, subprocess
+# errors) or exits non-zero (our RuntimeError; submitit's FailedJobError/FailedSubmissionError
+# are RuntimeErrors). Anything else (TypeError, KeyError...) is a bug: never retried or hidden.
+SLURM_FAILURES = (OSError, subprocess.SubprocessError, RuntimeError)
 
 
 def is_transient(message: str) -> bool:
@@ -29,17 +33,19 @@ def is_transient(message: str) -> bool:
 
 def with_retries(attempt: Callable[[], T], what: str, retries: int = RETRIES) -> T:
     """Call ``attempt``; retry transient failures with exponential backoff, a bounded number
-    of times; any other failure, or the last one, becomes a one-line UserError."""
+    of times; any other Slurm failure, or the last one, becomes a one-line SlurmError."""
     delay = BACKOFF_S
     for i in range(retries + 1):
         try:
             return attempt()
-        except UserError:
+        except IxhpcError:
             raise
-        except Exception as exc:  # sbatch errors reach us wrapped in several types
+        except SLURM_FAILURES as exc:  # sbatch errors reach us wrapped in several types
             message = str(exc).strip() or type(exc).__name__
-            if not is_transient(message) or i == retries:
-                raise UserError(f"{what} failed: {message.splitlines()[-1]}", 1) from None
+            transient = is_transient(message)
+            if not transient or i == retries:
+                kind = SlurmTransientError if transient else SlurmError
+                raise kind(f"{what} failed: {message.splitlines()[-1]}") from None
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
@@ -51,7 +57,7 @@ def run(argv: Sequence[str], retries: int = RETRIES, timeout: float = 60) -> str
         try:
             res = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
-            raise UserError(f"`{argv[0]}` not found: is this a Slurm login node?", 1) from None
+            raise SlurmError(f"`{argv[0]}` not found: is this a Slurm login node?") from None
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"Socket timed out: no answer in {timeout:.0f} s") from None
         if res.returncode != 0:
@@ -72,8 +78,22 @@ class JobState:
     end: str
 
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
-            "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                      "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
+UNKNOWN = "UNKNOWN"              # Slurm has no record of the job (any more)
+NOT_SUBMITTED = "NOT_SUBMITTED"  # the manifest has no job id for it yet
+
+
+def is_terminal(state: str) -> bool:
+    """Slurm has ended the job for good: it will not run again by itself."""
+    return state in TERMINAL
+
+
+def is_live(state: str) -> bool:
+    """Slurm may still run the job: queued, running, suspended, requeued, completing...
+    The one rule behind `status --watch`, `submit --wait`, `cancel` and `resume`: a live
+    job is waited for, cancelled, never resubmitted; a job with no record is not live."""
+    return state not in TERMINAL and state not in (UNKNOWN, NOT_SUBMITTED)
 
 
 def states(job_ids: Iterable[str]) -> dict[str, JobState]:

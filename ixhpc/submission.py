@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ixhpc import rundir, slurm
 from ixhpc.job import merge as merge_job
 from ixhpc.job import wrapper
-from ixhpc.errors import UserError
+from ixhpc.errors import ConfigError
 
 if TYPE_CHECKING:
     from ixhpc.profiles import ClusterProfile
@@ -37,8 +37,8 @@ def dependency(text: str) -> str:
         return "afterok:" + ":".join(text.split(","))
     if _DEPENDENCY.match(text):
         return text
-    raise UserError(f"--after {text!r}: expected job ids such as 123,124 or a Slurm dependency "
-                    f"such as afterany:123:124", 2)
+    raise ConfigError(f"--after {text!r}: expected job ids such as 123,124 or a Slurm dependency "
+                    f"such as afterany:123:124")
 
 
 def executor_parameters(sbatch: dict[str, str | bool], array_parallelism: int = 64) -> dict:
@@ -108,10 +108,10 @@ def submit_groups(run: Path, groups: Sequence[tuple[dict, list[rundir.JobEntry]]
     import submitit
 
     for sbatch, entries in groups:
-        executor = submitit.SlurmExecutor(folder=run / "submitit")
+        executor = submitit.SlurmExecutor(folder=rundir.Layout.of(run).submitit_dir)
         executor.update_parameters(**executor_parameters(sbatch, array_parallelism))
         scripts = [str((run / e.script).resolve()) for e in entries]
-        logs = [str((run / "logs" / e.key).resolve()) for e in entries]
+        logs = [str(rundir.Layout.of(run).job_log_pattern(e.key)) for e in entries]
         jobs = slurm.with_retries(lambda: _submit(executor, scripts, logs), "sbatch")
         for entry, job in zip(entries, jobs):
             entry.attempts.append(rundir.Attempt(job_id=job.job_id, submitted=rundir.now()))
@@ -142,8 +142,8 @@ def submit_merge(run: Path, manifest: rundir.Manifest, profile: ClusterProfile) 
         return None
     opts = merge_options(profile, manifest.jobs[0].partition)
     extra = {**opts.pop("additional_parameters", {}), "dependency": "afterany:" + ":".join(ids),
-             "output": str((run / "logs" / "merge-%j.out").resolve())}
-    executor = submitit.SlurmExecutor(folder=run / "submitit")
+             "output": str(rundir.Layout.of(run).merge_log_pattern)}
+    executor = submitit.SlurmExecutor(folder=rundir.Layout.of(run).submitit_dir)
     executor.update_parameters(job_name=f"ixhpc-{manifest.run_id}-merge"[:200], nodes=1, ntasks_per_node=1,
                                time=30, use_srun=False, additional_parameters=extra, **opts)
     with _quiet_stderr():

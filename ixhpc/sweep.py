@@ -28,13 +28,14 @@ points with the highest tp AND the highest concurrency among that tp are marked,
 the points with the lowest tp and the highest concurrency among that tp. Multi-node points
 are never marked. ``--evals-only`` keeps only the marked points.
 
-Topology is computed once per point from the cluster profile. An engine (worker) spans
-max(tp, ep) * pp GPUs (pp is 1: the schema has no pipeline parallelism; ep counts because
-`tp: 1, ep: 16` with dp-attn is a 16-GPU DEP worker). Nodes per worker =
-ceil(gpus / gpus-per-node); workers smaller than a node are packed onto shared nodes. A
-point's prefill/decode nodes and GPUs are per-role totals, and its nodes/gpus their sum
-(single-node: one engine). These numbers were checked against the PREFILL_NODES /
-DECODE_NODES that InferenceX's own multi-node entries state.
+A point is one of three shapes (``kind``): ``single`` (one engine per concurrency),
+``multi-agg`` (``multinode: true, disagg: false``: ONE engine, the prefill block's tp/ep,
+spanning ceil(GPUs / GPUs-per-node) nodes and serving both phases; the decode block has
+``num-worker: 0`` as InferenceX writes it) and ``disagg`` (prefill and decode workers behind
+a router). Its topology (nodes, GPUs, per-role totals) follows from its shape and the node
+size of the site that serves its runner, by the one packing rule of ``ixhpc.topology``.
+These numbers were checked against the PREFILL_NODES / DECODE_NODES that InferenceX's own
+multi-node entries state.
 """
 
 from __future__ import annotations
@@ -42,20 +43,24 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import re
 from collections import defaultdict
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Annotated, Any, Callable, ClassVar, Iterator, Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic.fields import FieldInfo
 
-from ixhpc.errors import UserError
+from ixhpc.errors import PlanError
+from ixhpc.point_metadata import DisaggRecord, MultiAggRecord, SingleRecord
 from ixhpc.profiles import ClusterProfile, profile_for_runner
-from ixhpc.recipe import IxhpcBlock, LoadedEntry, MultiNodeEntry, Recipes, Worker
+from ixhpc.recipe import (AggEngine, IxhpcBlock, LoadedEntry, MultiAggSearch, Recipes,
+                          SingleNodeSearch, UnusedWorker, Worker)
+from ixhpc.topology import Topology, layout, worker_gpus
 
 SEQ_LEN_NAMES = {"1k1k": (1024, 1024), "1k8k": (1024, 8192), "8k1k": (8192, 1024)}
 _SEQ_LEN_OF = {v: k for k, v in SEQ_LEN_NAMES.items()}
 EVAL_SEQ_LEN = SEQ_LEN_NAMES["1k8k"]
+PointRecord = SingleRecord | MultiAggRecord | DisaggRecord
 
 
 def seq_len_name(isl: int, osl: int) -> str:
@@ -74,23 +79,36 @@ def conc_range(start: int, end: int, step: int) -> list[int]:
 # Filters (shared by sweep, render and submit).
 
 
+def _flag(help_text: str, metavar: str | None = None, exclusive: str | None = None,
+          only: bool = False) -> Any:
+    """A Filters field's command-line flag: its help, and the flags it excludes (``exclusive``
+    group; ``only``: the flag keeps only its kind, the group's other fields become False)."""
+    return {"description": help_text, "json_schema_extra": {
+        "metavar": metavar, "exclusive": exclusive, "only": only}}
+
+
 class Filters(BaseModel):
+    """InferenceX's `full-sweep` selection; its flags are generated from these fields."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_prefix: tuple[str, ...] = ()
-    precision: tuple[str, ...] = ()
-    framework: tuple[str, ...] = ()
-    runner_type: tuple[str, ...] = ()
-    seq_lens: tuple[tuple[int, int], ...] = ()
-    step_size: int = Field(2, ge=2)
-    min_conc: int | None = Field(None, gt=0)
-    max_conc: int | None = Field(None, gt=0)
-    max_tp: int | None = Field(None, gt=0)
-    max_ep: int | None = Field(None, gt=0)
-    single_node: bool = True
-    multi_node: bool = True
-    run_evals: bool = False
-    evals_only: bool = False
+    model_prefix: tuple[str, ...] = Field((), **_flag("keep config keys starting with any PREFIX", "PREFIX"))
+    precision: tuple[str, ...] = Field((), **_flag("keep these precisions"))
+    framework: tuple[str, ...] = Field((), **_flag("keep these frameworks"))
+    runner_type: tuple[str, ...] = Field((), **_flag("keep entries whose runner label is one of these",
+                                                     "RUNNER"))
+    seq_lens: tuple[tuple[int, int], ...] = Field(
+        (), **_flag("keep these sequence lengths: 1k1k, 1k8k, 8k1k or ISLxOSL", "SEQ"))
+    step_size: int = Field(2, ge=2, **_flag("geometric step of conc-start..conc-end ranges (default 2)"))
+    min_conc: int | None = Field(None, gt=0, **_flag("drop concurrencies below this"))
+    max_conc: int | None = Field(None, gt=0, **_flag("drop concurrencies above this"))
+    max_tp: int | None = Field(None, gt=0, **_flag("drop single-node points with a larger tp"))
+    max_ep: int | None = Field(None, gt=0, **_flag("clamp single-node ep to this"))
+    single_node: bool = Field(True, **_flag("only single-node entries", exclusive="nodes", only=True))
+    multi_node: bool = Field(True, **_flag("only multi-node entries", exclusive="nodes", only=True))
+    run_evals: bool = Field(False, **_flag("mark the eval subset (run-eval: true) among all points",
+                                           exclusive="evals"))
+    evals_only: bool = Field(False, **_flag("keep only the eval subset", exclusive="evals"))
 
     def keeps_entry(self, key: str, e: LoadedEntry) -> bool:
         s = e.spec
@@ -101,21 +119,16 @@ class Filters(BaseModel):
                 and (self.multi_node if s.multinode else self.single_node))
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {value}")
-    return value
-
-
-def _step(text: str) -> int:
-    value = _positive(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected a step of at least 2, found {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, found {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, found {value}")
+        return value
+    return parse
 
 
 def _seq_len(text: str) -> tuple[int, int]:
@@ -128,53 +141,81 @@ def _seq_len(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def _minimum(field: FieldInfo) -> int:
+    for m in field.metadata:
+        if hasattr(m, "ge"):
+            return int(m.ge)
+        if hasattr(m, "gt"):
+            return int(m.gt) + 1
+    return 0
+
+
+def _flag_extra(field: FieldInfo) -> dict[str, Any]:
+    extra = field.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
 def add_filter_args(parser: argparse.ArgumentParser) -> None:
-    """InferenceX's `full-sweep` selection flags."""
+    """One flag per ``Filters`` field (``--model-prefix``, ``--single-node``, ...)."""
     g = parser.add_argument_group("selection (InferenceX full-sweep flags)")
-    g.add_argument("--model-prefix", nargs="+", default=[], metavar="PREFIX",
-                   help="keep config keys starting with any PREFIX")
-    g.add_argument("--precision", nargs="+", default=[], help="keep these precisions")
-    g.add_argument("--framework", nargs="+", default=[], help="keep these frameworks")
-    g.add_argument("--runner-type", nargs="+", default=[], metavar="RUNNER",
-                   help="keep entries whose runner label is one of these")
-    g.add_argument("--seq-lens", nargs="+", default=[], type=_seq_len, metavar="SEQ",
-                   help="keep these sequence lengths: 1k1k, 1k8k, 8k1k or ISLxOSL")
-    g.add_argument("--step-size", type=_step, default=2,
-                   help="geometric step of conc-start..conc-end ranges (default 2)")
-    g.add_argument("--min-conc", type=_positive, help="drop concurrencies below this")
-    g.add_argument("--max-conc", type=_positive, help="drop concurrencies above this")
-    g.add_argument("--max-tp", type=_positive, help="drop single-node points with a larger tp")
-    g.add_argument("--max-ep", type=_positive, help="clamp single-node ep to this")
-    nodes = g.add_mutually_exclusive_group()
-    nodes.add_argument("--single-node", action="store_true", help="only single-node entries")
-    nodes.add_argument("--multi-node", action="store_true", help="only multi-node entries")
-    evals = g.add_mutually_exclusive_group()
-    evals.add_argument("--run-evals", action="store_true",
-                       help="mark the eval subset (run-eval: true) among all points")
-    evals.add_argument("--evals-only", action="store_true", help="keep only the eval subset")
+    exclusive: dict[str, Any] = {}
+    for name, field in Filters.model_fields.items():
+        extra = _flag_extra(field)
+        target = g
+        if extra.get("exclusive"):
+            if extra["exclusive"] not in exclusive:
+                exclusive[extra["exclusive"]] = g.add_mutually_exclusive_group()
+            target = exclusive[extra["exclusive"]]
+        kw: dict[str, Any] = {"dest": name, "help": field.description}
+        if extra.get("metavar"):
+            kw["metavar"] = extra["metavar"]
+        if field.annotation is bool:
+            kw.update(action="store_true", default=False)
+        elif name == "seq_lens":
+            kw.update(nargs="+", default=[], type=_seq_len)
+        elif field.annotation == tuple[str, ...]:
+            kw.update(nargs="+", default=[])
+        else:
+            kw.update(type=_int_at_least(_minimum(field)), default=field.default)
+        target.add_argument("--" + name.replace("_", "-"), **kw)
 
 
 def filters_from_args(args: argparse.Namespace) -> Filters:
-    neither = not args.single_node and not args.multi_node
-    return Filters(
-        model_prefix=tuple(args.model_prefix), precision=tuple(args.precision),
-        framework=tuple(args.framework), runner_type=tuple(args.runner_type),
-        seq_lens=tuple(args.seq_lens), step_size=args.step_size, min_conc=args.min_conc,
-        max_conc=args.max_conc, max_tp=args.max_tp, max_ep=args.max_ep,
-        single_node=args.single_node or neither, multi_node=args.multi_node or neither,
-        run_evals=args.run_evals, evals_only=args.evals_only,
-    )
+    """The CLI's ``Filters``: an ``only`` flag given turns its group's other kinds off."""
+    values = {name: getattr(args, name) for name in Filters.model_fields}
+    only: dict[str, list[str]] = {}
+    for name, field in Filters.model_fields.items():
+        if _flag_extra(field).get("only"):
+            only.setdefault(_flag_extra(field)["exclusive"], []).append(name)
+    for names in only.values():
+        if not any(values[n] for n in names):
+            for n in names:
+                values.pop(n)  # none given: the fields' defaults keep every kind
+    return Filters(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 # --------------------------------------------------------------------------------------
-# Run points.
+# Run points: one type per shape, told apart by `kind`.
 
 
-class RunPoint(BaseModel):
-    """One benchmark configuration on one allocation: a single-node engine at one
-    concurrency, or a multi-node deployment with its whole concurrency list."""
+class Site(BaseModel):
+    """Where a point runs: the cluster profile and partition that serve its runner."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cluster: str
+    partition: str
+    gpus_per_node: int
+    arch: str
+
+
+class _Point(BaseModel):
+    """What every point has. A shape adds its parallelism and says which roles it runs
+    (``engine_roles``); its topology follows from those and the site's node size."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    multinode: ClassVar[bool]
+    disagg: ClassVar[bool]
 
     key: str
     config_key: str
@@ -186,8 +227,6 @@ class RunPoint(BaseModel):
     precision: str
     framework: str
     runner: str
-    multinode: bool
-    disagg: bool
     isl: int
     osl: int
     max_model_len: int
@@ -195,75 +234,187 @@ class RunPoint(BaseModel):
     spec_decoding: str
     conc: list[int]
     run_eval: bool = False
-    # single-node
-    tp: int | None = None
-    ep: int | None = None
-    dp_attn: bool | None = None
-    # multi-node
-    prefill: Worker | None = None
-    decode: Worker | None = None
-    # cluster (None: no profile serves this runner; fine for matrix output, not for running)
-    cluster: str | None = None
-    partition: str | None = None
-    gpus_per_node: int | None = None
-    arch: str | None = None
-    nodes: int | None = None
-    gpus: int | None = None
-    prefill_nodes: int | None = None
-    decode_nodes: int | None = None
-    prefill_gpus: int | None = None
-    decode_gpus: int | None = None
+    site: Site | None = None          # None: no profile serves the runner (matrix output only)
     ixhpc: IxhpcBlock = IxhpcBlock()
+
+    def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
+        """(role, number of workers, GPUs per worker), in job order."""
+        raise NotImplementedError
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def topology(self) -> Topology | None:
+        return layout(self.engine_roles(), self.site.gpus_per_node) if self.site else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def nodes(self) -> int | None:
+        return self.topology.nodes if self.topology else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def gpus(self) -> int | None:
+        return self.topology.gpus if self.topology else None
 
     @property
     def resolved(self) -> bool:
-        return self.cluster is not None
+        return self.site is not None
+
+    @property
+    def cluster(self) -> str | None:
+        return self.site.cluster if self.site else None
+
+    @property
+    def partition(self) -> str | None:
+        return self.site.partition if self.site else None
+
+    @property
+    def gpus_per_node(self) -> int | None:
+        return self.site.gpus_per_node if self.site else None
+
+    @property
+    def arch(self) -> str | None:
+        return self.site.arch if self.site else None
 
     def to_inferencex_row(self) -> dict[str, Any]:
         """The point as one InferenceX matrix row (single-node: conc is one int)."""
-        row: dict[str, Any] = {
+        return {
             "image": self.image, "model": self.model, "model-prefix": self.model_prefix,
             "precision": self.precision, "framework": self.framework, "runner": self.runner,
             "isl": self.isl, "osl": self.osl, "spec-decoding": self.spec_decoding,
             "max-model-len": self.max_model_len, "exp-name": self.exp_name,
-            "disagg": self.disagg, "run-eval": self.run_eval,
+            "disagg": self.disagg, "run-eval": self.run_eval, **self._row_shape(),
         }
-        if self.multinode:
-            assert self.prefill and self.decode
-            row["prefill"] = self.prefill.model_dump(by_alias=True, exclude_none=True)
-            row["decode"] = self.decode.model_dump(by_alias=True, exclude_none=True)
-            row["conc"] = list(self.conc)
-        else:
-            row.update({"tp": self.tp, "ep": self.ep, "dp-attn": self.dp_attn, "conc": self.conc[0]})
-        return row
 
-    def metadata(self, conc: int) -> dict[str, str | int | float | bool]:
-        """The flat record of docs/contracts.md for one benchmark of this point."""
-        if not self.resolved:
-            raise UserError(f"{self.config_key}: no cluster profile serves runner '{self.runner}'")
+    def _row_shape(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def metadata(self, conc: int) -> PointRecord:
+        """The record of docs/contracts.md ("Run point metadata") for one benchmark."""
+        topo, site = self.topology, self.site
+        if topo is None or site is None:
+            raise PlanError(f"{self.config_key}: no cluster profile serves runner '{self.runner}'")
         if conc not in self.conc:
             raise ValueError(f"{self.key}: concurrency {conc} is not one of {self.conc}")
-        meta: dict[str, Any] = {
+        common: dict[str, Any] = {
             "point_key": self.key, "config_key": self.config_key, "image": self.image,
             "model": self.model, "model_prefix": self.model_prefix, "precision": self.precision,
-            "framework": self.framework, "runner": self.runner, "cluster": self.cluster,
+            "framework": self.framework, "runner": self.runner, "cluster": site.cluster,
             "isl": self.isl, "osl": self.osl, "max_model_len": self.max_model_len,
             "exp_name": self.exp_name, "spec_decoding": self.spec_decoding,
-            "disagg": self.disagg, "multinode": self.multinode, "run_eval": self.run_eval,
-            "nodes": self.nodes, "gpus": self.gpus, "conc": conc,
+            "run_eval": self.run_eval, "nodes": topo.nodes, "gpus": topo.gpus, "conc": conc,
             "recipe_fingerprint": self.recipe_fingerprint,
         }
-        if self.multinode:
-            for role, w in (("prefill", self.prefill), ("decode", self.decode)):
-                assert w is not None
-                meta.update({f"{role}_num_worker": w.num_worker, f"{role}_tp": w.tp,
-                             f"{role}_ep": w.ep, f"{role}_dp_attn": w.dp_attn})
-        else:
-            meta.update({"tp": self.tp, "ep": self.ep, "dp_attn": self.dp_attn})
-        if self.disagg:
-            meta.update({"prefill_nodes": self.prefill_nodes, "decode_nodes": self.decode_nodes,
-                         "prefill_gpus": self.prefill_gpus, "decode_gpus": self.decode_gpus})
-        return {k: v for k, v in meta.items() if v is not None}
+        return self._record(common, topo)
+
+    def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
+        raise NotImplementedError
+
+
+class SinglePoint(_Point):
+    """A single-node point: one engine at one concurrency."""
+
+    kind: Literal["single"] = "single"
+    multinode: ClassVar[bool] = False
+    disagg: ClassVar[bool] = False
+    tp: int
+    ep: int
+    dp_attn: bool
+
+    def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
+        return (("server", 1, worker_gpus(self.tp, self.ep)),)
+
+    def _row_shape(self) -> dict[str, Any]:
+        return {"tp": self.tp, "ep": self.ep, "dp-attn": self.dp_attn, "conc": self.conc[0]}
+
+    def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
+        return SingleRecord(**common, tp=self.tp, ep=self.ep, dp_attn=self.dp_attn)
+
+
+class _MultiNode(_Point):
+    """Multi-node points carry their whole concurrency list and the worker blocks as
+    written (they are InferenceX's row)."""
+
+    multinode: ClassVar[bool] = True
+
+    def _row_shape(self) -> dict[str, Any]:
+        return {"prefill": self.workers()[0].model_dump(by_alias=True, exclude_none=True),
+                "decode": self.workers()[1].model_dump(by_alias=True, exclude_none=True),
+                "conc": list(self.conc)}
+
+    def workers(self) -> tuple[Worker, Worker]:
+        raise NotImplementedError
+
+    def _worker_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for role, w in zip(("prefill", "decode"), self.workers()):
+            out.update({f"{role}_num_worker": w.num_worker, f"{role}_tp": w.tp,
+                        f"{role}_ep": w.ep, f"{role}_dp_attn": w.dp_attn})
+        return out
+
+
+class MultiAggPoint(_MultiNode):
+    """A multi-node aggregated point: ONE engine, the prefill block's tp/ep, spanning
+    ceil(GPUs / GPUs-per-node) nodes and serving both phases (the decode block has
+    num-worker 0, as InferenceX writes it)."""
+
+    kind: Literal["multi-agg"] = "multi-agg"
+    disagg: ClassVar[bool] = False
+    prefill: AggEngine
+    decode: UnusedWorker
+
+    def workers(self) -> tuple[Worker, Worker]:
+        return self.prefill, self.decode
+
+    def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
+        return (("server", 1, worker_gpus(self.prefill.tp, self.prefill.ep)),)
+
+    def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
+        return MultiAggRecord(**common, **self._worker_fields())
+
+
+class DisaggPoint(_MultiNode):
+    """A disaggregated point: prefill workers, decode workers and a router."""
+
+    kind: Literal["disagg"] = "disagg"
+    disagg: ClassVar[bool] = True
+    prefill: Worker
+    decode: Worker
+
+    def workers(self) -> tuple[Worker, Worker]:
+        return self.prefill, self.decode
+
+    def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
+        return tuple((role, w.num_worker, worker_gpus(w.tp, w.ep))
+                     for role, w in (("prefill", self.prefill), ("decode", self.decode)))
+
+    def _role_total(self, role: str, what: str) -> int | None:
+        return getattr(self.topology.role(role), what) if self.topology else None
+
+    @property
+    def prefill_nodes(self) -> int | None:
+        return self._role_total("prefill", "nodes")
+
+    @property
+    def decode_nodes(self) -> int | None:
+        return self._role_total("decode", "nodes")
+
+    @property
+    def prefill_gpus(self) -> int | None:
+        return self._role_total("prefill", "gpus")
+
+    @property
+    def decode_gpus(self) -> int | None:
+        return self._role_total("decode", "gpus")
+
+    def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
+        p, d = topo.role("prefill"), topo.role("decode")
+        return DisaggRecord(**common, **self._worker_fields(), prefill_nodes=p.nodes,
+                            decode_nodes=d.nodes, prefill_gpus=p.gpus, decode_gpus=d.gpus)
+
+
+RunPoint = Annotated[SinglePoint | MultiAggPoint | DisaggPoint, Field(discriminator="kind")]
+PointKind = Literal["single", "multi-agg", "disagg"]
 
 
 # --------------------------------------------------------------------------------------
@@ -311,39 +462,48 @@ def _entry_points(key: str, entry: LoadedEntry, f: Filters,
                   prof: ClusterProfile | None) -> Iterator[RunPoint]:
     spec = entry.spec
     extras = spec.extras
-    placement = _placement(spec.runner, prof)
+    site = _site(spec.runner, prof)
     for slc in spec.seq_len_configs:
         if f.seq_lens and (slc.isl, slc.osl) not in f.seq_lens:
             continue
-        common = dict(
+        common: dict[str, Any] = dict(
             config_key=key, source=entry.file, recipe_fingerprint=entry.fingerprint,
             image=spec.image, model=spec.model, model_prefix=spec.model_prefix,
             precision=spec.precision, framework=spec.framework, runner=spec.runner,
-            multinode=spec.multinode, disagg=spec.disagg, isl=slc.isl, osl=slc.osl,
-            max_model_len=slc.isl + slc.osl + extras.max_model_len_margin,
+            isl=slc.isl, osl=slc.osl, max_model_len=slc.isl + slc.osl + extras.max_model_len_margin,
             exp_name=f"{spec.model_prefix}_{seq_len_name(slc.isl, slc.osl)}", ixhpc=extras,
-            **placement,
+            site=site,
         )
         for item in slc.search_space:
-            if isinstance(spec, MultiNodeEntry):
-                concs = _select_concs(item, f, multinode=True)
-                if concs:
-                    topo = _multi_topology(item.prefill, item.decode, placement.get("gpus_per_node"))
-                    yield RunPoint(key=_point_key(key, slc, _shape_multi(item), concs),
-                                   spec_decoding=item.spec_decoding, conc=concs,
-                                   prefill=item.prefill, decode=item.decode, **topo, **common)
+            if isinstance(item, SingleNodeSearch):
+                yield from _single_points(key, slc, item, f, common)
                 continue
-            if f.max_tp is not None and item.tp > f.max_tp:
+            concs = _select_concs(item, f, multinode=True)
+            if not concs:
                 continue
-            ep = item.ep if item.ep is not None else 1
-            if f.max_ep is not None:
-                ep = min(ep, f.max_ep)
-            dp_attn = bool(item.dp_attn)
-            topo = _single_topology(item.tp, ep, placement.get("gpus_per_node"))
-            shape = _shape_single(item.tp, ep, dp_attn, item.spec_decoding)
-            for c in _select_concs(item, f):
-                yield RunPoint(key=_point_key(key, slc, shape, [c]), spec_decoding=item.spec_decoding,
-                               conc=[c], tp=item.tp, ep=ep, dp_attn=dp_attn, **topo, **common)
+            if isinstance(item, MultiAggSearch):
+                w = item.prefill
+                shape = "agg-" + _shape_single(w.tp, w.ep, w.dp_attn, item.spec_decoding)
+                yield MultiAggPoint(key=_point_key(key, slc, shape, concs), spec_decoding=item.spec_decoding,
+                                    conc=concs, prefill=item.prefill, decode=item.decode, **common)
+            else:
+                yield DisaggPoint(key=_point_key(key, slc, _shape_multi(item), concs),
+                                  spec_decoding=item.spec_decoding, conc=concs,
+                                  prefill=item.prefill, decode=item.decode, **common)
+
+
+def _single_points(key: str, slc: Any, item: SingleNodeSearch, f: Filters,
+                   common: dict[str, Any]) -> Iterator[SinglePoint]:
+    if f.max_tp is not None and item.tp > f.max_tp:
+        return
+    ep = item.ep if item.ep is not None else 1
+    if f.max_ep is not None:
+        ep = min(ep, f.max_ep)
+    dp_attn = bool(item.dp_attn)
+    shape = _shape_single(item.tp, ep, dp_attn, item.spec_decoding)
+    for c in _select_concs(item, f):
+        yield SinglePoint(key=_point_key(key, slc, shape, [c]), spec_decoding=item.spec_decoding,
+                          conc=[c], tp=item.tp, ep=ep, dp_attn=dp_attn, **common)
 
 
 def _select_concs(item: Any, f: Filters, multinode: bool = False) -> list[int]:
@@ -372,65 +532,11 @@ def _select_concs(item: Any, f: Filters, multinode: bool = False) -> list[int]:
     return conc_range(start, end, f.step_size)
 
 
-def _placement(runner: str, prof: ClusterProfile | None) -> dict[str, Any]:
+def _site(runner: str, prof: ClusterProfile | None) -> Site | None:
     part = prof.partition_for(runner) if prof else None
     if prof is None or part is None:
-        return {}
-    return {"cluster": prof.name, "partition": part.name, "gpus_per_node": prof.gpus_on(part),
-            "arch": prof.arch}
-
-
-def worker_gpus(tp: int, ep: int = 1, pp: int = 1) -> int:
-    """GPUs of one engine instance: its world size. Expert parallelism can exceed tp: with
-    attention data-parallelism a `tp: 1, ep: 16` worker spans 16 GPUs (InferenceX's MI355X
-    disagg entries, whose PREFILL_NODES/DECODE_NODES settings confirm it)."""
-    return max(tp, ep) * pp
-
-
-def role_nodes(num_worker: int, gpus: int, gpus_per_node: int) -> int:
-    """Nodes for `num_worker` engines of `gpus` GPUs each: ceil(gpus / gpus-per-node) per
-    worker; workers smaller than a node share nodes (4 x TP2 on 4-GPU nodes = 2 nodes)."""
-    if gpus >= gpus_per_node:
-        return num_worker * math.ceil(gpus / gpus_per_node)
-    return math.ceil(num_worker / (gpus_per_node // gpus))
-
-
-class WorkerSlot(NamedTuple):
-    """Where one engine of a role goes, relative to the role's first node."""
-
-    node: int        # first node index within the role
-    nnodes: int
-    gpus: int        # GPUs it uses on each of its nodes
-    first_gpu: int   # first GPU index on its node (packed workers share a node)
-
-
-def worker_slots(num_worker: int, gpus: int, gpus_per_node: int) -> list[WorkerSlot]:
-    """The placement `role_nodes` counts: whole nodes per worker, or packed sub-node workers."""
-    if gpus >= gpus_per_node:
-        per = math.ceil(gpus / gpus_per_node)
-        return [WorkerSlot(i * per, per, gpus_per_node, 0) for i in range(num_worker)]
-    per_node = gpus_per_node // gpus
-    return [WorkerSlot(i // per_node, 1, gpus, (i % per_node) * gpus) for i in range(num_worker)]
-
-
-def _single_topology(tp: int, ep: int, gpn: int | None) -> dict[str, int]:
-    if gpn is None:
-        return {}
-    gpus = worker_gpus(tp, ep)
-    return {"nodes": role_nodes(1, gpus, gpn), "gpus": gpus}
-
-
-def _multi_topology(prefill: Worker, decode: Worker, gpn: int | None) -> dict[str, int]:
-    if gpn is None:
-        return {}
-    topo = {}
-    for role, w in (("prefill", prefill), ("decode", decode)):
-        gpus = worker_gpus(w.tp, w.ep)
-        topo[f"{role}_nodes"] = role_nodes(w.num_worker, gpus, gpn)
-        topo[f"{role}_gpus"] = w.num_worker * gpus
-    topo["nodes"] = topo["prefill_nodes"] + topo["decode_nodes"]
-    topo["gpus"] = topo["prefill_gpus"] + topo["decode_gpus"]
-    return topo
+        return None
+    return Site(cluster=prof.name, partition=part.name, gpus_per_node=prof.gpus_on(part), arch=prof.arch)
 
 
 # --------------------------------------------------------------------------------------
@@ -475,16 +581,17 @@ def _unique_keys(points: list[RunPoint]) -> list[RunPoint]:
 
 
 def mark_evals(points: list[RunPoint]) -> list[RunPoint]:
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, p in enumerate(points):
-        if not p.multinode and (p.isl, p.osl) == EVAL_SEQ_LEN:
+    groups: dict[tuple[Any, ...], list[SinglePoint]] = defaultdict(list)
+    for p in points:
+        if isinstance(p, SinglePoint) and (p.isl, p.osl) == EVAL_SEQ_LEN:
             groups[(p.model, p.runner, p.framework, p.precision, p.isl, p.osl,
-                    p.spec_decoding, p.dp_attn)].append(i)
-    marked: set[int] = set()
+                    p.spec_decoding, p.dp_attn)].append(p)
+    marked: set[str] = set()   # point keys (unique by now)
     for members in groups.values():
-        tps = {points[i].tp for i in members}
-        for tp in {min(tps), max(tps)}:  # type: ignore[type-var]
-            at_tp = [i for i in members if points[i].tp == tp]
-            top = max(points[i].conc[0] for i in at_tp)
-            marked.update(i for i in at_tp if points[i].conc[0] == top)
+        tps = {m.tp for m in members}
+        for tp in {min(tps), max(tps)}:
+            at_tp = [m for m in members if m.tp == tp]
+            top = max(m.conc[0] for m in at_tp)
+            marked.update(m.key for m in at_tp if m.conc[0] == top)
+    return [p.model_copy(update={"run_eval": p.key in marked}) for p in points]
     return [p.model_copy(update={"run_eval": i in marked}) for i, p in enumerate(points)]

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from ixhpc.errors import UserError
+from ixhpc.errors import ConfigError as ConfigError  # the config kind; re-exported for its users
 
 # --------------------------------------------------------------------------------------
 # Shared model base: kebab-case YAML keys are derived from the snake_case field names here,
@@ -41,20 +42,39 @@ class StrictModel(BaseModel):
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
-Text = Annotated[str, Field(min_length=1)]
+
+# Strings reach scripts, file names and HDF5 attributes, none of which holds a NUL (a newline
+# or escape would garble an #SBATCH line or a log; a lone surrogate cannot be written as
+# UTF-8): refused when the file is read, so validate reports them, located.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def printable(value: str) -> str:
+    """The rule of ``Str``, for strings that are not model fields (config keys)."""
+    bad = _CONTROL.search(value)
+    if bad:
+        shown = json.dumps(value)
+        raise ValueError(f"expected text without control characters, found {bad.group()!r} at "
+                         f"offset {bad.start()} of {shown if len(shown) <= 60 else shown[:57] + '...'}")
+    return value
+
+
+# Every string field of a YAML-facing model is one of these (tests/test_errors.py checks).
+_PRINTABLE = AfterValidator(printable)
+Str = Annotated[str, _PRINTABLE]
+Text = Annotated[str, Field(min_length=1), _PRINTABLE]
+EnvName = Annotated[str, _PRINTABLE, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+def _mount_flags(value: str) -> str:
+    from ixhpc.containers import parse_mount  # the runtimes' own rule, so both agree
+    parse_mount(value)
+    return value
+
+
 # src:dst or src:dst:flags, as pyxis' --container-mounts and docker -v take them.
-Mount = Annotated[str, Field(pattern=r"^[^:,\s]+:[^:,\s]+(:[^:,\s]+)?$")]
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-
-
-class ConfigError(UserError):
-    """Invalid YAML input files (recipes, profiles, runners); ``errors`` holds one located line per problem."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = list(errors)
-        n = len(self.errors)
-        head = self.errors[0] if n == 1 else f"{n} errors:\n" + "\n".join(self.errors)
-        super().__init__(head, 2)
+Mount = Annotated[str, Field(pattern=r"^[^:,\s]+:[^:,\s]+(:[^:,\s]+)?$"), _PRINTABLE,
+                  AfterValidator(_mount_flags)]
 
 
 # --------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ HOSTILE = [
     "`touch /tmp/ixhpc-pwned`",
     "'; touch /tmp/ixhpc-pwned; '",
     '"; touch /tmp/ixhpc-pwned; "',
-    "a\ntouch /tmp/ixhpc-pwned",
+    "a\u2028touch /tmp/ixhpc-pwned",  # a line break to some readers; control characters
+                                     # (\n, NUL) never load (tests/test_errors.py)
     "${IFS}touch${IFS}/tmp/ixhpc-pwned",
     "x & touch /tmp/ixhpc-pwned &",
     "x | touch /tmp/ixhpc-pwned",

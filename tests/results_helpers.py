@@ -58,21 +58,24 @@ def bench_result(n: int = 32, osl: int = 64, isl: int = 128, seed: int = 0, fail
 def metadata(conc: int = 8, runner: str = "b200", framework: str = "sglang", tp: int = 8,
              job_id: str = "1234", disagg: bool = False, isl: int = 1024, osl: int = 1024,
              precision: str = "fp4", **extra: Any) -> dict[str, Any]:
-    """Run-point metadata as RunPoint.metadata() plus the job's fields produce it."""
+    """Run-point metadata as RunPoint.metadata() plus the job's fields produce it: built and
+    checked by the one metadata model (``extra`` overrides or adds fields; it must fit too)."""
+    from ixhpc.point_metadata import ADAPTER
+
     prefix = "dsr1"
     exp = {(1024, 1024): "1k1k", (1024, 8192): "1k8k", (8192, 1024): "8k1k"}.get((isl, osl), f"{isl}_{osl}")
-    meta: dict[str, Any] = {
-        "point_key": f"{prefix}-{precision}-{runner}-{framework}-{exp}-tp{tp}-conc{conc}",
-        "config_key": f"{prefix}-{precision}-{runner}-{framework}",
-        "image": f"lmsysorg/{framework}:v0.5.0", "model": "deepseek-ai/DeepSeek-R1",
-        "model_prefix": prefix, "precision": precision, "framework": framework, "runner": runner,
-        "cluster": "local", "isl": isl, "osl": osl, "max_model_len": isl + osl + 256,
-        "exp_name": f"{prefix}_{exp}", "spec_decoding": "none", "disagg": disagg,
-        "multinode": disagg, "run_eval": False, "conc": conc,
-        "recipe_fingerprint": "ab" * 32, "job_id": job_id, "node_list": "node[1-2]",
-        "start_time": "2025-01-01T00:00:00Z", "end_time": "2025-01-01T00:10:00Z",
-        "ixhpc_version": "0.1.0",
-    }
+    meta: dict[str, Any] = dict(
+        point_key=f"{prefix}-{precision}-{runner}-{framework}-{exp}-tp{tp}-conc{conc}",
+        config_key=f"{prefix}-{precision}-{runner}-{framework}",
+        image=f"lmsysorg/{framework}:v0.5.0", model="deepseek-ai/DeepSeek-R1",
+        model_prefix=prefix, precision=precision, framework=framework, runner=runner,
+        cluster="local", isl=isl, osl=osl, max_model_len=isl + osl + 256,
+        exp_name=f"{prefix}_{exp}", spec_decoding="none", disagg=disagg,
+        multinode=disagg, run_eval=False, conc=conc,
+        recipe_fingerprint="ab" * 32, job_id=job_id, node_list="node[1-2]",
+        start_time="2025-01-01T00:00:00Z", end_time="2025-01-01T00:10:00Z",
+        ixhpc_version="0.1.0",
+    )
     if disagg:
         meta.update(prefill_num_worker=2, prefill_tp=4, prefill_ep=4, prefill_dp_attn=False,
                     decode_num_worker=1, decode_tp=8, decode_ep=8, decode_dp_attn=True,
@@ -80,11 +83,14 @@ def metadata(conc: int = 8, runner: str = "b200", framework: str = "sglang", tp:
     else:
         meta.update(tp=tp, ep=1, dp_attn=False, nodes=1, gpus=tp)
     meta.update(extra)
-    return meta
+    return ADAPTER.validate_python(meta).record()
 
 
-def write_points(directory, count: int, start: int = 0, **meta_extra: Any) -> list:
-    """``count`` distinct point files named point-<i>.h5 in ``directory``; returns their paths."""
+def write_points(directory, count: int, start: int = 0, unchecked: dict[str, Any] | None = None,
+                 **meta_extra: Any) -> list:
+    """``count`` distinct point files named point-<i>.h5 in ``directory``; returns their paths.
+    ``unchecked``: metadata fields the model would refuse, written anyway (as an older or
+    foreign writer may have left them) to exercise the readers."""
     from ixhpc.results import write_point
 
     paths = []
@@ -94,9 +100,23 @@ def write_points(directory, count: int, start: int = 0, **meta_extra: Any) -> li
         path = directory / f"point-{i:04d}.h5"
         # decode slows down as the batch grows, as on a real server
         bench = bench_result(seed=i, n=16, osl=16, conc=conc, itl_ms=(6 + 1.2 * conc ** 0.8) / speed)
-        write_point(path, bench, metadata(conc=conc, job_id=str(1000 + i), **meta_extra))
+        meta = metadata(conc=conc, job_id=str(1000 + i), **meta_extra)
+        if unchecked:
+            write_unchecked_point(path, bench, {**meta, **unchecked})
+        else:
+            write_point(path, bench, meta)
         paths.append(path)
     return paths
+
+
+def write_unchecked_point(path, bench: dict[str, Any], meta: dict[str, Any]) -> str:
+    """A current-format point file with ``meta`` as it is, past the ingest check."""
+    import dataclasses
+
+    from ixhpc.results import ingest, store
+
+    point = ingest.build_point(bench, metadata())
+    return store.write(path, dataclasses.replace(point, metadata=meta))
 
 
 def write_v1_point(path, bench: dict[str, Any], meta: dict[str, Any]) -> str:

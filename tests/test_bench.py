@@ -368,7 +368,8 @@ print(sorted(m for m in sys.modules if m.startswith('ixhpc')))
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     outside, ixhpc_modules = (eval(line) for line in out.stdout.splitlines())  # noqa: S307 - our own output
     assert outside == []
-    assert all(m in {"ixhpc", "ixhpc.atomic"} or m.startswith("ixhpc.bench") for m in ixhpc_modules)
+    assert all(m in {"ixhpc", "ixhpc.atomic", "ixhpc.errors"} or m.startswith("ixhpc.bench")
+               for m in ixhpc_modules)
 
 
 def test_a_token_takes_the_arrival_of_the_read_that_completed_it() -> None:

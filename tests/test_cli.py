@@ -40,8 +40,8 @@ def test_user_error_is_one_line_and_exit_code(monkeypatch, capsys):
     from ixhpc.commands import local_cluster
 
     def boom(args):
-        from ixhpc.errors import UserError
-        raise UserError("the thing is wrong", 3)
+        from ixhpc.errors import PlanError
+        raise PlanError("the thing is wrong")
 
     monkeypatch.setattr(local_cluster, "run", boom)
     assert cli.main(["local-cluster", "status"]) == 3

@@ -114,6 +114,7 @@ def _refused(url: str) -> bool:
     return False
 
 
+@pytest.mark.cluster
 def test_debug_shell_on_an_allocated_node_runs_the_roles_and_exit_releases_it(terminal, slurm, tmp_path):
     node, job, cwd = _open_debug_shell(terminal, SINGLE, tmp_path / "runs")
     # The shell is on a node of the allocation the job's partition gives (mi355x: mi1, mi2).
@@ -135,6 +136,7 @@ def test_debug_shell_on_an_allocated_node_runs_the_roles_and_exit_releases_it(te
     assert _refused(url)  # the server went with the allocation
 
 
+@pytest.mark.cluster
 def test_debug_shell_for_a_disaggregated_point_starts_roles_on_their_nodes(terminal, slurm, tmp_path):
     node, job, cwd = _open_debug_shell(terminal, DISAGG, tmp_path / "runs")
     nodes = run(["squeue", "-h", "-j", job, "-o", "%N"], slurm).strip()
@@ -185,11 +187,12 @@ def test_an_unknown_point_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize("value", HOSTILE)
 def test_hostile_values_stay_data_in_the_debug_shell(tmp_path, value):
     """The rcfile, sourced the way the debug shell does, runs nothing from a recipe value."""
-    import argparse
-
     import yaml
 
     from ixhpc import debug, runs
+    from ixhpc.profiles import get_profile
+    from ixhpc.rundir import Layout
+    from ixhpc.sweep import Filters
 
     if os.path.exists(PWNED):
         os.unlink(PWNED)
@@ -199,14 +202,12 @@ def test_hostile_values_stay_data_in_the_debug_shell(tmp_path, value):
     entry["ixhpc"].update({"env": {"IXHPC_NOTE": value}, "engine-args": {"server": [value]}})
     recipe = tmp_path / "hostile.yaml"
     recipe.write_text(yaml.safe_dump(doc))
-    parser = argparse.ArgumentParser()
-    runs.add_run_args(parser)
     run_dir = tmp_path / "run"
-    plan = runs.plan(parser.parse_args([str(recipe), "--cluster", "local"]), run_dir, "run")[1][0]
+    plan = runs.plan(runs.RunTarget(recipe, get_profile("local"), Filters()), run_dir, "run")[0]
     session = debug.session(plan, run_dir, host=False)
     run_dir.mkdir()
     debug.write(session)
-    (run_dir / debug.NODES).write_text("NODES=(n0)\ndeclare -A ADDR=([n0]=127.0.0.1)\nPORT_BASE=20000\n")
+    (run_dir / Layout.DEBUG_NODES).write_text("NODES=(n0)\ndeclare -A ADDR=([n0]=127.0.0.1)\nPORT_BASE=20000\n")
     out = subprocess.run(["bash", "-c", f'source {run_dir / debug.ROLES} >/dev/null; trap - EXIT; '
                                         f'printf %s "$IXHPC_NOTE"'], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -18,7 +18,6 @@ from ixhpc import engines, shell
 from ixhpc.errors import UserError
 
 GOLDEN = Path(__file__).parent / "golden" / "engines"
-REFERENCE = Path("/work/shared/reference/inferencex-2026-03")
 FRAMEWORKS = ["sglang", "sglang-disagg", "vllm", "trt", "dynamo-trt", "dynamo-sglang",
               "dynamo-vllm", "atom", "sim"]
 ROLES = ["server", "prefill", "decode", "router"]
@@ -67,9 +66,9 @@ def test_launch_line_matches_its_golden_file(framework, role):
         f"regenerate with IXHPC_UPDATE_GOLDEN=1 and review {golden}"
 
 
-def test_every_inferencex_framework_has_a_builder():
+def test_every_inferencex_framework_has_a_builder(inferencex):
     found = set()
-    for master in REFERENCE.glob("*-master.yaml"):
+    for master in inferencex.glob("*-master.yaml"):
         found |= {e["framework"] for e in yaml.safe_load(master.read_text()).values()}
     assert found, "no reference master configs found"
     assert found <= set(engines.FRAMEWORKS), found - set(engines.FRAMEWORKS)

@@ -86,14 +86,14 @@ def test_bad_files_are_reported_and_skipped_others_merged(tmp_path):
 
 def test_column_type_clash_skips_that_file(tmp_path):
     write_points(tmp_path / "a", 2)
-    [odd] = write_points(tmp_path / "b", 1, start=5, node_list=7)  # a number where text is
+    [odd] = write_points(tmp_path / "b", 1, start=5, unchecked={"node_list": 7})  # a number where text is
     stats, skipped = quiet_merge([tmp_path / "a", tmp_path / "b"], tmp_path / "m.h5")
     assert stats.merged == 2 and skipped == [(str(odd), "node_list is int here but str in the merged table")]
 
 
 def test_int_column_widens_to_float(tmp_path):
-    write_points(tmp_path / "a", 1, extra_setting=3)
-    write_points(tmp_path / "b", 1, start=1, extra_setting=3.5)
+    write_points(tmp_path / "a", 1, unchecked={"extra_setting": 3})
+    write_points(tmp_path / "b", 1, start=1, unchecked={"extra_setting": 3.5})
     out = tmp_path / "m.h5"
     quiet_merge([tmp_path / "a"], out)
     quiet_merge([tmp_path / "b"], out)

@@ -13,7 +13,6 @@ from ixhpc.cli import main
 from ixhpc.recipe import MultiNodeEntry, SingleNodeEntry, load_recipe_files, validate_file
 from ixhpc.yamlmodel import ConfigError
 
-from test_inferencex_matrices import REFERENCE
 
 GOOD = """\
 sim-single:
@@ -73,10 +72,10 @@ def test_good_single_and_multi(tmp_path: Path) -> None:
     assert single.fingerprint != multi.fingerprint and len(single.fingerprint) == 64
 
 
-def test_inferencex_master_files_are_valid_recipes() -> None:
+def test_inferencex_master_files_are_valid_recipes(inferencex: Path) -> None:
     for name in ("nvidia-master.yaml", "amd-master.yaml"):
-        assert validate_file(REFERENCE / name) == []
-    assert len(load_recipe_files([REFERENCE / "nvidia-master.yaml", REFERENCE / "amd-master.yaml"])) == 66
+        assert validate_file(inferencex / name) == []
+    assert len(load_recipe_files([inferencex / "nvidia-master.yaml", inferencex / "amd-master.yaml"])) == 66
 
 
 def test_ixhpc_block_defaults_and_values(tmp_path: Path) -> None:

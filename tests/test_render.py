@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -13,36 +12,30 @@ from pathlib import Path
 import pytest
 
 from hostile import HOSTILE, PWNED
-from ixhpc import debug, placement, render, runs
+from ixhpc import debug, render, runs
+from ixhpc.profiles import get_profile
+from ixhpc.sweep import Filters
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "scripts"
 RUN_DIR = Path("/scratch/ixhpc-runs/golden-run")
 
 
-def _args(recipe: Path, cluster: str, **filters) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    runs.add_run_args(parser)
-    argv = [str(recipe), "--cluster", cluster]
-    for k, v in filters.items():
-        argv += [f"--{k.replace('_', '-')}", *str(v).split()]
-    return parser.parse_args(argv)
-
-
 def _plans(recipe: Path, cluster: str, **filters):
-    return runs.plan(_args(recipe, cluster, **filters), RUN_DIR, RUN_DIR.name)[1]
+    target = runs.RunTarget(recipe, get_profile(cluster), Filters(**filters))
+    return runs.plan(target, RUN_DIR, RUN_DIR.name)
 
 
 def _normalise(text: str) -> str:
-    # Machine-specific paths: the Python that runs ixhpc and where its source lives.
-    return (text.replace(sys.executable, "<python>").replace(str(placement.IXHPC_SRC), "<ixhpc-src>")
+    # Machine-specific paths: the Python that runs ixhpc, the checkout's recipes, the home.
+    return (text.replace(sys.executable, "<python>").replace(str(REPO), "<repo>")
             .replace(str(Path.home()), "<home>"))
 
 
 CASES = {
     "gb200-disagg": (REPO / "recipes/examples/gb200-dsr1-dynamo-sglang.yaml", "gb200-nvl72", {}),
     "mi355x-single": (REPO / "recipes/examples/mi355x-dsr1-sglang.yaml", "mi355x",
-                      {"seq_lens": "1k1k"}),
+                      {"seq_lens": ((1024, 1024),)}),
     "local-sim-disagg": (REPO / "recipes/examples/sim-disagg.yaml", "local", {}),
     "local-sim-single": (REPO / "recipes/examples/sim-single-node.yaml", "local", {}),
 }
@@ -119,7 +112,7 @@ def test_hostile_recipe_values_stay_data(tmp_path, value):
     # Evaluate only the assignment (it may span lines): it must give the value back verbatim.
     text = script.read_text()
     start = text.index("export IXHPC_NOTE=")
-    assignment = text[start:text.index("\nexport PYTHONPATH=", start)]
+    assignment = text[start:text.index("\nCONCURRENCIES=(", start)]  # the line after the exports
     out = subprocess.run(["bash", "-c", assignment + '\nprintf %s "$IXHPC_NOTE"'],
                          capture_output=True, text=True)
     assert out.stdout == value
@@ -175,12 +168,12 @@ def test_workers_packed_on_one_node_get_distinct_ports(tmp_path, framework):
     assert len(set(ports.values())) == len(ports)
     # Two jobs never share a port either: blocks follow each other.
     assert max(ports.values()) < min(_ports(script, 20040).values())
-    joined = re.sub(r"\\\n\s*", " ", script)
+    joined = re.sub(r"\s*\\\n\s*", " ", script)
     for r in workers:
         line = next(x for x in joined.splitlines() if f"--job-name={r.name} " in x)
         if framework.endswith("sglang") and r.name.startswith("prefill"):
             assert f'--disaggregation-bootstrap-port "${{{r.var}_KV_PORT}}"' in line
             if framework == "sglang":  # the router names each prefill worker's bootstrap port
-                assert f'http://"${{{r.var}_HOST}}":"${{{r.var}_PORT}}" "${{{r.var}_KV_PORT}}"' in joined
+                assert f'"http://${{{r.var}_HOST}}:${{{r.var}_PORT}}" "${{{r.var}_KV_PORT}}"' in joined
         if framework.endswith("vllm"):
-            assert f'VLLM_NIXL_SIDE_CHANNEL_PORT="${{{r.var}_KV_PORT}}"' in line
+            assert f'"VLLM_NIXL_SIDE_CHANNEL_PORT=${{{r.var}_KV_PORT}}"' in line

@@ -15,9 +15,8 @@ from ixhpc.errors import UserError
 from ixhpc.profiles import ENV_VAR, get_profile
 from ixhpc.recipe import load_recipe_files
 from ixhpc.yamlmodel import ConfigError
-from ixhpc.sweep import (Filters, add_filter_args, conc_range, expand, filters_from_args,
-                         role_nodes, worker_gpus, worker_slots)
-from test_inferencex_matrices import REFERENCE
+from ixhpc.sweep import Filters, add_filter_args, conc_range, expand, filters_from_args
+from ixhpc.topology import pack, worker_gpus
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "recipes" / "examples"
@@ -109,17 +108,21 @@ def test_topology_on_gb200(recipes) -> None:
     assert (p.nodes, p.gpus, p.gpus_per_node, p.arch, p.cluster) == (6, 24, 4, "aarch64", "gb200-nvl72")
 
 
+def role_nodes(workers: int, gpus: int, gpn: int) -> int:
+    return max(s.node + s.nnodes for s in pack(workers, gpus, gpn))
+
+
 def test_worker_size_and_packing() -> None:
     assert worker_gpus(1, 16) == 16 and worker_gpus(8, 1) == 8 and worker_gpus(4, 4, pp=2) == 8
     assert role_nodes(1, 16, 8) == 2 and role_nodes(3, 8, 4) == 6
     assert role_nodes(4, 2, 4) == 2 and role_nodes(3, 1, 4) == 1  # small workers share nodes
     for workers, gpus, gpn in [(1, 16, 8), (3, 8, 4), (4, 2, 4), (3, 1, 4), (5, 3, 8), (2, 6, 4)]:
-        slots = worker_slots(workers, gpus, gpn)
+        slots = pack(workers, gpus, gpn)
         assert len(slots) == workers
-        assert max(s.node + s.nnodes for s in slots) == role_nodes(workers, gpus, gpn)
         used = [(s.node + k, s.first_gpu + g) for s in slots for k in range(s.nnodes) for g in range(s.gpus)]
         assert len(used) == len(set(used)) and all(gpu < gpn for _, gpu in used)  # no GPU twice
-    assert worker_slots(4, 2, 4) == [(0, 1, 2, 0), (0, 1, 2, 2), (1, 1, 2, 0), (1, 1, 2, 2)]
+    assert [(s.node, s.nnodes, s.gpus, s.first_gpu) for s in pack(4, 2, 4)] == \
+        [(0, 1, 2, 0), (0, 1, 2, 2), (1, 1, 2, 0), (1, 1, 2, 2)]
 
 
 def test_model_prefix_filter_matches_config_key(recipes) -> None:
@@ -174,8 +177,8 @@ def test_keys_unique_stable_and_filename_safe(recipes, tmp_path: Path) -> None:
     assert len(twins) == 2 and twins[0] != twins[1]  # same shape, different settings
 
 
-def test_reference_keys_unique() -> None:
-    rec = load_recipe_files([REFERENCE / "nvidia-master.yaml", REFERENCE / "amd-master.yaml"])
+def test_reference_keys_unique(inferencex: Path) -> None:
+    rec = load_recipe_files([inferencex / "nvidia-master.yaml", inferencex / "amd-master.yaml"])
     keys = [p.key for p in expand(rec)]
     assert len(keys) == 1499 and len(set(keys)) == len(keys)
 
@@ -183,11 +186,11 @@ def test_reference_keys_unique() -> None:
 def test_metadata_single_multi(recipes) -> None:
     pts = expand(recipes, cluster=get_profile("local"))
     single = next(p for p in pts if p.config_key == "dsr1-fp8-x-sglang")
-    m = single.metadata(single.conc[0])
+    m = single.metadata(single.conc[0]).record()
     assert (m["tp"], m["ep"], m["dp_attn"], m["nodes"], m["gpus"], m["conc"]) == (4, 1, False, 1, 4, 4)
     assert "prefill_tp" not in m and "prefill_gpus" not in m and m["cluster"] == "local"
     multi = next(p for p in pts if p.config_key == "mn-disagg")
-    mm = multi.metadata(16)
+    mm = multi.metadata(16).record()
     assert (mm["prefill_num_worker"], mm["decode_tp"], mm["prefill_dp_attn"]) == (2, 16, True)
     assert mm["gpus"] == mm["prefill_gpus"] + mm["decode_gpus"] == 24 and "tp" not in mm
     for meta in (m, mm):
@@ -216,9 +219,9 @@ def amd_node_settings(point) -> dict[str, int]:
     return {k: int(v) for k, v in (s.split("=", 1) for s in settings) if k.endswith("_NODES")}
 
 
-def test_reference_mi355x_multinode_node_counts() -> None:
+def test_reference_mi355x_multinode_node_counts(inferencex: Path) -> None:
     """InferenceX's MI355X disagg entries state PREFILL_NODES/DECODE_NODES; ours must agree."""
-    rec = load_recipe_files([REFERENCE / "amd-master.yaml"])
+    rec = load_recipe_files([inferencex / "amd-master.yaml"])
     pts = [p for p in expand(rec, Filters(single_node=False), cluster=get_profile("mi355x"))
            if amd_node_settings(p)]
     assert len(pts) >= 20
@@ -228,10 +231,10 @@ def test_reference_mi355x_multinode_node_counts() -> None:
         assert p.nodes == p.prefill_nodes + p.decode_nodes and p.gpus <= 8 * p.nodes
 
 
-def test_reference_gb200_multinode_node_counts() -> None:
+def test_reference_gb200_multinode_node_counts(inferencex: Path) -> None:
     """GB200 entries: srt-slurm config names ctx<P>_gen<D>_(dep|tep)<K> give the worker counts
     and decode GPUs; gpt-oss entries state PREFILL_NODES/DECODE_NODES."""
-    rec = load_recipe_files([REFERENCE / "nvidia-master.yaml"])
+    rec = load_recipe_files([inferencex / "nvidia-master.yaml"])
     gb = get_profile("gb200-nvl72")
     pts = expand(rec, Filters(runner_type=("gb200",)), cluster=gb)
     named = 0
@@ -297,7 +300,8 @@ def test_sweep_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert "sim-mi355x-single_128x64_tp8-ep1_c8" in out and "3 run points" in err
     assert main(["sweep", str(EXAMPLES / "sim-disagg.yaml"), "--json"]) == 0
     (point,) = json.loads(capsys.readouterr().out)
-    assert point["nodes"] == 3 and point["conc"] == [4, 16] and point["cluster"] == "gb200-nvl72"
+    assert point["nodes"] == 3 and point["conc"] == [4, 16] and point["site"]["cluster"] == "gb200-nvl72"
+    assert point["kind"] == "disagg" and point["topology"]["roles"][1]["num_worker"] == 2
     assert main(["sweep", str(EXAMPLES / "sim-disagg.yaml"), "--cluster", "mi355x"]) == 2
     assert "serves no runner 'gb200-multinode'" in capsys.readouterr().err
 

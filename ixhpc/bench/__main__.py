@@ -1,8 +1,8 @@
 """``python -m ixhpc.bench``: run one benchmark point against an OpenAI-compatible server.
 
 Exit status: 0 when the point passed, 1 when it failed (more than 5% of the requests failed,
-or no output tokens came back; the result file is still written and states why), 2 for bad
-arguments.
+or no output tokens came back; the result file is still written and states why) or the
+server could not be reached, 2 for bad arguments (``ixhpc.errors``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import os
-import sys
+import resource
 from typing import Any
 
 from ixhpc import atomic
 from ixhpc.bench import client, dataset, eventloop, metrics, workers
+from ixhpc.errors import ConfigError, IxhpcError, main_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +86,7 @@ def _print_summary(summary: dict[str, Any], failure: str | None) -> None:
     print(f"point: {'FAILED: ' + failure if failure else 'ok'}", flush=True)
 
 
+@main_guard("ixhpc.bench")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -97,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model = eventloop.run(client.first_model(args.base_url))
         except Exception as exc:  # noqa: BLE001 - any reason the listing failed is one line
-            print(f"ixhpc.bench: error: cannot list models at {args.base_url}/v1/models ({exc}); pass --model",
-                  file=sys.stderr)
-            return 1
+            raise IxhpcError(f"cannot list models at {args.base_url}/v1/models ({exc}); "
+                             "pass --model") from None
     token_ids = args.prompt_format == "token-ids"
     prompts = dataset.random_prompts(num_prompts, args.isl, args.osl, args.random_range_ratio, args.seed, token_ids)
     warmups = dataset.random_prompts(args.num_warmups, args.isl, args.osl, args.random_range_ratio,
@@ -114,11 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results, start, duration = workers.benchmark(cfg, prompts, warmups, n_workers)
     except ValueError as exc:  # a setting the HTTP client refuses (the URL, a header)
-        print(f"ixhpc.bench: error: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(exc)) from None
     except RuntimeError as exc:  # a client worker process failed
-        print(f"ixhpc.bench: error: {exc}", file=sys.stderr)
-        return 1
+        raise IxhpcError(str(exc)) from None
     summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate)
     failure = metrics.point_failure(summary)
     _print_summary(summary, failure)

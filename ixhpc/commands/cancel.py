@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     path = rundir.find(args.run)
     manifest = rundir.load(path)
     states = slurm.states(manifest.slurm_ids)  # the merge job too: nothing of the run is left
-    live = sorted(j for j, s in states.items() if s.state not in slurm.TERMINAL)
+    live = sorted(j for j, s in states.items() if slurm.is_live(s.state))
     slurm.cancel(live)
     if args.json:
         print(json.dumps({"run_id": manifest.run_id, "cancelled": live}))

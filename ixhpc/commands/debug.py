@@ -27,20 +27,21 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from ixhpc import debug, rundir, runs
-    from ixhpc.errors import UserError
+    from ixhpc.errors import SlurmError
 
     root = args.results or rundir.default_root()
     run_id = "debug-" + rundir.new_run_id(args.recipe)
     run_dir = root / run_id
-    profile, plans = runs.plan(args, run_dir, run_id)
+    target = runs.target_from_args(args)
+    plans = runs.plan(target, run_dir, run_id)
     plan = debug.select_job(plans, args.point)
     s = debug.session(plan, run_dir, args.host)
     if args.print_only:
         sys.stdout.write(debug.printed(s))
         return 0
     if shutil.which("salloc") is None:
-        raise UserError("salloc not found on PATH: run `ixhpc debug` on a login node of the cluster")
-    runs.write(args, run_dir, run_id, profile, [plan])
+        raise SlurmError("salloc not found on PATH: run `ixhpc debug` on a login node of the cluster")
+    runs.write(target, run_dir, run_id, [plan])
     debug.write(s)
     others = f" ({len(plans)} jobs in this recipe; choose one with --point)" if len(plans) > 1 else ""
     print(f"ixhpc debug: job {plan.key}{others}\n  run directory {run_dir}\n  asking salloc for "

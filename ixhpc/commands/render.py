@@ -15,13 +15,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ixhpc import runs
+    from ixhpc import rundir, runs
 
     out = args.output
-    profile, plans = runs.plan(args, out, out.name)
-    manifest = runs.write(args, out, out.name, profile, plans)
+    target = runs.target_from_args(args)
+    manifest = runs.write(target, out, out.name, runs.plan(target, out, out.name))
     for job in manifest.jobs:
         print(f"{out / job.script}  ({job.kind}, {job.nodes} node(s), "
               f"concurrencies {' '.join(str(p.conc) for p in job.points)})")
-    print(f"{len(manifest.jobs)} job script(s) and {out / 'manifest.json'} written; nothing submitted")
+    print(f"{len(manifest.jobs)} job script(s) and {rundir.Layout.of(out).manifest} written; nothing submitted")
     return 0

@@ -15,14 +15,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ixhpc.errors import UserError
+    from ixhpc.errors import PlanError
     from ixhpc.results import load, report
 
     df = report.filtered(load(args.merged), hw=args.hw, framework=args.framework,
                          model_prefix=args.model_prefix, precision=args.precision,
                          isl=args.isl, osl=args.osl)
     if df.empty:
-        raise UserError(f"no points in {args.merged} match the filters", 1)
+        raise PlanError(f"no points in {args.merged} match the filters")
     for path in report.write_report(df, args.output):
         print(f"wrote {path}")
     return 0

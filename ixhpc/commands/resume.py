@@ -9,11 +9,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+
+# A Slurm node name or hostlist expression (gb1, gb[1-4]), as #SBATCH --exclude takes them.
+_NODE = re.compile(r"[A-Za-z0-9_.\-\[\]]+\Z")
+
+
+def node_list(text: str) -> str:
+    """--exclude NODES: names separated by commas and/or spaces, as Slurm's comma list."""
+    names = [n for n in re.split(r"[\s,]+", text) if n]
+    bad = [n for n in names if not _NODE.match(n)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected node names such as gb1,gb2 or gb[1-2], "
+                                         f"found {bad[0]!r}")
+    return ",".join(names)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory or run id (under results/)")
-    parser.add_argument("--exclude", default="", metavar="NODES",
+    parser.add_argument("--exclude", default="", metavar="NODES", type=node_list,
                         help="keep the resubmitted jobs off these nodes (e.g. a node that failed)")
     parser.add_argument("--array-parallelism", type=int, default=64)
     parser.add_argument("--dry-run", action="store_true", help="show what would be resubmitted")
@@ -21,29 +35,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ixhpc import rundir, runstate, submission
+    from ixhpc import rundir, runs, runstate, slurm, submission
     from ixhpc.shell import directive
 
     path = rundir.find(args.run)
     manifest = rundir.load(path)
     statuses = {s.key: s for s in runstate.job_statuses(path, manifest)}
-    redo = [e for e in manifest.jobs if statuses[e.key].missing
-            and statuses[e.key].state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")]
-    groups: dict[str, tuple[dict, list]] = {}
+    redo = [e for e in manifest.jobs if statuses[e.key].missing and not slurm.is_live(statuses[e.key].state)]
+    jobs = []
     for entry in redo:
         opts = submission.script_options(path / entry.script)
-        opts.pop("output", None)
         if args.exclude:
             opts["exclude"] = ",".join(x for x in (str(opts.get("exclude", "")), args.exclude) if x)
             directive(f"--exclude={opts['exclude']}")
-        ident = repr(sorted((k, v) for k, v in opts.items() if k != "job-name")) \
-            if entry.kind == "single" else f"multi:{entry.key}"
-        groups.setdefault(ident, (opts, []))[1].append(entry)
-    if not args.dry_run and groups:
-        batch = [({**o, "job-name": o["job-name"] if len(es) == 1 else f"ixhpc-{manifest.run_id}-resume"}, es)
-                 for o, es in groups.values()]
+        jobs.append((opts, entry))
+    if not args.dry_run and jobs:
         try:
-            submission.submit_groups(path, batch, args.array_parallelism)
+            submission.submit_groups(path, runs.batches(jobs, manifest.run_id), args.array_parallelism)
         finally:
             rundir.save(path, manifest)
     missing = sum(len(statuses[e.key].missing) for e in redo)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ixhpc import rundir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -15,21 +20,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ixhpc import rundir, runstate, slurm
+    from ixhpc import rundir
 
     path = rundir.find(args.run)
-    manifest = rundir.load(path)
+    return show(path, rundir.load(path), args.json, args.watch)
+
+
+def show(path: Path, manifest: rundir.Manifest, as_json: bool, watch: float | None = None) -> int:
+    """Print the run's status (every ``watch`` seconds until no job is live); exit code 1 when
+    a job has ended with points missing."""
+    from ixhpc import runstate, slurm
+
     while True:
         jobs = runstate.job_statuses(path, manifest)
-        if args.json:
+        if as_json:
             print(json.dumps({"run_id": manifest.run_id, "jobs": [j.as_dict() for j in jobs]}))
         else:
             _print_table(manifest.run_id, jobs)
-        ended = all(j.state in slurm.TERMINAL or j.state in ("NOT_SUBMITTED", "UNKNOWN") for j in jobs)
-        if not args.watch or ended:
+        if not watch or not any(slurm.is_live(j.state) for j in jobs):
             break
-        time.sleep(args.watch)
-    failed = any(j.missing and j.state in slurm.TERMINAL for j in jobs)
+        time.sleep(watch)
+    failed = any(j.missing and slurm.is_terminal(j.state) for j in jobs)
     return 1 if failed else 0
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from ixhpc.rundir import Layout
     from ixhpc.runs import add_run_args
 
     add_run_args(parser)
@@ -25,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "succeed) or a Slurm dependency such as afterany:123:124")
     parser.add_argument("--merge", action="store_true",
                         help="also submit a job that merges the run's results into "
-                             "RUN/merged.h5 once every job of the run has ended")
+                             f"RUN/{Layout.MERGED} once every job of the run has ended")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -40,18 +41,23 @@ def run(args: argparse.Namespace) -> int:
         root = Path(tempfile.mkdtemp(prefix="ixhpc-dry-run-"))
     run_dir = root / run_id
     after = submission.dependency(args.after) if args.after else None
-    profile, plans = runs.plan(args, run_dir, run_id)
-    manifest = runs.write(args, run_dir, run_id, profile, plans)
-    groups = runs.submission_groups(plans)
-    for opts, _ in groups:
+    target = runs.target_from_args(args)
+    plans = runs.plan(target, run_dir, run_id)
+    manifest = runs.write(target, run_dir, run_id, plans)
+    entries = {e.key: e for e in manifest.jobs}
+    batch = runs.batches([(p.sbatch, entries[p.key]) for p in plans], run_id)
+    for opts, _ in batch:
         if after:  # for this submission only: not in the scripts, which resume reuses
             opts["dependency"] = after
     if args.dry_run:
-        _show_dry_run(run_dir, groups, args.json)
+        _show_dry_run(run_dir, batch, args.json)
         return 0
-    submit(run_dir, manifest, plans, groups, args.array_parallelism)
+    try:
+        submission.submit_groups(run_dir, batch, args.array_parallelism)
+    finally:
+        rundir.save(run_dir, manifest)  # whatever was submitted is recorded, even on failure
     if args.merge:
-        manifest.merge_job_id = submission.submit_merge(run_dir, manifest, profile)
+        manifest.merge_job_id = submission.submit_merge(run_dir, manifest, target.profile)
         rundir.save(run_dir, manifest)
     _report(run_dir, manifest, args.json)
     if args.wait:
@@ -59,22 +65,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def submit(run_dir, manifest, plans, groups, parallelism: int) -> None:
-    from ixhpc import rundir, submission
-
-    entries = {e.key: e for e in manifest.jobs}
-    by_key = {p.key: p for p in plans}
-    batch = []
-    for i, (opts, keys) in enumerate(groups):
-        name = by_key[keys[0]].sbatch["job-name"] if len(keys) == 1 else f"ixhpc-{manifest.run_id}-array{i}"
-        batch.append(({**opts, "job-name": name}, [entries[k] for k in keys]))
-    try:
-        submission.submit_groups(run_dir, batch, parallelism)
-    finally:
-        rundir.save(run_dir, manifest)  # whatever was submitted is recorded, even on failure
-
-
 def _report(run_dir: Path, manifest, as_json: bool) -> None:
+    from ixhpc import rundir
+
     if as_json:
         print(json.dumps({"run_id": manifest.run_id, "run_dir": str(run_dir),
                           "jobs": [{"key": e.key, "job_id": e.job_id} for e in manifest.jobs],
@@ -83,23 +76,23 @@ def _report(run_dir: Path, manifest, as_json: bool) -> None:
     for e in manifest.jobs:
         print(f"{e.job_id:>10}  {e.key}")
     if manifest.merge_job_id:
-        print(f"{manifest.merge_job_id:>10}  merge: writes {run_dir / 'merged.h5'} once every job has ended")
+        print(f"{manifest.merge_job_id:>10}  merge: writes {rundir.Layout.of(run_dir).merged} once every job has ended")
     print(f"run {manifest.run_id}: {len(manifest.jobs)} job(s) submitted; "
           f"follow it with `ixhpc status {run_dir}`")
 
 
-def _show_dry_run(run_dir: Path, groups, as_json: bool) -> None:
+def _show_dry_run(run_dir: Path, batch, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), "sbatch_calls": [
-            {"options": opts, "jobs": keys} for opts, keys in groups]}))
+            {"options": opts, "jobs": [e.key for e in entries]} for opts, entries in batch]}))
         return
-    for opts, keys in groups:
-        kind = f"job array of {len(keys)}" if len(keys) > 1 else "job"
+    for opts, entries in batch:
+        kind = f"job array of {len(entries)}" if len(entries) > 1 else "job"
         print(f"sbatch ({kind}): " + " ".join(f"--{k}" if v is True else f"--{k}={v}"
                                               for k, v in opts.items()))
-        for k in keys:
-            print(f"    {run_dir / 'scripts' / (k + '.sbatch')}")
-    print(f"dry run: {len(groups)} sbatch call(s) rendered under {run_dir}; nothing submitted")
+        for e in entries:
+            print(f"    {run_dir / e.script}")
+    print(f"dry run: {len(batch)} sbatch call(s) rendered under {run_dir}; nothing submitted")
 
 
 def _wait(run_dir: Path, as_json: bool) -> int:
@@ -107,6 +100,6 @@ def _wait(run_dir: Path, as_json: bool) -> int:
     from ixhpc.commands import status
 
     manifest = rundir.load(run_dir)
-    while not all(j.state in slurm.TERMINAL for j in runstate.job_statuses(run_dir, manifest)):
+    while any(slurm.is_live(j.state) for j in runstate.job_statuses(run_dir, manifest)):
         time.sleep(2)
-    return status.run(argparse.Namespace(run=str(run_dir), json=as_json, watch=None))
+    return status.show(run_dir, manifest, as_json)

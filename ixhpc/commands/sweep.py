@@ -34,12 +34,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ixhpc import profiles, sweep
-    from ixhpc.errors import UserError
+    from ixhpc.errors import ConfigError
     from ixhpc.recipe import load_recipe_files
 
     files = [f for f in args.files if f != "full-sweep"] + list(args.config_files)
     if not files:
-        raise UserError("no recipe files given (FILE... or --config-files)")
+        raise ConfigError("no recipe files given (FILE... or --config-files)")
     filters = sweep.filters_from_args(args)
     if args.runner_config:
         _check_runner_types(args.runner_config, filters.runner_type)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     cluster = None
     if args.cluster:
         if args.cluster not in known:
-            raise UserError(f"unknown cluster profile '{args.cluster}' "
+            raise ConfigError(f"unknown cluster profile '{args.cluster}' "
                             f"(known: {', '.join(sorted(known))})")
         cluster = known[args.cluster]
     points = sweep.expand(recipes, filters, cluster=cluster, profiles=known)
@@ -75,7 +75,6 @@ def _emit(text: str) -> None:
 
 def _check_runner_types(path: str, wanted: tuple[str, ...]) -> None:
     """Load runners.yaml (label -> list of runner names) and check --runner-type against it."""
-    from ixhpc.errors import UserError
     from ixhpc.yamlmodel import ConfigError, load_yaml
 
     doc = load_yaml(path, "a mapping of runner labels to runner names")
@@ -87,7 +86,7 @@ def _check_runner_types(path: str, wanted: tuple[str, ...]) -> None:
         raise ConfigError(bad)
     unknown = sorted(set(wanted) - set(doc.data))
     if unknown:
-        raise UserError(f"invalid runner type(s) {', '.join(unknown)}; "
+        raise ConfigError(f"invalid runner type(s) {', '.join(unknown)}; "
                         f"{path} defines: {', '.join(sorted(doc.data))}")
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
-MERGED = "merged.h5"
+from ixhpc.rundir import Layout
 
 
 def merge_run(run_dir: str) -> None:
     """What the merge job runs: ``ixhpc merge`` of the run's results into RUN/merged.h5."""
-    run = Path(run_dir)
-    subprocess.run([sys.executable, "-m", "ixhpc", "merge", str(run / "results"), "-o", str(run / MERGED)],
+    run = Layout.of(run_dir)
+    subprocess.run([sys.executable, "-m", "ixhpc", "merge", str(run.results_dir), "-o", str(run.merged)],
                    check=True)

@@ -1,12 +1,13 @@
 """Steps a rendered job script runs on its first node, outside any container.
 
-    python -m ixhpc.job.steps has-result --point-dir D --conc C --results-dir R
+    python -m ixhpc.job.steps has-result --run-dir R --job K --conc C
         exit 0 when the point's HDF5 file is already there and valid (resume skips it)
-    python -m ixhpc.job.steps ingest --point-dir D --conc C --results-dir R
+    python -m ixhpc.job.steps ingest --run-dir R --job K --conc C
         turn the load generator's JSON into the point's HDF5 file, adding what only the
         job knows (job id, node list, start and end times)
 
-Render wrote D/meta-c<C>.json: the point's static metadata and the result file's key.
+Render wrote the job's per-concurrency metadata file (``Layout.meta``): the point's static
+metadata and the result file's key.
 """
 
 from __future__ import annotations
@@ -15,34 +16,23 @@ import argparse
 import datetime as dt
 import json
 import os
-import sys
 from pathlib import Path
 
 from ixhpc import __version__
+from ixhpc.errors import ResultFileError, main_guard
+from ixhpc.rundir import Layout
 
 
-def meta_path(point_dir: Path, conc: int) -> Path:
-    return point_dir / f"meta-c{conc}.json"
-
-
-def bench_path(point_dir: Path, conc: int) -> Path:
-    return point_dir / f"bench-c{conc}.json"
-
-
-def result_path(results_dir: Path, point_key: str) -> Path:
-    return results_dir / f"{point_key}.h5"
-
-
-def _rendered(point_dir: Path, conc: int) -> tuple[str, dict]:
+def _rendered(layout: Layout, job: str, conc: int) -> tuple[str, dict]:
     """(result key, static metadata) as render wrote them."""
-    doc = json.loads(meta_path(point_dir, conc).read_text())
+    doc = json.loads(layout.meta(job, conc).read_text())
     return doc["result_key"], doc["metadata"]
 
 
-def has_result(point_dir: Path, conc: int, results_dir: Path) -> bool:
+def has_result(layout: Layout, job: str, conc: int) -> bool:
     from ixhpc.runstate import valid_point_file
 
-    return valid_point_file(result_path(results_dir, _rendered(point_dir, conc)[0]))
+    return valid_point_file(layout.result(_rendered(layout, job, conc)[0]))
 
 
 def job_meta(bench_file: Path) -> dict[str, str]:
@@ -62,34 +52,35 @@ def job_meta(bench_file: Path) -> dict[str, str]:
     }
 
 
-def ingest(point_dir: Path, conc: int, results_dir: Path) -> Path:
+def ingest(layout: Layout, job: str, conc: int) -> Path:
     from ixhpc.results import write_point
 
-    bench_file = bench_path(point_dir, conc)
+    bench_file = layout.bench_json(job, conc)
     bench = json.loads(bench_file.read_text())
-    key, static = _rendered(point_dir, conc)
+    key, static = _rendered(layout, job, conc)
     meta = {**static, **job_meta(bench_file)}
-    out = result_path(results_dir, key)
+    out = layout.result(key)
     write_point(out, bench, meta)
     return out
 
 
+@main_guard("ixhpc.job.steps")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ixhpc.job.steps")
     parser.add_argument("action", choices=["has-result", "ingest"])
-    parser.add_argument("--point-dir", type=Path, required=True)
+    parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--job", required=True, help="job key")
     parser.add_argument("--conc", type=int, required=True)
-    parser.add_argument("--results-dir", type=Path, required=True)
     args = parser.parse_args(argv)
+    layout = Layout.of(args.run_dir)
     try:
         if args.action == "has-result":
-            return 0 if has_result(args.point_dir, args.conc, args.results_dir) else 1
-        out = ingest(args.point_dir, args.conc, args.results_dir)
+            return 0 if has_result(layout, args.job, args.conc) else 1
+        out = ingest(layout, args.job, args.conc)
         print(f"[ixhpc] result written: {out}")
         return 0
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"ixhpc.job.steps {args.action}: error: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, KeyError) as exc:  # a missing or malformed bench/metadata file
+        raise ResultFileError(f"{args.action}: {type(exc).__name__}: {exc}") from None
 
 
 if __name__ == "__main__":

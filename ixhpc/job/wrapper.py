@@ -15,13 +15,14 @@ from typing import IO
 TIME_LIMIT_MARK = "[ixhpc] time limit reached: stopping the job"
 
 
-def run_script(script: str, log_dir: str) -> None:
-    """What runs in the job: the rendered script, its output in the run's log directory.
+def run_script(script: str, log_pattern: str) -> None:
+    """What runs in the job: the rendered script, its output in the job's log (the run
+    layout's Slurm-style pattern, ``%j`` = this job's id).
 
     Shortly before the job's time limit the script gets SIGTERM, so it stops its roles while
     the results already written stay, and the log records why (``status`` reports TIMEOUT).
     """
-    log = Path(log_dir) / f"job-{os.environ.get('SLURM_JOB_ID', 'local')}.out"
+    log = Path(log_pattern.replace("%j", os.environ.get("SLURM_JOB_ID", "local")))
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab", buffering=0) as out:
         child = subprocess.Popen(["bash", script], stdout=out, stderr=subprocess.STDOUT)

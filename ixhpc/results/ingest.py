@@ -1,23 +1,25 @@
-"""Bench JSON + run-point metadata -> a run-point HDF5 file (the edge where inputs are checked)."""
+"""Bench JSON + run-point metadata -> a run-point HDF5 file (the edge where inputs are checked).
+
+The metadata is checked against the one point-metadata model (``ixhpc.point_metadata``), the
+same that ``sweep`` builds it with: closed, strict, one of three point shapes.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator
 
-from ixhpc.errors import UserError
+from ixhpc import point_metadata
+from ixhpc.errors import ResultFileError
 from ixhpc.results import metrics, store
 
 Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
 Number = Union[StrictInt, StrictFloat]
 
-# Keys a point cannot be placed without (the rest of the contract's table is optional here,
-# absent meaning "not applicable").
-REQUIRED_METADATA = ("point_key", "model", "framework", "precision", "runner", "isl", "osl", "conc")
-INT_METADATA = ("isl", "osl", "conc", "gpus", "prefill_gpus", "decode_gpus", "tp", "ep")
+SHAPES = get_args(point_metadata.ShapeTag)
 
 
 class _Strict(BaseModel):
@@ -67,41 +69,21 @@ class BenchResult(_Strict):
         return self
 
 
-class Metadata(BaseModel):
-    # extra="allow" on purpose: the contract's key set grows with the sweep; what is closed is
-    # the shape (flat, scalar values) and the keys the results part needs.
-    model_config = ConfigDict(extra="allow")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flat(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise ValueError("metadata must be a JSON object")
-        bad = [k for k, v in data.items() if not isinstance(v, (str, int, float, bool))]
-        if bad:
-            raise ValueError(f"metadata {bad[0]!r} must be a string, number or boolean")
-        missing = [k for k in REQUIRED_METADATA if k not in data]
-        if missing:
-            raise ValueError(f"metadata lacks {', '.join(missing)}")
-        not_int = [k for k in INT_METADATA if k in data and (type(data[k]) is not int)]
-        if not_int:
-            raise ValueError(f"metadata {not_int[0]!r} must be an integer")
-        return data
-
-
-def _validated(model: type[BaseModel], data: Any, what: str) -> BaseModel:
+def _validated(validate: Callable[[Any], Any], data: Any, what: str) -> Any:
     try:
-        return model.model_validate(data)
+        return validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise UserError(f"{what}: {where + ': ' if where else ''}{err['msg']}") from None
+        # a tagged union's errors start with the tag (the metadata's shape): not a key
+        loc = err["loc"][1:] if err["loc"][:1] and err["loc"][0] in SHAPES else err["loc"]
+        where = ".".join(str(p) for p in loc)
+        raise ResultFileError(f"{what}: {where + ': ' if where else ''}{err['msg']}") from None
 
 
 def build_point(bench_result: dict[str, Any], metadata: dict[str, Any]) -> store.Point:
     """Check both inputs and compute the InferenceX metrics once, from the metadata's topology."""
-    bench = _validated(BenchResult, bench_result, "benchmark result")
-    meta = dict(_validated(Metadata, metadata, "metadata").model_extra or {})
+    bench = _validated(BenchResult.model_validate, bench_result, "benchmark result")
+    meta = _validated(point_metadata.ADAPTER.validate_python, metadata, "metadata").record()
     req = bench.requests
     columns = {"ttft": req.ttft_ms, "tpot": req.tpot_ms, "e2el": req.e2el_ms, "start_time": req.start_time,
                "input_len": req.input_len, "output_len": req.output_len, "success": req.success}
@@ -118,7 +100,7 @@ def build_point(bench_result: dict[str, Any], metadata: dict[str, Any]) -> store
 def write_point(path: str | os.PathLike[str], bench_result: dict[str, Any], metadata: dict[str, Any]) -> str:
     """Write one run-point file atomically; returns its result id. Never overwrites a result."""
     if os.path.exists(path):
-        raise UserError(f"{path} exists; results are never overwritten")
+        raise ResultFileError(f"{path} exists; results are never overwritten")
     return store.write(path, build_point(bench_result, metadata))
 
 
@@ -128,9 +110,9 @@ def load_json(path: str | os.PathLike[str], what: str) -> Any:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except FileNotFoundError:
-        raise UserError(f"{what} {path}: no such file") from None
+        raise ResultFileError(f"{what} {path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{what} {path}: not readable JSON ({exc})") from None
+        raise ResultFileError(f"{what} {path}: not readable JSON ({exc})") from None
 
 
 def ingest(bench_path: str | os.PathLike[str], meta_path: str | os.PathLike[str],

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from ixhpc.atomic import atomic_path
-from ixhpc.errors import UserError
+from ixhpc.errors import ResultFileError
 from ixhpc.results import gather, segments, store, table
 
 SUFFIXES = (".h5", ".hdf5")
@@ -163,19 +163,19 @@ def _existing(out: Path, summary_only: bool) -> _Output:
         with h5py.File(out, "r") as f:
             table.check(f, out)
             if int(f.attrs["ixhpc_format_version"]) < table.VERSION:
-                raise UserError(f"{out} was merged by an older ixhpc; merge into a new file (its run-point "
+                raise ResultFileError(f"{out} was merged by an older ixhpc; merge into a new file (its run-point "
                                 f"files, or {out.name} itself with --summary-only)")
             has_requests = not bool(f.attrs["summary_only"])
             if summary_only and has_requests:
-                raise UserError(f"{out} holds per-request data; merge into it without --summary-only")
+                raise ResultFileError(f"{out} holds per-request data; merge into it without --summary-only")
             cols = table.read_columns(f, ["result_id", "source_path", "source_size", "source_mtime_ns"])
             kinds = table.column_kinds(f)
             merges = int(f.attrs["merges"])
     except OSError as exc:
-        raise UserError(f"{out} exists but is not a readable HDF5 file ({store.short_error(exc)}); "
+        raise ResultFileError(f"{out} exists but is not a readable HDF5 file ({store.short_error(exc)}); "
                         "refusing to replace it") from None
     except (table.MergedFileError, KeyError) as exc:
-        raise UserError(f"{exc}; refusing to replace it") from None
+        raise ResultFileError(f"{exc}; refusing to replace it") from None
     ids = set(cols["result_id"][1].tolist()) if "result_id" in cols else set()
     sources = {}
     if "source_path" in cols:

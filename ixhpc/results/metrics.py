@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from ixhpc.errors import UserError
+from ixhpc.errors import ResultFileError
 
 LATENCIES = ("ttft", "tpot", "itl", "e2el")
 STATS = ("mean", "median", "std", "p90", "p99", "p99.9")
@@ -32,10 +32,10 @@ def gpu_split(meta: Mapping[str, Any]) -> tuple[int, int]:
     missing = [k for k in keys if not isinstance(meta.get(k), int) or isinstance(meta.get(k), bool)]
     if missing:
         kind = "a disaggregated" if meta.get("disagg") else "an aggregated"
-        raise UserError(f"metadata of {kind} point needs integer {', '.join(missing)}")
+        raise ResultFileError(f"metadata of {kind} point needs integer {', '.join(missing)}")
     bad = [k for k in keys if meta[k] <= 0]
     if bad:
-        raise UserError(f"metadata {', '.join(bad)} must be positive")
+        raise ResultFileError(f"metadata {', '.join(bad)} must be positive")
     if meta.get("disagg"):
         return meta["prefill_gpus"], meta["decode_gpus"]
     return meta["gpus"], meta["gpus"]

@@ -290,14 +290,14 @@ def _python(kind: str, data: np.ndarray) -> list[Any]:
 
 def _open_merged(path: str | os.PathLike[str]) -> h5py.File | None:
     """``path`` opened if it is a merged file (checked), None if it is another HDF5 file."""
-    from ixhpc.errors import UserError
+    from ixhpc.errors import ResultFileError
 
     if not os.path.exists(path):
-        raise UserError(f"{path}: no such file")
+        raise ResultFileError(f"{path}: no such file")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise UserError(f"{path}: not a readable HDF5 file ({store.short_error(exc)})") from None
+        raise ResultFileError(f"{path}: not a readable HDF5 file ({store.short_error(exc)})") from None
     if f.attrs.get("ixhpc_format") != FORMAT:
         f.close()
         return None
@@ -305,13 +305,13 @@ def _open_merged(path: str | os.PathLike[str]) -> h5py.File | None:
         check(f, path)
     except (MergedFileError, KeyError, OSError) as exc:
         f.close()
-        raise UserError(str(exc) if isinstance(exc, MergedFileError) else f"{path}: damaged merged file") from None
+        raise ResultFileError(str(exc) if isinstance(exc, MergedFileError) else f"{path}: damaged merged file") from None
     return f
 
 
 def load(path: str | os.PathLike[str]):
     """Table of a merged file, or the one-row table of a run-point file."""
-    from ixhpc.errors import UserError
+    from ixhpc.errors import ResultFileError
 
     f = _open_merged(path)
     if f is not None:
@@ -320,22 +320,22 @@ def load(path: str | os.PathLike[str]):
     try:
         return rows_frame([point_row(store.read(path, with_requests=False))])
     except store.PointFileError as exc:
-        raise UserError(str(exc)) from None
+        raise ResultFileError(str(exc)) from None
 
 
 def requests(path: str | os.PathLike[str], result_id: str | None = None) -> store.Requests:
     """Per-request data of the point ``result_id`` (a unique prefix will do) of a merged file,
     or of a run-point file (``result_id`` optional there)."""
-    from ixhpc.errors import UserError
+    from ixhpc.errors import ResultFileError
 
     f = _open_merged(path)
     if f is None:
         try:
             point = store.read(path)
         except store.PointFileError as exc:
-            raise UserError(str(exc)) from None
+            raise ResultFileError(str(exc)) from None
         if result_id and not point.result_id.startswith(result_id):
-            raise UserError(f"{path} holds result {point.result_id[:12]}, not {result_id}")
+            raise ResultFileError(f"{path} holds result {point.result_id[:12]}, not {result_id}")
         assert point.requests is not None
         return point.requests
     with f:
@@ -343,21 +343,21 @@ def requests(path: str | os.PathLike[str], result_id: str | None = None) -> stor
     try:
         return segments.fetch(segments.directory(path), refs)
     except segments.SegmentError as exc:
-        raise UserError(str(exc)) from None
+        raise ResultFileError(str(exc)) from None
 
 
 def _refs(f: h5py.File, path: str | os.PathLike[str], result_id: str | None) -> dict[str, Any]:
     """Where the point ``result_id`` of merged file ``f`` keeps its per-request data."""
-    from ixhpc.errors import UserError
+    from ixhpc.errors import ResultFileError
 
     if not result_id:
-        raise UserError(f"{path} is a merged file: say which point (its result_id)")
+        raise ResultFileError(f"{path} is a merged file: say which point (its result_id)")
     if f.attrs["summary_only"]:
-        raise UserError(f"{path} was merged with --summary-only: it holds no per-request data")
+        raise ResultFileError(f"{path} was merged with --summary-only: it holds no per-request data")
     if int(f.attrs["ixhpc_format_version"]) < 2:
-        raise UserError(f"{path} was merged by an older ixhpc: merge its run-point files again for per-request data")
+        raise ResultFileError(f"{path} was merged by an older ixhpc: merge its run-point files again for per-request data")
     ids = read_columns(f, ["result_id"])["result_id"][1].astype(str)
     hits = np.flatnonzero(np.char.startswith(ids, result_id))
     if len(hits) != 1:
-        raise UserError(f"{path}: {'no' if not len(hits) else 'more than one'} point with result id {result_id}")
+        raise ResultFileError(f"{path}: {'no' if not len(hits) else 'more than one'} point with result id {result_id}")
     return row_at(python_columns(read_columns(f, [*segments.REFS, "requests_sha256"])), int(hits[0]))

@@ -13,6 +13,7 @@ from typing import Callable
 from aiohttp import web
 
 from ixhpc.bench import eventloop
+from ixhpc.errors import ConfigError, IxhpcError, main_guard
 from ixhpc.sim import listener, model
 
 DESCRIPTION = (
@@ -81,7 +82,7 @@ async def _serve(
         listening = await listener.listen(runner, host, port)
     except OSError as exc:
         await runner.cleanup()
-        raise SystemExit(f"ixhpc.sim: error: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise IxhpcError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     url_host = f"[{host}]" if ":" in host else host
     url = f"http://{url_host}:{listening.sockets[0].getsockname()[1]}"
     if on_bound is not None:
@@ -107,6 +108,7 @@ def _raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+@main_guard("ixhpc.sim")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _raise_fd_limit()
@@ -115,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         bad = [u for u in args.prefill + args.decode if not u.startswith(("http://", "https://"))]
         if bad:
-            print(f"ixhpc.sim: error: worker URLs must start with http:// or https://: {bad[0]}", file=sys.stderr)
-            return 2
+            raise ConfigError(f"worker URLs must start with http:// or https://: {bad[0]}")
         app = router.make_app(args.prefill, args.decode, args.policy)
         describe = (
             f"router (policy={args.policy}, {len(args.prefill)} prefill, {len(args.decode)} decode workers)"
@@ -128,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = _config(args)
     except ValueError as exc:
-        print(f"ixhpc.sim: error: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError(str(exc)) from None
 
     async def serve() -> None:
         engine = server.Engine(cfg, args.role, args.name or "", args.time_scale)

@@ -1,0 +1,142 @@
+"""The run-point metadata record (docs/contracts.md "Run point metadata"), one model for all:
+``sweep`` builds it (``RunPoint.metadata(conc)``), render writes it beside the job, the job adds
+its own fields and results ingest validates the whole record against it again.
+
+Three shapes, told apart by (multinode, disagg) as the flat record spells them: single-node
+(tp/ep/dp_attn), multi-node aggregated (the InferenceX worker blocks, no per-role totals) and
+disaggregated (worker blocks and per-role nodes/GPUs). Strict and closed: a string is not a
+number, 1 is not a bool and an unknown key is an error. ``record()`` is the flat dict (no None).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    Tag,
+    TypeAdapter,
+    model_validator,
+)
+
+Pos = Annotated[StrictInt, Field(gt=0)]
+NonNeg = Annotated[StrictInt, Field(ge=0)]
+ShapeTag = Literal["single", "multi-agg", "disagg"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    point_key: StrictStr
+    config_key: StrictStr
+    image: StrictStr
+    model: StrictStr
+    model_prefix: StrictStr
+    precision: StrictStr
+    framework: StrictStr
+    runner: StrictStr
+    cluster: StrictStr
+    isl: Pos
+    osl: Pos
+    max_model_len: Pos
+    exp_name: StrictStr
+    spec_decoding: StrictStr
+    run_eval: StrictBool
+    nodes: Pos                      # the whole allocation
+    gpus: Pos
+    conc: Pos                       # this one benchmark's concurrency
+    recipe_fingerprint: StrictStr
+    # added by the job
+    job_id: StrictStr | None = None
+    node_list: StrictStr | None = None
+    start_time: StrictStr | None = None
+    end_time: StrictStr | None = None
+    ixhpc_version: StrictStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null(cls, data: Any) -> Any:
+        # The record has no None (absent = not applicable): a null is a writer's mistake.
+        if isinstance(data, dict):
+            null = [k for k, v in data.items() if v is None]
+            if null:
+                raise ValueError(f"{null[0]} is null; expected a string, number or boolean")
+        return data
+
+    def record(self) -> dict[str, str | int | float | bool]:
+        return self.model_dump(exclude_none=True)
+
+
+class SingleRecord(_Record):
+    multinode: Literal[False] = False
+    disagg: Literal[False] = False
+    tp: Pos
+    ep: Pos
+    dp_attn: StrictBool
+
+
+class _Workers(_Record):
+    prefill_num_worker: Pos
+    prefill_tp: Pos
+    prefill_ep: Pos
+    prefill_dp_attn: StrictBool
+    decode_num_worker: NonNeg       # 0 for an aggregated point (InferenceX's convention)
+    decode_tp: Pos
+    decode_ep: Pos
+    decode_dp_attn: StrictBool
+
+
+class MultiAggRecord(_Workers):
+    multinode: Literal[True] = True
+    disagg: Literal[False] = False
+
+
+class DisaggRecord(_Workers):
+    multinode: Literal[True] = True
+    disagg: Literal[True] = True
+    prefill_nodes: Pos
+    decode_nodes: Pos
+    prefill_gpus: Pos
+    decode_gpus: Pos
+
+    @model_validator(mode="after")
+    def _totals(self) -> DisaggRecord:
+        if self.nodes != self.prefill_nodes + self.decode_nodes:
+            raise ValueError(f"nodes {self.nodes} is not prefill_nodes + decode_nodes "
+                             f"({self.prefill_nodes} + {self.decode_nodes})")
+        if self.gpus != self.prefill_gpus + self.decode_gpus:
+            raise ValueError(f"gpus {self.gpus} is not prefill_gpus + decode_gpus "
+                             f"({self.prefill_gpus} + {self.decode_gpus})")
+        return self
+
+
+def shape_of(data: Any) -> ShapeTag | None:
+    """The record's shape from its (multinode, disagg) booleans; None: neither is a bool pair
+    that names a shape (then validation says which key is wrong)."""
+    if isinstance(data, dict):
+        multinode, disagg = data.get("multinode"), data.get("disagg")
+    else:
+        multinode, disagg = getattr(data, "multinode", None), getattr(data, "disagg", None)
+    if type(multinode) is not bool or type(disagg) is not bool:
+        return None
+    if not multinode:
+        return None if disagg else "single"
+    return "disagg" if disagg else "multi-agg"
+
+
+PointMetadata = Annotated[
+    Annotated[SingleRecord, Tag("single")]
+    | Annotated[MultiAggRecord, Tag("multi-agg")]
+    | Annotated[DisaggRecord, Tag("disagg")],
+    Discriminator(shape_of, custom_error_type="shape",
+                  custom_error_message="expected boolean multinode and disagg naming a point "
+                                       "shape (single-node, multi-node aggregated or "
+                                       "disaggregated)"),
+]
+ADAPTER: TypeAdapter[SingleRecord | MultiAggRecord | DisaggRecord] = TypeAdapter(PointMetadata)
