@@ -7,7 +7,7 @@ APT_PACKAGES := slurm-wlm slurmdbd mariadb-server munge shellcheck tmux
 # One binary per package, to tell whether the packages are there without asking apt.
 APT_BINARIES := slurmctld slurmdbd mariadbd munged shellcheck tmux
 
-.PHONY: deps demo test bench cluster-up cluster-down
+.PHONY: deps demo lint test bench cluster-up cluster-down
 
 deps:
 	@missing=""; for b in $(APT_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
@@ -35,7 +35,12 @@ demo: cluster-up
 	$(PYTHON) -m ixhpc report $(DEMO)-merged.h5 -o $(DEMO)-report
 	@echo "demo done: table and plots in $(DEMO)-report/"
 
-test: deps
+# Lint and types first (seconds), then the tests (minutes).
+lint: deps
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m mypy
+
+test: lint
 	$(PYTHON) -m pytest
 
 bench: deps

@@ -218,7 +218,8 @@ def main() -> int:
     p.add_argument("--server-tokens-per-s", type=float, default=8000.0)
     p.add_argument("--waves", type=int, default=2, help="requests = waves x concurrency")
     p.add_argument("--token-clock", choices=client.TOKEN_CLOCKS, default="kernel_receive")
-    p.add_argument("--asyncio", action="store_true", help="run the client on asyncio's loop even if uvloop is installed")
+    p.add_argument("--asyncio", action="store_true",
+                   help="run the client on asyncio's loop even if uvloop is installed")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

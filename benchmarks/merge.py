@@ -165,7 +165,8 @@ def run_mode(root: Path, base: Path, summary_only: bool, args: argparse.Namespac
         seg_dir.rmdir()
     full = timed_merge([base], out, summary_only)
     report(f"full merge ({label})", full, args.files)
-    size = out.stat().st_size + sum(f.stat().st_size for f in seg_dir.glob("*")) if seg_dir.is_dir() else out.stat().st_size
+    size = (out.stat().st_size + sum(f.stat().st_size for f in seg_dir.glob("*")) if seg_dir.is_dir()
+            else out.stat().st_size)
     print(f"  merged output: {size / 2**20:,.0f} MiB (table {out.stat().st_size / 2**20:,.1f} MiB)")
     inc = timed_merge([root / "points"], out, summary_only)
     report(f"incremental merge of {args.incremental} more ({label})", inc, args.incremental)

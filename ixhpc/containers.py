@@ -31,8 +31,9 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, field_validator
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -174,7 +174,8 @@ class LaunchSpec(BaseModel):
 
     @property
     def settings(self) -> dict[str, str]:
-        return dict(_SETTING.match(s).groups() for s in self.additional_settings)  # type: ignore[union-attr]
+        # Each one matched _SETTING when validated: the key is everything before the first '='.
+        return {key: value for key, _, value in (s.partition("=") for s in self.additional_settings)}
 
     def setting(self, key: str) -> str | None:
         """``PREFILL_KEY`` / ``DECODE_KEY`` for that role, else plain ``KEY``."""
@@ -279,10 +280,10 @@ def _ranked(spec: LaunchSpec, argv: list[str], rank_flag: str | None = "--node-r
     return ["bash", "-c", script, "ixhpc-node-rank", *argv]
 
 
-def _yaml(data: dict) -> str:
+def _yaml(data: dict[str, Any]) -> str:
     # Script-variable placeholders (NUL-delimited, see ixhpc.shell) must survive the dump;
     # YAML would escape NUL, so carry them as a private-use character through it.
-    def swap(v):
+    def swap(v: object) -> object:
         if isinstance(v, str):
             return v.replace("\x00", "\ue000")
         if isinstance(v, dict):
@@ -410,10 +411,10 @@ def _nixl_env(spec: LaunchSpec, role: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------- TensorRT-LLM
 
 
-def _trt_llm_api(spec: LaunchSpec, role: str) -> dict:
+def _trt_llm_api(spec: LaunchSpec, role: str) -> dict[str, Any]:
     """LLM-API options with no trtllm-serve flag (passed as --extra_llm_api_options YAML)."""
     _spec_decoding(spec)
-    opts: dict = {"enable_attention_dp": spec.dp_attn}
+    opts: dict[str, Any] = {"enable_attention_dp": spec.dp_attn}
     if role in ("prefill", "decode"):
         opts["cache_transceiver_config"] = {"backend": "DEFAULT"}
     if spec.spec_decoding == "mtp":

@@ -17,10 +17,11 @@ import os
 import secrets
 import shutil
 import signal
-import stat
 import socket
+import stat
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ixhpc import atomic
@@ -307,7 +308,7 @@ def _start(lay: Layout, d: Daemon) -> int:
 # ---------------------------------------------------------------- readiness
 
 
-def _wait(what: str, check, lay: Layout, daemon: Daemon, timeout: float = 60.0) -> None:
+def _wait(what: str, check: Callable[[], bool], lay: Layout, daemon: Daemon, timeout: float = 60.0) -> None:
     """Poll ``check`` until it holds; fail at once, with its last log line, if the daemon died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -445,7 +446,7 @@ def up(root: Path | None = None, link: bool = True) -> tuple[float, str]:
     _ensure_database(lay)
     daemons = {d.name: d for d in _daemons(lay)}
 
-    def start(name: str, ready) -> None:
+    def start(name: str, ready: Callable[[], bool]) -> None:
         if _running(lay, daemons[name]) is None:
             _start(lay, daemons[name])
         _wait(name, ready, lay, daemons[name])

@@ -18,8 +18,9 @@ import dataclasses
 import json
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ixhpc import __version__, containers, engines, shell
 from ixhpc.errors import ConfigError, PlanError
@@ -154,7 +155,7 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
     prepare = runtime.prepare(spec)
     plan = JobPlan(
         key=key, kind=first.kind, points=list(group), concs=concs,
-        sbatch=_sbatch(first, profile, run_dir, run_id, key),
+        sbatch=_sbatch(first, topo, profile, run_dir, run_id, key),
         variables=_variables(first, run_dir, key),
         exports=_exports(first),
         roles=roles,
@@ -199,12 +200,13 @@ def _comment(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", "?", text)
 
 
-def _sbatch(p: RunPoint, profile: ClusterProfile, run_dir: Path, run_id: str, key: str) -> dict:
+def _sbatch(p: RunPoint, topo: Topology, profile: ClusterProfile, run_dir: Path, run_id: str,
+            key: str) -> dict[str, str | bool]:
     minutes = p.ixhpc.time_limit or profile.time_limit
     opts: dict[str, str | bool] = {
         "job-name": f"ixhpc-{run_id}-{key}"[:200],
         "partition": str(p.partition),
-        "nodes": str(p.nodes),
+        "nodes": str(topo.nodes),
         "ntasks-per-node": "1",
         "time": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
         "output": str(Layout.of(run_dir).job_log_pattern(key)),
@@ -219,8 +221,8 @@ def _sbatch(p: RunPoint, profile: ClusterProfile, run_dir: Path, run_id: str, ke
     opts["no-requeue"] = True
     if profile.use_exclusive:
         opts["exclusive"] = True
-    if profile.use_segment and profile.nvlink_domain_nodes and p.nodes <= profile.nvlink_domain_nodes:
-        opts["segment"] = str(p.nodes)
+    if profile.use_segment and profile.nvlink_domain_nodes and topo.nodes <= profile.nvlink_domain_nodes:
+        opts["segment"] = str(topo.nodes)
     for name in ("account", "qos", "reservation"):
         if getattr(profile, name):
             opts[name] = str(getattr(profile, name))

@@ -21,8 +21,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from ixhpc.yamlmodel import (Located, Mount, PosInt, ConfigError, StrictModel, Str, Text, load_yaml,
-                          located_errors)
+from ixhpc.yamlmodel import ConfigError, Located, Mount, PosInt, Str, StrictModel, Text, load_yaml, located_errors
 
 ENV_VAR = "IXHPC_PROFILES"
 DEFAULT_PATH = Path("~/.config/ixhpc/clusters.yaml")

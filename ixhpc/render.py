@@ -15,16 +15,20 @@ import functools
 import json
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ixhpc import atomic
 from ixhpc.placement import JobPlan
 from ixhpc.rundir import Layout, ScriptPaths
 
+if TYPE_CHECKING:
+    import jinja2  # imported when first used: the CLI starts without it
+
 TEMPLATES = "sbatch_templates"  # inside the ixhpc package
 
 
 @functools.lru_cache(maxsize=1)
-def _environment():
+def _environment() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(
@@ -44,7 +48,7 @@ def render(plan: JobPlan) -> str:
     return render_template(name, plan=plan)
 
 
-def render_template(name: str, **context) -> str:
+def render_template(name: str, **context: object) -> str:
     return _environment().get_template(name).render(**context)
 
 

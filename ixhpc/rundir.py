@@ -23,19 +23,22 @@ work from any shell later. The manifest is rewritten atomically on every change.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ixhpc import atomic, shell
-from ixhpc.sweep import PointKind
 from ixhpc.errors import PlanError
+from ixhpc.sweep import PointKind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Layout:
     root: Path
 
     MANIFEST: ClassVar[str] = "manifest.json"
+    LOCK: ClassVar[str] = "run.lock"          # held by the one command submitting this run's jobs
     RECIPE: ClassVar[str] = "recipe.yaml"
     PROFILE: ClassVar[str] = "profile.yaml"
     BUNDLE: ClassVar[str] = "ixhpc.pyz"
@@ -74,6 +78,10 @@ class Layout:
     @property
     def manifest(self) -> Path:
         return self.root / self.MANIFEST
+
+    @property
+    def lock(self) -> Path:
+        return self.root / self.LOCK
 
     @property
     def recipe(self) -> Path:
@@ -152,6 +160,10 @@ class Layout:
 
     def result(self, point_key: str) -> Path:
         return self.results_dir / f"{point_key}.h5"
+
+    def set_aside(self, point_key: str, stamp: str) -> Path:
+        """Where `resume` moves a damaged result file (kept for inspection, never merged)."""
+        return self.results_dir / f"{point_key}.h5.damaged-{stamp}"
 
     def debug_file(self, name: str) -> Path:
         return self.root / name
@@ -261,11 +273,11 @@ class Manifest(BaseModel):
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
 
 
 def new_run_id(recipe: Path) -> str:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", recipe.stem).strip("-.") or "run"
     return f"{stem}-{stamp}-{secrets.token_hex(2)}"
 
@@ -290,6 +302,26 @@ def create(root: Path, run_id: str) -> Path:
     for d in Layout.of(run).directories():
         make_dir(d)
     return run
+
+
+@contextlib.contextmanager
+def locked(run: Path, command: str) -> Iterator[None]:
+    """One writer per run: `submit` and `resume` hold this while they read the run's state,
+    submit and record jobs; a second one refuses at once instead of submitting twice."""
+    path = Layout.of(run).lock
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another command"
+            raise PlanError(f"run {run} is being submitted by {holder}; try again once it has "
+                            f"ended (`ixhpc status {run}` shows its jobs)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"`ixhpc {command}` (pid {os.getpid()})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock, also when the process dies
 
 
 def save(run: Path, manifest: Manifest) -> None:

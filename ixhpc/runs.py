@@ -14,8 +14,9 @@ import argparse
 import dataclasses
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from ixhpc import bundle, placement, render, rundir
 from ixhpc.errors import PlanError
@@ -74,11 +75,12 @@ def plan(target: RunTarget, run_dir: Path, run_id: str) -> list[JobPlan]:
 
 
 def write(target: RunTarget, run_dir: Path, run_id: str, plans: Sequence[JobPlan]) -> rundir.Manifest:
+    """Fill a run directory that ``rundir.create`` made (submit holds its lock meanwhile)."""
     import yaml
 
     from ixhpc import __version__, atomic
 
-    layout = rundir.Layout.of(rundir.create(run_dir.parent, run_dir.name))
+    layout = rundir.Layout.of(run_dir)
     bundle.write(layout.bundle)  # the code the job's roles and client run, once per run
     shutil.copyfile(target.recipe, layout.recipe)
     atomic.write_text(layout.profile, yaml.safe_dump(

@@ -7,10 +7,14 @@ comes from one batched squeue+sacct call for the whole run (``ixhpc.slurm.states
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from pathlib import Path
+from typing import Any
 
 from ixhpc import rundir, slurm
 from ixhpc.job.wrapper import TIME_LIMIT_MARK
+
+MERGE_KEY = f"(merge into {rundir.Layout.MERGED})"   # the `submit --merge` job's status row
 
 
 @dataclasses.dataclass
@@ -25,7 +29,7 @@ class JobStatus:
     points_total: int
     missing: list[str]    # point keys without a valid result
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
@@ -42,6 +46,20 @@ def valid_point_file(path: Path) -> bool:
 
 def point_done(run: Path, point_key: str) -> bool:
     return valid_point_file(rundir.Layout.of(run).result(point_key))
+
+
+def set_aside_damaged(run: Path, point_keys: list[str]) -> list[Path]:
+    """Move the damaged result files of these points (missing: no valid result) aside, so
+    their job can publish a whole one; a point without a file is left alone."""
+    layout = rundir.Layout.of(run)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    moved = []
+    for key in point_keys:
+        path = layout.result(key)
+        if path.exists() and not valid_point_file(path):
+            path.rename(layout.set_aside(key, stamp))
+            moved.append(layout.set_aside(key, stamp))
+    return moved
 
 
 def _newest_log(run: Path, job_key: str) -> list[str]:
@@ -85,7 +103,7 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
                              len(entry.points), missing))
     if manifest.merge_job_id:  # `submit --merge`: one row more, no points of its own
         st = states.get(manifest.merge_job_id)
-        out.append(JobStatus(f"(merge into {rundir.Layout.MERGED})", "merge", manifest.merge_job_id,
+        out.append(JobStatus(MERGE_KEY, "merge", manifest.merge_job_id,
                              st.state if st else slurm.UNKNOWN, st.reason if st else "", st.nodes if st else "",
                              0, 0, []))
     return out

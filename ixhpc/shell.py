@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Iterable
+from collections.abc import Iterable
 
 _MARK = "\x00"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -9,17 +9,21 @@ so its `srun` lines create ordinary steps, exactly as under a hand-typed `sbatch
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ixhpc import rundir, slurm
+from ixhpc.errors import ConfigError
 from ixhpc.job import merge as merge_job
 from ixhpc.job import wrapper
-from ixhpc.errors import ConfigError
 
 if TYPE_CHECKING:
+    import submitit
+
     from ixhpc.profiles import ClusterProfile
 
 # sbatch options submitit sets from its own parameters; everything else passes through.
@@ -41,7 +45,7 @@ def dependency(text: str) -> str:
                     f"such as afterany:123:124")
 
 
-def executor_parameters(sbatch: dict[str, str | bool], array_parallelism: int = 64) -> dict:
+def executor_parameters(sbatch: dict[str, str | bool], array_parallelism: int = 64) -> dict[str, Any]:
     """submitit.SlurmExecutor parameters equal to a job's #SBATCH options."""
     extra = {k.replace("-", "_"): v for k, v in sbatch.items() if k not in _OWN}
     minutes = _minutes(str(sbatch["time"]))
@@ -72,7 +76,7 @@ def script_options(script: Path) -> dict[str, str | bool]:
     return opts
 
 
-def _submit(executor, scripts: list[str], logs: list[str]) -> list:
+def _submit(executor: submitit.SlurmExecutor, scripts: list[str], logs: list[str]) -> list[submitit.Job[None]]:
     # submitit lets sbatch write to our stderr; its message reaches the user once, in the
     # one-line error, so hold it back here.
     with _quiet_stderr():
@@ -82,7 +86,7 @@ def _submit(executor, scripts: list[str], logs: list[str]) -> list:
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
+def _quiet_stderr() -> Iterator[None]:
     import sys
     import tempfile
 
@@ -102,7 +106,7 @@ def _minutes(hms: str) -> int:
     return max(1, h * 60 + m + (1 if s else 0))
 
 
-def submit_groups(run: Path, groups: Sequence[tuple[dict, list[rundir.JobEntry]]],
+def submit_groups(run: Path, groups: Sequence[tuple[dict[str, str | bool], list[rundir.JobEntry]]],
                   array_parallelism: int) -> None:
     """Submit each group (same sbatch options) as one array or one job; record job ids."""
     import submitit
@@ -112,7 +116,7 @@ def submit_groups(run: Path, groups: Sequence[tuple[dict, list[rundir.JobEntry]]
         executor.update_parameters(**executor_parameters(sbatch, array_parallelism))
         scripts = [str((run / e.script).resolve()) for e in entries]
         logs = [str(rundir.Layout.of(run).job_log_pattern(e.key)) for e in entries]
-        jobs = slurm.with_retries(lambda: _submit(executor, scripts, logs), "sbatch")
+        jobs = slurm.with_retries(functools.partial(_submit, executor, scripts, logs), "sbatch")
         for entry, job in zip(entries, jobs):
             entry.attempts.append(rundir.Attempt(job_id=job.job_id, submitted=rundir.now()))
 

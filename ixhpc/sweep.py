@@ -45,16 +45,26 @@ import hashlib
 import json
 import re
 from collections import defaultdict
-from typing import Annotated, Any, Callable, ClassVar, Iterator, Literal, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 
 from ixhpc.errors import PlanError
 from ixhpc.point_metadata import DisaggRecord, MultiAggRecord, SingleRecord
 from ixhpc.profiles import ClusterProfile, profile_for_runner
-from ixhpc.recipe import (AggEngine, IxhpcBlock, LoadedEntry, MultiAggSearch, Recipes,
-                          SingleNodeSearch, UnusedWorker, Worker)
+from ixhpc.recipe import (
+    AggEngine,
+    IxhpcBlock,
+    LoadedEntry,
+    MultiAggSearch,
+    Recipes,
+    SingleNodeSearch,
+    UnusedWorker,
+    Worker,
+)
 from ixhpc.topology import Topology, layout, worker_gpus
 
 SEQ_LEN_NAMES = {"1k1k": (1024, 1024), "1k8k": (1024, 8192), "8k1k": (8192, 1024)}
@@ -79,12 +89,11 @@ def conc_range(start: int, end: int, step: int) -> list[int]:
 # Filters (shared by sweep, render and submit).
 
 
-def _flag(help_text: str, metavar: str | None = None, exclusive: str | None = None,
-          only: bool = False) -> Any:
-    """A Filters field's command-line flag: its help, and the flags it excludes (``exclusive``
-    group; ``only``: the flag keeps only its kind, the group's other fields become False)."""
-    return {"description": help_text, "json_schema_extra": {
-        "metavar": metavar, "exclusive": exclusive, "only": only}}
+def _flag(metavar: str | None = None, exclusive: str | None = None, only: bool = False) -> JsonDict:
+    """A Filters field's command-line flag (its ``json_schema_extra``; the help is its
+    ``description``): its metavar and the flags it excludes (``exclusive`` group; ``only``:
+    the flag keeps only its kind, the group's other fields become False)."""
+    return {"metavar": metavar, "exclusive": exclusive, "only": only}
 
 
 class Filters(BaseModel):
@@ -92,23 +101,33 @@ class Filters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    model_prefix: tuple[str, ...] = Field((), **_flag("keep config keys starting with any PREFIX", "PREFIX"))
-    precision: tuple[str, ...] = Field((), **_flag("keep these precisions"))
-    framework: tuple[str, ...] = Field((), **_flag("keep these frameworks"))
-    runner_type: tuple[str, ...] = Field((), **_flag("keep entries whose runner label is one of these",
-                                                     "RUNNER"))
+    model_prefix: tuple[str, ...] = Field(default=(), description="keep config keys starting with any PREFIX",
+                                          json_schema_extra=_flag("PREFIX"))
+    precision: tuple[str, ...] = Field(default=(), description="keep these precisions", json_schema_extra=_flag())
+    framework: tuple[str, ...] = Field(default=(), description="keep these frameworks", json_schema_extra=_flag())
+    runner_type: tuple[str, ...] = Field(default=(), description="keep entries whose runner label is one of these",
+                                         json_schema_extra=_flag("RUNNER"))
     seq_lens: tuple[tuple[int, int], ...] = Field(
-        (), **_flag("keep these sequence lengths: 1k1k, 1k8k, 8k1k or ISLxOSL", "SEQ"))
-    step_size: int = Field(2, ge=2, **_flag("geometric step of conc-start..conc-end ranges (default 2)"))
-    min_conc: int | None = Field(None, gt=0, **_flag("drop concurrencies below this"))
-    max_conc: int | None = Field(None, gt=0, **_flag("drop concurrencies above this"))
-    max_tp: int | None = Field(None, gt=0, **_flag("drop single-node points with a larger tp"))
-    max_ep: int | None = Field(None, gt=0, **_flag("clamp single-node ep to this"))
-    single_node: bool = Field(True, **_flag("only single-node entries", exclusive="nodes", only=True))
-    multi_node: bool = Field(True, **_flag("only multi-node entries", exclusive="nodes", only=True))
-    run_evals: bool = Field(False, **_flag("mark the eval subset (run-eval: true) among all points",
-                                           exclusive="evals"))
-    evals_only: bool = Field(False, **_flag("keep only the eval subset", exclusive="evals"))
+        default=(), description="keep these sequence lengths: 1k1k, 1k8k, 8k1k or ISLxOSL",
+        json_schema_extra=_flag("SEQ"))
+    step_size: int = Field(default=2, ge=2, description="geometric step of conc-start..conc-end ranges (default 2)",
+                           json_schema_extra=_flag())
+    min_conc: int | None = Field(default=None, gt=0, description="drop concurrencies below this",
+                                 json_schema_extra=_flag())
+    max_conc: int | None = Field(default=None, gt=0, description="drop concurrencies above this",
+                                 json_schema_extra=_flag())
+    max_tp: int | None = Field(default=None, gt=0, description="drop single-node points with a larger tp",
+                               json_schema_extra=_flag())
+    max_ep: int | None = Field(default=None, gt=0, description="clamp single-node ep to this",
+                               json_schema_extra=_flag())
+    single_node: bool = Field(default=True, description="only single-node entries",
+                              json_schema_extra=_flag(exclusive="nodes", only=True))
+    multi_node: bool = Field(default=True, description="only multi-node entries",
+                             json_schema_extra=_flag(exclusive="nodes", only=True))
+    run_evals: bool = Field(default=False, description="mark the eval subset (run-eval: true) among all points",
+                            json_schema_extra=_flag(exclusive="evals"))
+    evals_only: bool = Field(default=False, description="keep only the eval subset",
+                             json_schema_extra=_flag(exclusive="evals"))
 
     def keeps_entry(self, key: str, e: LoadedEntry) -> bool:
         s = e.spec
@@ -191,7 +210,8 @@ def filters_from_args(args: argparse.Namespace) -> Filters:
         if not any(values[n] for n in names):
             for n in names:
                 values.pop(n)  # none given: the fields' defaults keep every kind
-    return Filters(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    given: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return Filters(**given)
 
 
 # --------------------------------------------------------------------------------------

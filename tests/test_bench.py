@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 from aiohttp import web
+from test_sim_server import records, sim_process
 
 from ixhpc.bench import __main__ as bench_main
 from ixhpc.bench import client, dataset, metrics, workers
-from test_sim_server import records, sim_process
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN = b'data: {"id":"x","choices":[{"index":0,"text":" t","finish_reason":null}]}\n\n'

@@ -126,7 +126,8 @@ def _fake_bin(tmp_path: Path, name: str) -> Path:
         "import json, os, sys\n"
         "files = {a: open(a).read() for a in sys.argv[1:] if a.startswith(%r) and os.path.isfile(a)}\n"
         "print(json.dumps({'argv': sys.argv[1:], 'files': files,\n"
-        "                  'env': {k: v for k, v in os.environ.items() if k.startswith(('DECODE_', 'PREFILL_', 'ETCD', 'NATS'))}}))\n"
+        "                  'env': {k: v for k, v in os.environ.items()\n"
+        "                          if k.startswith(('DECODE_', 'PREFILL_', 'ETCD', 'NATS'))}}))\n"
         % str(tmp_path))
     exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     return bindir

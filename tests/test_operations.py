@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slurm_helpers import run as slurm_run, sbatch
+from slurm_helpers import run as slurm_run
+from slurm_helpers import sbatch
 from test_jobs_e2e import REPO, _wait_for_process, ixhpc, submit, wait_status
 
 pytestmark = pytest.mark.cluster
@@ -138,7 +139,8 @@ def test_transient_sbatch_failures_are_retried(slurm, tmp_path):
 
 
 def test_a_lasting_sbatch_error_is_one_line_and_keeps_the_run_directory(slurm, tmp_path):
-    env = _fake_sbatch(tmp_path, 99, "Batch job submission failed: Invalid account or account/partition combination specified")
+    env = _fake_sbatch(tmp_path, 99,
+                       "Batch job submission failed: Invalid account or account/partition combination specified")
     res = _submit_env(REPO / "recipes/examples/sim-single-node.yaml", tmp_path / "results", env)
     assert res.returncode == 1
     assert res.stderr.count("\n") == 1 and "Invalid account" in res.stderr and "Traceback" not in res.stderr

@@ -13,7 +13,6 @@ from ixhpc.cli import main
 from ixhpc.recipe import MultiNodeEntry, SingleNodeEntry, load_recipe_files, validate_file
 from ixhpc.yamlmodel import ConfigError
 
-
 GOOD = """\
 sim-single:
   image: none
@@ -109,14 +108,19 @@ BROKEN = [
     ("bool as int", replace("    - tp: 8\n", "    - tp: 8\n      dp-attn: 1\n"), 13, "dp-attn: expected true or false"),
     ("typo suggests", replace("conc-start: 2", "conc-strat: 2"), 13, "did you mean 'conc-start'?"),
     ("top-level typo", replace("framework: sim", "framwork: sim"), 6, "did you mean 'framework'?"),
-    ("both conc forms", replace("conc-end: 8", "conc-end: 8\n      conc-list: [4]"), 12, "either conc-list or conc-start/conc-end, found both"),
-    ("start > end", replace("conc-start: 2", "conc-start: 64"), 12, "expected conc-start <= conc-end, found conc-start 64 > conc-end 8"),
+    ("both conc forms", replace("conc-end: 8", "conc-end: 8\n      conc-list: [4]"),
+     12, "either conc-list or conc-start/conc-end, found both"),
+    ("start > end", replace("conc-start: 2", "conc-start: 64"),
+     12, "expected conc-start <= conc-end, found conc-start 64 > conc-end 8"),
     ("half a range", replace("      conc-end: 8\n", ""), 12, "found no conc-end"),
     ("zero tp", replace("tp: 8", "tp: 0"), 12, "tp: expected a value > 0, found 0"),
     ("negative conc", replace("conc-start: 2", "conc-start: -2"), 13, "conc-start: expected a value > 0"),
     ("negative isl", replace("isl: 128", "isl: -1"), 9, "isl: expected a value > 0"),
-    ("empty search space", replace("    search-space:\n    - tp: 8\n      conc-start: 2\n      conc-end: 8\n", "    search-space: []\n"), 11, "at least 1 item"),
-    ("bad spec-decoding", replace("    - tp: 8\n", "    - tp: 8\n      spec-decoding: eagle\n"), 13, "expected one of 'none', 'mtp' or 'draft_model'"),
+    ("empty search space",
+     replace("    search-space:\n    - tp: 8\n      conc-start: 2\n      conc-end: 8\n", "    search-space: []\n"),
+     11, "at least 1 item"),
+    ("bad spec-decoding", replace("    - tp: 8\n", "    - tp: 8\n      spec-decoding: eagle\n"),
+     13, "expected one of 'none', 'mtp' or 'draft_model'"),
     ("null value", replace("model: sim/m", "model:"), 3, "model: expected a string, found null"),
     ("entry not a mapping", "k: 3\n", 1, "k: expected a mapping, found 3"),
     ("unknown ixhpc key", GOOD + "  ixhpc:\n    time-limt: 5\n", 16, "did you mean 'time-limit'?"),
@@ -126,10 +130,14 @@ BROKEN = [
     ("ratio > 1", GOOD + "  ixhpc:\n    benchmark: {random-range-ratio: 2}\n", 16, "expected a value <= 1"),
     ("zero time limit", GOOD + "  ixhpc:\n    time-limit: 0\n", 16, "time-limit: expected a value > 0"),
     ("sim gpu", GOOD + "  ixhpc:\n    sim: {gpu: A100}\n", 16, "sim.gpu: expected one of"),
-    ("multinode worker", replace("tp: 8, ep: 8, dp-attn: false", "tp: 0, ep: 8, dp-attn: false", MULTI), 16, "decode.tp: expected a value > 0"),
-    ("multinode missing worker", replace("      decode: {num-worker: 2, tp: 8, ep: 8, dp-attn: false}\n", "", MULTI), 14, "decode: expected this required key"),
-    ("duplicate key", GOOD + "sim-single:\n  image: x\n", 15, "expected each key once, found a duplicate key (first at line 1)"),
-    ("duplicate nested key", replace("  image: none\n", "  image: none\n  image: two\n"), 3, "sim-single.image: expected each key once"),
+    ("multinode worker", replace("tp: 8, ep: 8, dp-attn: false", "tp: 0, ep: 8, dp-attn: false", MULTI),
+     16, "decode.tp: expected a value > 0"),
+    ("multinode missing worker", replace("      decode: {num-worker: 2, tp: 8, ep: 8, dp-attn: false}\n", "", MULTI),
+     14, "decode: expected this required key"),
+    ("duplicate key", GOOD + "sim-single:\n  image: x\n",
+     15, "expected each key once, found a duplicate key (first at line 1)"),
+    ("duplicate nested key", replace("  image: none\n", "  image: none\n  image: two\n"),
+     3, "sim-single.image: expected each key once"),
     ("tab indentation", replace("  image: none", "\timage: none"), 2, "found a tab character"),
     ("empty file", "", 1, "found an empty file"),
     ("only comments", "# nothing\n\n", 1, "found an empty file"),

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from hostile import HOSTILE, PWNED
 from ixhpc import debug, render, runs
 from ixhpc.profiles import get_profile
 from ixhpc.sweep import Filters
+
+from hostile import HOSTILE, PWNED
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "scripts"

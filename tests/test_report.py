@@ -8,6 +8,7 @@ import sys
 import matplotlib.image
 import pytest
 
+from ixhpc.errors import PlanError, ResultFileError
 from ixhpc.results import load, merge, report
 from results_helpers import write_points
 
@@ -69,11 +70,12 @@ def test_report_command_writes_summary_and_valid_pngs(merged, tmp_path):
 def test_report_with_no_matching_points_is_one_line_error(merged, tmp_path):
     done = subprocess.run([sys.executable, "-m", "ixhpc", "report", str(merged), "-o", str(tmp_path / "r"),
                            "--hw", "h100"], capture_output=True, text=True)
-    assert done.returncode == 1
+    assert done.returncode == PlanError.exit_code
     assert done.stderr == f"ixhpc report: error: no points in {merged} match the filters\n"
 
 
 def test_report_on_missing_file_is_one_line_error(tmp_path):
     done = subprocess.run([sys.executable, "-m", "ixhpc", "report", str(tmp_path / "nope.h5"), "-o",
                            str(tmp_path / "r")], capture_output=True, text=True)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "no such file" in done.stderr
+    assert done.returncode == ResultFileError.exit_code
+    assert done.stderr.count("\n") == 1 and "no such file" in done.stderr

@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 
-from hostile import HOSTILE, PWNED
 from ixhpc import shell
+
+from hostile import HOSTILE, PWNED
 
 
 def _run(script: str) -> list[str]:

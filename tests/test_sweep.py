@@ -14,9 +14,9 @@ from ixhpc.cli import main
 from ixhpc.errors import UserError
 from ixhpc.profiles import ENV_VAR, get_profile
 from ixhpc.recipe import load_recipe_files
-from ixhpc.yamlmodel import ConfigError
 from ixhpc.sweep import Filters, add_filter_args, conc_range, expand, filters_from_args
 from ixhpc.topology import pack, worker_gpus
+from ixhpc.yamlmodel import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "recipes" / "examples"

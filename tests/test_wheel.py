@@ -49,6 +49,8 @@ def test_a_wheel_in_a_fresh_venv_renders_submits_and_runs_a_job(slurm, tmp_path)
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path)
     python, cli = venv / "bin" / "python", venv / "bin" / "ixhpc"
+    # --force-reinstall: the checkout's editable install, seen through the system site, has the
+    # same version; pip installs into the venv and leaves that one alone.
     _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--force-reinstall",
           str(wheel)], cwd=tmp_path)
     where = _run([str(python), "-c", "import ixhpc; print(ixhpc.__file__)"], cwd=tmp_path).stdout.strip()

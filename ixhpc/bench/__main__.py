@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--prompt-format", choices=("text", "token-ids"), default="text")
     p.add_argument("--request-timeout", type=float, default=6 * 3600.0, help="seconds per request")
+    p.add_argument("--stall-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="fail a request that receives nothing for this long, its first token included "
+                        "(default %(default)g; inf: never)")
+    p.add_argument("--max-line-bytes", type=int, default=1 << 20, metavar="BYTES",
+                   help="fail a request whose stream sends a longer SSE line (default %(default)d)")
     p.add_argument("--token-clock", choices=client.TOKEN_CLOCKS, default="kernel_receive",
                    help="token times: when the kernel received the bytes (default) or when they were read")
     p.add_argument("--workers", type=int, default=1,
@@ -62,6 +67,10 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--request-rate must be > 0 (inf for all at once)")
     if args.num_warmups < 0 or args.request_timeout <= 0:
         p.error("--num-warmups must be >= 0 and --request-timeout > 0")
+    if not args.stall_timeout > 0:
+        p.error("--stall-timeout must be > 0 (inf for no limit)")
+    if args.max_line_bytes < 64:
+        p.error("--max-line-bytes must be >= 64")
     if args.output and os.path.exists(args.output):
         p.error(f"--output {args.output} exists; results are never overwritten")
     if not args.base_url.startswith(("http://", "https://")):
@@ -109,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         base_url=args.base_url, model=model, endpoint=args.endpoint, ignore_eos=args.ignore_eos,
         max_concurrency=args.max_concurrency, request_rate=args.request_rate,
         request_timeout=args.request_timeout, seed=args.seed,
-        token_clock=args.token_clock,
+        token_clock=args.token_clock, stall_timeout=args.stall_timeout, max_line_bytes=args.max_line_bytes,
     )
     try:
         results, start, duration = workers.benchmark(cfg, prompts, warmups, n_workers)

@@ -15,7 +15,11 @@ stamp (``token_clock="read"``, or an OS without them) and an event that was not 
 one completed by its read, which only happens when the client fell behind; it then shares
 that read's time with the events after it. Any failure of one request (HTTP error, reset
 connection, truncated or malformed stream, error event, timeout) becomes that request's error
-text; it never stops the benchmark."""
+text; it never stops the benchmark.
+
+A request's memory is bounded whatever the server sends: at most ``max_tokens`` +
+``STAMP_SLACK`` token times, SSE events (lines) of at most ``max_line_bytes``, each read in
+linear time; a stream that sends nothing for ``stall_timeout`` seconds fails."""
 
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ class RequestResult:
     queued: float = math.nan  # perf_counter when the client began the request
     start: float = math.nan  # when its bytes went to the socket (``queued`` if they never did)
     end: float = math.nan  # its last token's time
-    token_times: array = field(default_factory=lambda: array("d"))  # one per content chunk
+    token_times: array[float] = field(default_factory=lambda: array("d"))  # one per content chunk
     output_len: int = 0  # usage.completion_tokens when the server reports it, else chunks
     success: bool = False
     error: str = ""
@@ -73,6 +77,8 @@ class ClientConfig:
     request_rate: float = math.inf
     request_timeout: float = 6 * 3600.0
     seed: int = 0
+    stall_timeout: float = 300.0  # seconds a request may receive nothing (inf: no limit)
+    max_line_bytes: int = 1 << 20  # longest SSE event (line) accepted
     token_clock: str = "kernel_receive"  # one of TOKEN_CLOCKS; stated in the result's config
 
 
@@ -82,6 +88,8 @@ class StreamError(Exception):
 
 TIMER_START = "request_written"  # what TTFT/E2EL count from; stated in the result's config
 TOKEN_CLOCKS = ("kernel_receive", "read")  # token times: kernel receive stamps, or read times
+STAMP_SLACK = 16  # token events accepted beyond max_tokens before a request fails
+_UNBOUNDED = 1 << 62
 
 
 def _payload(cfg: ClientConfig, prompt: Prompt) -> dict[str, Any]:
@@ -109,7 +117,7 @@ def _chunk_text(event: dict[str, Any]) -> str:
     if text is None:
         delta = choice.get("delta") or {}
         text = delta.get("content") or delta.get("reasoning_content") or ""
-    return text
+    return str(text)
 
 
 _DECODER = json.JSONDecoder()
@@ -128,8 +136,9 @@ def _parse_json(data: bytes) -> Any:
     raise StreamError(f"malformed SSE data: {data[:80]!r}")
 
 
-def _handle_event(raw: bytes, now: float, result: RequestResult) -> bool:
-    """Account one SSE event; return True at ``[DONE]``."""
+def _handle_event(raw: bytes, now: float, result: RequestResult, max_stamps: int = _UNBOUNDED) -> bool:
+    """Account one SSE event; return True at ``[DONE]``. More than ``max_stamps`` token events
+    (or a usage count above it) fail the request: the server ignored ``max_tokens``."""
     raw = raw.strip()
     if not raw or raw.startswith(b":"):  # keep-alive comment
         return False
@@ -144,40 +153,77 @@ def _handle_event(raw: bytes, now: float, result: RequestResult) -> bool:
     if not result.response_id:
         result.response_id = str(event.get("id", ""))
     if _chunk_text(event):
+        if len(result.token_times) >= max_stamps:
+            raise StreamError(f"the server sent more than {max_stamps} tokens (max_tokens + {STAMP_SLACK})")
         result.token_times.append(now)
     usage = event.get("usage")
     if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-        result.output_len = usage["completion_tokens"]
+        count = usage["completion_tokens"]
+        if not 0 <= count <= max_stamps:
+            raise StreamError(f"usage.completion_tokens out of range: {str(count)[:40]}")
+        result.output_len = count
     return False
 
 
 class _EventStream:
-    """The body sink of one request: splits the SSE stream into events as bytes are read."""
+    """The body sink of one request: splits the SSE stream into events as bytes are read.
 
-    __slots__ = ("result", "pending", "done", "last_read")
+    An unfinished event waits in ``pending``, a bytearray that each read extends and whose new
+    bytes alone are searched for the event's end: one long event costs linear time (joining
+    and re-splitting it at every read cost quadratic time). Events longer than ``max_line``
+    bytes and more than ``max_stamps`` token events fail the request."""
 
-    def __init__(self, result: RequestResult) -> None:
-        self.result, self.pending, self.done, self.last_read = result, b"", False, math.nan
+    __slots__ = ("result", "pending", "done", "last_read", "max_stamps", "max_line")
+
+    def __init__(self, result: RequestResult, max_stamps: int = _UNBOUNDED, max_line: int = 1 << 20) -> None:
+        self.result, self.pending, self.done, self.last_read = result, bytearray(), False, math.nan
+        self.max_stamps, self.max_line = max_stamps, max_line
 
     def __call__(self, data: bytes, arrived: float, read: float) -> None:
         if read - arrived > self.result.read_lag:
             self.result.read_lag = read - arrived
         if self.pending:
-            data = self.pending + data
+            whole = self._extend(data)
+            if whole is None:
+                return
+            data = whole
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        *events, self.pending = data.split(b"\n\n")  # usually one whole event per read
+        *events, rest = data.split(b"\n\n")  # usually one whole event per read
+        if rest:
+            self._check_length(len(rest))
+            self.pending = bytearray(rest)
         for raw in events:
+            if len(raw) > self.max_line:
+                self._check_length(len(raw))
             # The first event completed by a read ends in the read's first packet, whose
             # arrival the kernel stamped. Events after it in the same read (a client that fell
             # behind) arrived later, at times nobody recorded: they get the read's time.
             when = arrived if read != self.last_read else read
             self.last_read = read
-            self.done = _handle_event(raw, when, self.result) or self.done
+            self.done = _handle_event(raw, when, self.result, self.max_stamps) or self.done
+
+    def _extend(self, data: bytes) -> bytes | None:
+        """Add ``data`` to the unfinished event; all of it once an event ends in it, else None."""
+        pending = self.pending
+        start = max(len(pending) - 2, 0)  # an end may straddle the reads: \n|\r\n, \n\r|\n
+        pending += data
+        if pending.find(b"\n\n", start) < 0 and pending.find(b"\n\r\n", start) < 0:
+            if len(pending) > self.max_line:
+                self.pending = bytearray()  # the request fails: keep nothing of it
+                self._check_length(len(pending))
+            return None
+        self.pending = bytearray()
+        return bytes(pending)
+
+    def _check_length(self, size: int) -> None:
+        if size > self.max_line:
+            raise StreamError(f"SSE line longer than {self.max_line} bytes")
 
     def close(self, now: float) -> None:
         if self.pending.strip():
-            self.done = _handle_event(self.pending.replace(b"\r\n", b"\n"), now, self.result) or self.done
+            raw = bytes(self.pending).replace(b"\r\n", b"\n")
+            self.done = _handle_event(raw, now, self.result, self.max_stamps) or self.done
 
 
 def _stamp_start(result: RequestResult) -> Callable[[float], None]:
@@ -186,9 +232,9 @@ def _stamp_start(result: RequestResult) -> Callable[[float], None]:
     return stamp
 
 
-async def _stream(session: http.Client, path: str, body: bytes, result: RequestResult) -> None:
+async def _stream(session: http.Client, path: str, body: bytes, result: RequestResult,
+                  events: _EventStream) -> None:
     result.queued = time.perf_counter()
-    events = _EventStream(result)
     try:
         resp = await session.request("POST", path, body, events, on_written=_stamp_start(result))
     finally:
@@ -217,11 +263,12 @@ async def send(session: http.Client, cfg: ClientConfig, prompt: Prompt) -> Reque
     result = RequestResult(input_len=prompt.input_len)
     try:
         body = json.dumps(_payload(cfg, prompt)).encode()
-        await asyncio.wait_for(_stream(session, cfg.endpoint, body, result), cfg.request_timeout)
+        events = _EventStream(result, prompt.output_len + STAMP_SLACK, cfg.max_line_bytes)
+        await asyncio.wait_for(_stream(session, cfg.endpoint, body, result, events), cfg.request_timeout)
         result.success = True
     except asyncio.CancelledError:
         raise
-    except asyncio.TimeoutError:
+    except TimeoutError:
         result.error = f"timeout after {cfg.request_timeout:g} s"
     except Exception as exc:  # noqa: BLE001 - a request's failure is data, not a crash
         result.error = _describe(exc)
@@ -236,7 +283,8 @@ def open_session(cfg: ClientConfig) -> Iterator[http.Client]:
     headers = {"Accept": "text/event-stream"}
     if os.environ.get("OPENAI_API_KEY"):
         headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY'].strip()}"
-    session = http.Client(cfg.base_url, headers, receive_stamps=cfg.token_clock == "kernel_receive")
+    session = http.Client(cfg.base_url, headers, receive_stamps=cfg.token_clock == "kernel_receive",
+                          stall_timeout=cfg.stall_timeout)
     try:
         yield session
     finally:

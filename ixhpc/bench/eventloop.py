@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -17,7 +17,7 @@ def _uvloop() -> ModuleType | None:
         import uvloop
     except Exception:  # noqa: BLE001 - missing or broken (a container's odd build): plain asyncio
         return None
-    return uvloop
+    return cast(ModuleType, uvloop)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -25,7 +25,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     if uvloop is None:
         return asyncio.run(coro)
     if hasattr(uvloop, "run"):
-        return uvloop.run(coro)
+        return cast(T, uvloop.run(coro))
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # uvloop < 0.18 has no run()
     return asyncio.run(coro)
 

@@ -13,11 +13,15 @@ It speaks what OpenAI-compatible engines answer with: ``Content-Length``, chunke
 read-until-close bodies, keep-alive connections pooled per client, ``http`` and ``https``.
 A broken exchange raises ``HttpError`` (protocol) or the ``OSError`` the socket gave
 (reset, refused); the connection is then dropped, never reused. A request is never retried.
+
+Every buffer is bounded (the response head, a chunk-size line, a collected body), and an
+exchange whose server sends nothing for ``stall_timeout`` seconds fails with ``HttpError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 import time
@@ -67,6 +71,8 @@ class _Connection(asyncio.BufferedProtocol):
         self._want_stamps = receive_stamps
         self._stamps: socket.socket | None = None  # for the kernel's receive stamps
         self._arrived: float | None = None
+        self._last_io = 0.0  # perf_counter of the last read: what the stall check looks at
+        self._stall_timer: asyncio.TimerHandle | None = None
         self._reset_exchange(None, asyncio.get_running_loop().create_future())
         self._done.set_result(None)  # idle
 
@@ -93,7 +99,7 @@ class _Connection(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        now = time.perf_counter()
+        now = self._last_io = time.perf_counter()
         arrived = now if self._arrived is None else min(self._arrived, now)
         data = bytes(self._buffer[:nbytes])
         if self._done.done():
@@ -122,12 +128,36 @@ class _Connection(asyncio.BufferedProtocol):
             self._done.set_exception(HttpError(f"connection closed by the server {where}"))
 
     # -- the exchange -------------------------------------------------------------------
-    def send(self, request: bytes, sink: BodySink | None) -> asyncio.Future[None]:
+    def send(self, request: bytes, sink: BodySink | None, stall_timeout: float = math.inf) -> asyncio.Future[None]:
         assert self.transport is not None and self._done.done()
         self._reset_exchange(sink, asyncio.get_running_loop().create_future())
-        self.response.written = time.perf_counter()
+        self.response.written = self._last_io = time.perf_counter()
+        if stall_timeout < math.inf:
+            self._watch_stall(self._done, stall_timeout)
         self.transport.write(request)  # sent now when the socket has room, as it does here
         return self._done
+
+    def _watch_stall(self, done: asyncio.Future[None], limit: float) -> None:
+        """Fail the exchange once no byte came for ``limit`` seconds. One timer per exchange,
+        moved on lazily when it fires: a read only stores its time (a timer per read would cost
+        the hot path)."""
+        def check() -> None:
+            if done.done():
+                return
+            idle = time.perf_counter() - self._last_io
+            if idle >= limit:
+                self._abort(HttpError(f"stalled: nothing received from the server for {limit:g} s"))
+            else:
+                self._stall_timer = loop.call_later(limit - idle, check)
+
+        loop = asyncio.get_running_loop()
+        self._stall_timer = loop.call_later(limit, check)
+
+    def unwatch(self) -> None:
+        """Drop the exchange's stall timer (thousands of finished exchanges keep none)."""
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
 
     def _abort(self, exc: Exception | None) -> None:
         if not self._done.done():
@@ -167,7 +197,7 @@ class _Connection(asyncio.BufferedProtocol):
     def _feed_head(self, data: bytes) -> bytes:
         """Collect the response head; once whole, parse it and return the body bytes after it."""
         head = self._head + data
-        end = head.find(b"\r\n\r\n")
+        end = head.find(b"\r\n\r\n", max(len(self._head) - 3, 0))  # scan the new bytes only
         if end < 0:
             if len(head) > MAX_HEAD:
                 raise HttpError("response head longer than 64 KiB")
@@ -265,7 +295,8 @@ class Client:
     are not used (the engines sit on the cluster's own network), as with aiohttp's default.
     """
 
-    def __init__(self, base_url: str, headers: dict[str, str] | None = None, receive_stamps: bool = True) -> None:
+    def __init__(self, base_url: str, headers: dict[str, str] | None = None, receive_stamps: bool = True,
+                 stall_timeout: float = math.inf) -> None:
         url = urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -281,6 +312,7 @@ class Client:
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
         self._idle: list[_Connection] = []
         self.receive_stamps = receive_stamps
+        self.stall_timeout = stall_timeout  # seconds an exchange may receive nothing; inf: no limit
         self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
 
     async def _connection(self) -> _Connection:
@@ -304,12 +336,13 @@ class Client:
         """Send one request; a 2xx body goes to ``sink`` as it is read (else to ``Response.body``),
         with two times for each read: when its first byte reached this host (the kernel's
         receive stamp, ``ixhpc.bench.rxstamp``; the read's time where there is none) and when
-        it was read.
+        it was read. An exchange that receives nothing for ``stall_timeout`` seconds (from the
+        write, then from each read) fails with ``HttpError``.
 
         ``on_written`` gets the time the request went to the socket, before any reply byte is
         read, so a caller keeps it even when the exchange then fails or is cancelled."""
         conn = await self._connection()
-        done = conn.send(self.head(method, path, body, content_type) + body, sink)
+        done = conn.send(self.head(method, path, body, content_type) + body, sink, self.stall_timeout)
         if on_written is not None:
             on_written(conn.response.written)
         try:
@@ -319,6 +352,8 @@ class Client:
             if conn.transport is not None:
                 conn.transport.abort()
             raise
+        finally:
+            conn.unwatch()
         if conn.reusable and not conn.closed:
             self._idle.append(conn)
         elif conn.transport is not None:

@@ -39,7 +39,8 @@ def request_arrays(results: list[RequestResult], bench_start: float) -> dict[str
     np.cumsum([g.size for g in gaps], out=offsets[1:])
 
     def ms(values: list[float]) -> list[float]:
-        return np.round(np.asarray(values, dtype=np.float64) * 1e3, _DECIMALS).tolist()
+        out: list[float] = np.round(np.asarray(values, dtype=np.float64) * 1e3, _DECIMALS).tolist()
+        return out
 
     return {
         "ttft_ms": ms([r.ttft for r in results]),

@@ -19,6 +19,7 @@ import socket
 import struct
 import sys
 import time
+from typing import cast
 
 SO_TIMESTAMPNS = 35  # Linux asm-generic value; Python's socket module does not name it
 # where that value is known to be right (the clusters' x86_64 and aarch64 nodes); elsewhere the
@@ -56,7 +57,7 @@ def arrival(sock: socket.socket) -> float | None:
         return None
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) == _TIMESPEC.size:
-            sec, nsec = _TIMESPEC.unpack(data)
+            sec, nsec = cast(tuple[int, int], _TIMESPEC.unpack(data))
             # the stamp is CLOCK_REALTIME; perf_counter is CLOCK_MONOTONIC: same rate, so the
             # offset between them, read now, converts it
             return (sec * 1_000_000_000 + nsec - (time.time_ns() - time.perf_counter_ns())) / 1e9

@@ -18,7 +18,7 @@ import asyncio
 import dataclasses
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ixhpc.bench import client, eventloop
 from ixhpc.bench.dataset import Prompt
@@ -67,9 +67,9 @@ def _collect(procs: list[Any], pipes: list[Connection], barrier: Any) -> list[tu
     waiting = {pipe: k for k, pipe in enumerate(pipes)}
     while waiting:
         for pipe in wait(list(waiting)):  # ready: a result, or EOF when a worker died
-            k = waiting.pop(pipe)  # type: ignore[call-overload]
+            k = waiting.pop(cast("Connection", pipe))
             try:
-                outcomes[k] = pipe.recv()  # type: ignore[union-attr]
+                outcomes[k] = cast("Connection", pipe).recv()
             except EOFError:
                 procs[k].join()
                 outcomes[k] = ("error", f"client worker {k} died (exit code {procs[k].exitcode})")

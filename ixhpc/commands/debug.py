@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if shutil.which("salloc") is None:
         raise SlurmError("salloc not found on PATH: run `ixhpc debug` on a login node of the cluster")
-    runs.write(target, run_dir, run_id, [plan])
+    runs.write(target, rundir.create(root, run_id), run_id, [plan])
     debug.write(s)
     others = f" ({len(plans)} jobs in this recipe; choose one with --point)" if len(plans) > 1 else ""
     print(f"ixhpc debug: job {plan.key}{others}\n  run directory {run_dir}\n  asking salloc for "

@@ -20,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ixhpc.errors import ResultFileError
     from ixhpc.results import export, load, merge
 
     stats = merge.merge(args.paths, args.output, summary_only=args.summary_only,
@@ -27,9 +28,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.output}: {stats.line()}")
     if args.csv or args.json:
         df = load(args.output)
-        if args.csv:
-            print(f"wrote {args.csv} ({export.write_csv(df, args.csv)} points)")
-        if args.json:
-            print(f"wrote {args.json} ({export.write_agg_json(df, args.json)} points)")
+        try:
+            if args.csv:
+                print(f"wrote {args.csv} ({export.write_csv(df, args.csv)} points)")
+            if args.json:
+                print(f"wrote {args.json} ({export.write_agg_json(df, args.json)} points)")
+        except OSError as exc:
+            raise ResultFileError(f"cannot write an export: {exc.filename or ''}: {exc.strerror or exc}") from None
     # 1 when any input was skipped, so job scripts notice; the good ones are merged regardless.
     return 1 if stats.skipped else 0

@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.output
     target = runs.target_from_args(args)
-    manifest = runs.write(target, out, out.name, runs.plan(target, out, out.name))
+    plans = runs.plan(target, out, out.name)
+    manifest = runs.write(target, rundir.create(out.parent, out.name), out.name, plans)
     for job in manifest.jobs:
         print(f"{out / job.script}  ({job.kind}, {job.nodes} node(s), "
               f"concurrencies {' '.join(str(p.conc) for p in job.points)})")

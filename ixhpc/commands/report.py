@@ -15,14 +15,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ixhpc.errors import PlanError
+    import os
+
+    from ixhpc.errors import ConfigError, PlanError, ResultFileError
     from ixhpc.results import load, report
 
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise ConfigError(f"-o {args.output}: exists and is not a directory (the report is a directory "
+                          "of summary.md and plots)")
     df = report.filtered(load(args.merged), hw=args.hw, framework=args.framework,
                          model_prefix=args.model_prefix, precision=args.precision,
                          isl=args.isl, osl=args.osl)
     if df.empty:
         raise PlanError(f"no points in {args.merged} match the filters")
-    for path in report.write_report(df, args.output):
+    try:
+        written = report.write_report(df, args.output)
+    except OSError as exc:
+        where = exc.filename or args.output
+        raise ResultFileError(f"cannot write the report: {where}: {exc.strerror or exc}") from None
+    for path in written:
         print(f"wrote {path}")
     return 0

@@ -8,6 +8,11 @@ queued or running are left alone.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ixhpc.profiles import ClusterProfile
 import json
 import re
 
@@ -39,21 +44,29 @@ def run(args: argparse.Namespace) -> int:
     from ixhpc.shell import directive
 
     path = rundir.find(args.run)
-    manifest = rundir.load(path)
-    statuses = {s.key: s for s in runstate.job_statuses(path, manifest)}
-    redo = [e for e in manifest.jobs if statuses[e.key].missing and not slurm.is_live(statuses[e.key].state)]
-    jobs = []
-    for entry in redo:
-        opts = submission.script_options(path / entry.script)
-        if args.exclude:
-            opts["exclude"] = ",".join(x for x in (str(opts.get("exclude", "")), args.exclude) if x)
-            directive(f"--exclude={opts['exclude']}")
-        jobs.append((opts, entry))
-    if not args.dry_run and jobs:
-        try:
-            submission.submit_groups(path, runs.batches(jobs, manifest.run_id), args.array_parallelism)
-        finally:
-            rundir.save(path, manifest)
+    with rundir.locked(path, "resume"):
+        manifest = rundir.load(path)  # under the lock: another resume may just have saved it
+        statuses = {s.key: s for s in runstate.job_statuses(path, manifest)}
+        redo = [e for e in manifest.jobs if statuses[e.key].missing and not slurm.is_live(statuses[e.key].state)]
+        if not args.dry_run:
+            for moved in runstate.set_aside_damaged(path, [k for e in redo for k in statuses[e.key].missing]):
+                print(f"damaged result moved aside: {moved}")
+        jobs = []
+        for entry in redo:
+            opts = submission.script_options(path / entry.script)
+            if args.exclude:
+                opts["exclude"] = ",".join(x for x in (str(opts.get("exclude", "")), args.exclude) if x)
+                directive(f"--exclude={opts['exclude']}")
+            jobs.append((opts, entry))
+        if not args.dry_run and jobs:
+            try:
+                submission.submit_groups(path, runs.batches(jobs, manifest.run_id), args.array_parallelism)
+            finally:
+                rundir.save(path, manifest)
+            merge = statuses.get(runstate.MERGE_KEY)
+            if merge and not slurm.is_live(merge.state):  # `submit --merge`: merge again at the end
+                manifest.merge_job_id = submission.submit_merge(path, manifest, _profile(path))
+                rundir.save(path, manifest)
     missing = sum(len(statuses[e.key].missing) for e in redo)
     if args.json:
         print(json.dumps({"run_id": manifest.run_id, "dry_run": args.dry_run,
@@ -66,3 +79,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"run {manifest.run_id}: {len(redo)} job(s), {missing} point(s) "
               f"{'would be ' if args.dry_run else ''}resubmitted; points with results are not rerun")
     return 0
+
+
+def _profile(path: Path) -> ClusterProfile:
+    """The profile the run was submitted with (its copy in the run directory)."""
+    import yaml
+
+    from ixhpc.profiles import ClusterProfile
+    from ixhpc.rundir import Layout
+
+    return ClusterProfile.model_validate(yaml.safe_load(Layout.of(path).profile.read_text()))

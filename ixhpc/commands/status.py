@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ixhpc import rundir
+    from ixhpc.runstate import JobStatus
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +45,7 @@ def show(path: Path, manifest: rundir.Manifest, as_json: bool, watch: float | No
     return 1 if failed else 0
 
 
-def _print_table(run_id: str, jobs) -> None:
+def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
     done = sum(j.points_done for j in jobs)
     total = sum(j.points_total for j in jobs)
     print(f"run {run_id}: {done}/{total} points have results")

@@ -6,6 +6,11 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ixhpc.rundir import Manifest
+    from ixhpc.runs import Batch
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,29 +48,30 @@ def run(args: argparse.Namespace) -> int:
     after = submission.dependency(args.after) if args.after else None
     target = runs.target_from_args(args)
     plans = runs.plan(target, run_dir, run_id)
-    manifest = runs.write(target, run_dir, run_id, plans)
-    entries = {e.key: e for e in manifest.jobs}
-    batch = runs.batches([(p.sbatch, entries[p.key]) for p in plans], run_id)
-    for opts, _ in batch:
-        if after:  # for this submission only: not in the scripts, which resume reuses
-            opts["dependency"] = after
-    if args.dry_run:
-        _show_dry_run(run_dir, batch, args.json)
-        return 0
-    try:
-        submission.submit_groups(run_dir, batch, args.array_parallelism)
-    finally:
-        rundir.save(run_dir, manifest)  # whatever was submitted is recorded, even on failure
-    if args.merge:
-        manifest.merge_job_id = submission.submit_merge(run_dir, manifest, target.profile)
-        rundir.save(run_dir, manifest)
+    with rundir.locked(rundir.create(root, run_id), "submit"):
+        manifest = runs.write(target, run_dir, run_id, plans)
+        entries = {e.key: e for e in manifest.jobs}
+        batch = runs.batches([(p.sbatch, entries[p.key]) for p in plans], run_id)
+        for opts, _ in batch:
+            if after:  # for this submission only: not in the scripts, which resume reuses
+                opts["dependency"] = after
+        if args.dry_run:
+            _show_dry_run(run_dir, batch, args.json)
+            return 0
+        try:
+            submission.submit_groups(run_dir, batch, args.array_parallelism)
+        finally:
+            rundir.save(run_dir, manifest)  # whatever was submitted is recorded, even on failure
+        if args.merge:
+            manifest.merge_job_id = submission.submit_merge(run_dir, manifest, target.profile)
+            rundir.save(run_dir, manifest)
     _report(run_dir, manifest, args.json)
     if args.wait:
         return _wait(run_dir, args.json)
     return 0
 
 
-def _report(run_dir: Path, manifest, as_json: bool) -> None:
+def _report(run_dir: Path, manifest: Manifest, as_json: bool) -> None:
     from ixhpc import rundir
 
     if as_json:
@@ -81,7 +87,7 @@ def _report(run_dir: Path, manifest, as_json: bool) -> None:
           f"follow it with `ixhpc status {run_dir}`")
 
 
-def _show_dry_run(run_dir: Path, batch, as_json: bool) -> None:
+def _show_dry_run(run_dir: Path, batch: list[Batch], as_json: bool) -> None:
     if as_json:
         print(json.dumps({"run_dir": str(run_dir), "sbatch_calls": [
             {"options": opts, "jobs": [e.key for e in entries]} for opts, entries in batch]}))

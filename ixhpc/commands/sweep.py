@@ -10,6 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ixhpc.sweep import RunPoint
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +94,7 @@ def _check_runner_types(path: str, wanted: tuple[str, ...]) -> None:
                         f"{path} defines: {', '.join(sorted(doc.data))}")
 
 
-def _table(points: list) -> str:
+def _table(points: list[RunPoint]) -> str:
     header = ("KEY", "RUNNER", "CLUSTER/PARTITION", "NODES", "GPUS", "CONC", "EVAL")
     rows = [(p.key, p.runner, f"{p.cluster}/{p.partition}" if p.resolved else "-",
              str(p.nodes if p.nodes is not None else "-"), str(p.gpus if p.gpus is not None else "-"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+
 from ixhpc.rundir import Layout
 
 

@@ -17,13 +17,14 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from ixhpc import __version__
 from ixhpc.errors import ResultFileError, main_guard
 from ixhpc.rundir import Layout
 
 
-def _rendered(layout: Layout, job: str, conc: int) -> tuple[str, dict]:
+def _rendered(layout: Layout, job: str, conc: int) -> tuple[str, dict[str, Any]]:
     """(result key, static metadata) as render wrote them."""
     doc = json.loads(layout.meta(job, conc).read_text())
     return doc["result_key"], doc["metadata"]
@@ -40,7 +41,7 @@ def job_meta(bench_file: Path) -> dict[str, str]:
     env = os.environ
     array_job, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
     job_id = f"{array_job}_{task}" if array_job and task else env.get("SLURM_JOB_ID", "")
-    end = dt.datetime.fromtimestamp(bench_file.stat().st_mtime, dt.timezone.utc)
+    end = dt.datetime.fromtimestamp(bench_file.stat().st_mtime, dt.UTC)
     bench = json.loads(bench_file.read_text())
     start = end - dt.timedelta(seconds=float(bench["summary"].get("duration", 0.0)))
     return {
@@ -76,7 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "has-result":
             return 0 if has_result(layout, args.job, args.conc) else 1
-        out = ingest(layout, args.job, args.conc)
+        from ixhpc.results.ingest import ResultExists
+
+        try:
+            out = ingest(layout, args.job, args.conc)
+        except ResultExists as exc:  # another job wrote this point first: its result stands
+            print(f"[ixhpc] already done: {exc}")
+            return 0
         print(f"[ixhpc] result written: {out}")
         return 0
     except (OSError, ValueError, KeyError) as exc:  # a missing or malformed bench/metadata file

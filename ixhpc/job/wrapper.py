@@ -10,7 +10,10 @@ import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import threading
 
 TIME_LIMIT_MARK = "[ixhpc] time limit reached: stopping the job"
 
@@ -34,7 +37,7 @@ def run_script(script: str, log_pattern: str) -> None:
         raise RuntimeError(f"{script} exited with status {status}; see {log}")
 
 
-def _time_limit_timer(child: subprocess.Popen, out):
+def _time_limit_timer(child: subprocess.Popen[bytes], out: IO[bytes]) -> threading.Timer | None:
     """Arm a timer for the job's end time as Slurm has it (one squeue call)."""
     import datetime as dt
     import threading

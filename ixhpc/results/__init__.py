@@ -22,14 +22,14 @@ def write_point(path: str | os.PathLike[str], bench_result: dict[str, Any], meta
     return ingest.write_point(path, bench_result, metadata)
 
 
-def load(path: str | os.PathLike[str]) -> "pandas.DataFrame":
+def load(path: str | os.PathLike[str]) -> pandas.DataFrame:
     """The table of a merged file, or the one-row table of a single run-point file."""
     from ixhpc.results import table
 
     return table.load(path)
 
 
-def requests(path: str | os.PathLike[str], result_id: str | None = None) -> "Requests":
+def requests(path: str | os.PathLike[str], result_id: str | None = None) -> Requests:
     """Per-request data of one point: of a merged file (``result_id``, or a unique prefix of
     it, says which point) or of a run-point file. ``.frame()`` gives a DataFrame, ``.gaps(i)``
     request i's inter-token gaps."""

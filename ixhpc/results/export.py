@@ -31,6 +31,31 @@ def write_agg_json(df, path: str | os.PathLike[str]) -> int:
     return len(rows)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def write_csv(df, path: str | os.PathLike[str]) -> int:
-    atomic.write_text(path, df.to_csv(index=False))
+    """The table as CSV; text cells a spreadsheet would run as a formula are defused."""
+    atomic.write_text(path, defused(df).to_csv(index=False))
     return len(df)
+
+
+def defused(df):
+    """``df`` with every text cell starting like a formula (=, +, -, @, tab, CR) prefixed by
+    ``'`` (OWASP's advice). Only text columns: numbers, negative ones too, stay numbers."""
+    import pandas as pd
+
+    out = df.copy(deep=False)
+    for name in df.columns:
+        column = df[name]
+        if column.dtype.kind in "OSU" or isinstance(column.dtype, pd.StringDtype):  # text, never numbers
+            text = column.astype("string")
+            risky = text.str.startswith(_FORMULA_START).fillna(False).astype(bool)
+            if risky.any():
+                out[name] = text.mask(risky, "'" + text)
+    out.columns = [_defuse(str(c)) for c in df.columns]
+    return out
+
+
+def _defuse(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text

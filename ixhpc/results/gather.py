@@ -12,8 +12,10 @@ segment; a segment no kept row refers to is removed.
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import AbstractSet, Any, Callable, Iterator
+from typing import AbstractSet, Any
 
 from ixhpc.errors import UserError
 from ixhpc.results import segments, store, table
@@ -57,9 +59,30 @@ def plan(files: list[table.Source], segment_path: Callable[[], str | None], work
 _known: AbstractSet[str] = frozenset()  # in a worker: result ids the output already holds
 
 
-def _init_worker(known: AbstractSet[str]) -> None:
+def _init_worker(known: AbstractSet[str], merge_pid: int) -> None:
     global _known
     _known = known
+    _die_with_parent(merge_pid)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(merge_pid: int) -> None:
+    """Be killed when our parent (the forkserver, which exits when the merge does) dies: a
+    killed merge must not leave workers writing segments under the next merge's feet."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pool's own checks remain
+        pass
+    try:
+        os.kill(merge_pid, 0)  # died before prctl took effect?
+    except ProcessLookupError:
+        os._exit(1)
+    except PermissionError:
+        pass
 
 
 def run(task: Task, known: AbstractSet[str] | None = None, tick: Callable[[int], Any] | None = None) -> Result:
@@ -101,8 +124,11 @@ def _read(source: table.Source, writer: segments.Writer | None, known: AbstractS
         if exc.kind == segments.FORMAT:
             return ("skip", source.path, "per-request data of a merged file; give the merged file instead")
         return ("skip", source.path, exc.reason)
-    seen.add(point.result_id)
     row = table.point_row(point, source)
+    problem = table.unfit(row)
+    if problem:
+        return ("skip", source.path, f"not a run-point file ixhpc wrote ({problem})")
+    seen.add(point.result_id)
     if writer is not None and point.requests is not None:
         row.update(writer.add(point.requests))
     return row
@@ -121,7 +147,7 @@ def run_all(tasks: list[Task], known: AbstractSet[str], workers: int,
 
     # forkserver: never fork a process that holds HDF5 state
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=_init_worker, initargs=(frozenset(known),))
+                               initializer=_init_worker, initargs=(frozenset(known), os.getpid()))
     try:
         futures = [pool.submit(run, task) for task in tasks]  # results are rows only: small
         for task, future in zip(tasks, futures):

@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Optional, Union, get_args
+from collections.abc import Callable
+from typing import Any, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from ixhpc import point_metadata
 from ixhpc.errors import ResultFileError
@@ -40,7 +50,7 @@ class Requests(_Strict):
     itl_ms_offsets: list[StrictInt]
 
     @model_validator(mode="after")
-    def _same_lengths(self) -> "Requests":
+    def _same_lengths(self) -> Requests:
         n = len(self.ttft_ms)
         per_request = ("tpot_ms", "e2el_ms", "input_len", "output_len", "success", "error", "start_time")
         bad = [k for k in per_request if len(getattr(self, k)) != n]
@@ -58,11 +68,11 @@ class Requests(_Strict):
 class BenchResult(_Strict):
     summary: dict[str, Number]
     requests: Requests
-    config: dict[str, Optional[Scalar]]
-    failure: Optional[StrictStr] = None
+    config: dict[str, Scalar | None]
+    failure: StrictStr | None = None
 
     @model_validator(mode="after")
-    def _throughputs(self) -> "BenchResult":
+    def _throughputs(self) -> BenchResult:
         missing = [k for k in ("total_token_throughput", "output_throughput") if k not in self.summary]
         if missing:
             raise ValueError(f"summary lacks {', '.join(missing)}")
@@ -97,11 +107,20 @@ def build_point(bench_result: dict[str, Any], metadata: dict[str, Any]) -> store
     )
 
 
+class ResultExists(ResultFileError):
+    """The point's result file exists already (another writer may have just published it)."""
+
+
 def write_point(path: str | os.PathLike[str], bench_result: dict[str, Any], metadata: dict[str, Any]) -> str:
-    """Write one run-point file atomically; returns its result id. Never overwrites a result."""
-    if os.path.exists(path):
-        raise ResultFileError(f"{path} exists; results are never overwritten")
-    return store.write(path, build_point(bench_result, metadata))
+    """Write one run-point file atomically; returns its result id. Never overwrites a result:
+    publishing is an atomic no-replace, so of two concurrent writers exactly one wins."""
+    if os.path.exists(path):  # cheap early answer; store.write decides race-free
+        raise ResultExists(f"{path} exists; results are never overwritten")
+    point = build_point(bench_result, metadata)
+    try:
+        return store.write(path, point)
+    except FileExistsError:
+        raise ResultExists(f"{path} exists; results are never overwritten") from None
 
 
 def load_json(path: str | os.PathLike[str], what: str) -> Any:

@@ -20,17 +20,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import AbstractSet, Any, Callable, Iterable, Iterator
+from typing import AbstractSet, Any
 
 import h5py
 import numpy as np
 
-from ixhpc.atomic import atomic_path
+from ixhpc import atomic
 from ixhpc.errors import ResultFileError
 from ixhpc.results import gather, segments, store, table
 
@@ -76,8 +76,24 @@ def merge(inputs: Iterable[str | os.PathLike[str]], output: str | os.PathLike[st
     From PARALLEL_FROM files on, ``workers`` (default: the usable cores, up to 8) worker
     processes read them; as with any multiprocessing, a script calling this must do so under
     ``if __name__ == "__main__":``.
+
+    A symlink ``output`` is resolved: the table is replaced, and its lock and segments kept,
+    beside the file it names. A failure to write (disk full, read-only) is a ResultFileError
+    and leaves the previous table as it was.
     """
-    out = Path(os.path.abspath(output))
+    out = Path(os.path.realpath(output))
+    try:
+        return _merge(inputs, out, summary_only, progress, on_skip, workers)
+    except OSError as exc:
+        where = exc.filename or out
+        raise ResultFileError(f"merge into {out} failed, {out.name} is as it was: "
+                              f"{where}: {exc.strerror or store.short_error(exc)}") from None
+    except RecursionError:  # h5py / our own recursion on pathological input
+        raise ResultFileError(f"merge into {out} failed, {out.name} is as it was: input nested too deeply") from None
+
+
+def _merge(inputs: Iterable[str | os.PathLike[str]], out: Path, summary_only: bool, progress: bool | None,
+           on_skip: Callable[[str, str], None], workers: int | None) -> MergeStats:
     stats = MergeStats()
 
     def skip(path: str, reason: str) -> None:
@@ -87,6 +103,9 @@ def merge(inputs: Iterable[str | os.PathLike[str]], output: str | os.PathLike[st
     with _locked(out):
         state = _existing(out, summary_only)
         seg_dir = segments.directory(out)
+        if os.path.lexists(seg_dir) and not seg_dir.is_dir():
+            raise ResultFileError(f"{seg_dir} exists and is not a directory: it must hold {out.name}'s "
+                                  "per-request data; move it away")
         _remove_leftovers(out, seg_dir, state.merges)
         todo = []
         for source in _candidates(inputs, out, skip):
@@ -98,12 +117,14 @@ def merge(inputs: Iterable[str | os.PathLike[str]], output: str | os.PathLike[st
             return stats
         job = _Merge(state, stats, skip, seg_dir)
         try:
-            with atomic_path(out) as tmp:
-                with _open_table(out, tmp, state.summary_only) as f:
-                    job.run(f, todo, progress, workers or gather.default_workers())
+            with _open_table(out, state.summary_only) as f:
+                job.run(f, todo, progress, workers or gather.default_workers())
                 if not stats.merged:
                     raise _NothingNew
-                _remove_segments(seg_dir, lambda n: n == job.merge_no, keep=job.used)
+                f.flush()
+                image = f.id.get_file_image()
+            _remove_segments(seg_dir, lambda n: n == job.merge_no, keep=job.used)
+            atomic.write_bytes(out, image)
         except BaseException as exc:
             if not _committed(out, job.merge_no):  # (a signal can land just after the rename)
                 _remove_segments(seg_dir, lambda n: n == job.merge_no)
@@ -138,7 +159,8 @@ def _locked(out: Path) -> Iterator[None]:
 def _remove_leftovers(out: Path, seg_dir: Path, merges: int) -> None:
     """Temp files of killed merges, and segments of merges the table never reached."""
     for stale in out.parent.glob(f".{out.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     _remove_segments(seg_dir, lambda n: n > merges)
 
 
@@ -153,7 +175,8 @@ def _remove_segments(seg_dir: Path, merge_no: Callable[[int], bool], keep: Abstr
         n = segments.merge_number(entry.name)
         stale_temp = entry.name.startswith(".seg-") and entry.name.endswith(".tmp")
         if stale_temp or (n is not None and merge_no(n) and entry.name not in keep):
-            os.unlink(entry.path)
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                os.unlink(entry.path)
 
 
 def _existing(out: Path, summary_only: bool) -> _Output:
@@ -205,34 +228,45 @@ def _candidates(inputs: Iterable[str | os.PathLike[str]], out: Path,
 
 
 def _walk(top: str, skip: Callable[[str, str], None]) -> Iterator[tuple[str, os.stat_result]]:
-    try:
-        with os.scandir(top) as it:
-            entries = [e for e in it if not e.name.startswith(".")]
-    except OSError as exc:
-        skip(top, f"cannot list directory: {exc.strerror}")
-        return
-    names = {e.name for e in entries}
-    for entry in entries:
+    """Iterative (a stack, not recursion): a tree of any depth is walked, or its too-long
+    paths skipped one by one."""
+    stack = [top]
+    while stack:
+        where = stack.pop()
         try:
-            if entry.is_dir(follow_symlinks=False):
-                if not (entry.name.endswith(".segments") and entry.name[: -len(".segments")] in names):
-                    yield from _walk(entry.path, skip)
-            elif entry.name.endswith(SUFFIXES) and entry.is_file():
-                yield entry.path, entry.stat()
+            with os.scandir(where) as it:
+                entries = [e for e in it if not e.name.startswith(".")]
         except OSError as exc:
-            skip(entry.path, exc.strerror or "cannot stat")
+            skip(where, f"cannot list directory: {exc.strerror}")
+            continue
+        names = {e.name for e in entries}
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not (entry.name.endswith(".segments") and entry.name[: -len(".segments")] in names):
+                        stack.append(entry.path)
+                elif entry.name.endswith(SUFFIXES) and entry.is_file():
+                    yield entry.path, entry.stat()
+            except OSError as exc:
+                skip(entry.path, exc.strerror or "cannot stat")
 
 
 @contextlib.contextmanager
-def _open_table(out: Path, tmp: Path, summary_only: bool) -> Iterator[h5py.File]:
+def _open_table(out: Path, summary_only: bool) -> Iterator[h5py.File]:
+    """The table, copied into memory (it is small: one row per point) and extended there.
+    HDF5 never writes to the disk: a full disk fails the plain write of the image instead
+    of leaving HDF5 half-closed (which crashed the process)."""
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    fapl.set_fapl_core(backing_store=False)
     if out.exists():
-        shutil.copyfile(out, tmp)  # the table only: small
-        with h5py.File(tmp, "r+") as f:
-            yield f
+        fapl.set_file_image(out.read_bytes())
+        f = h5py.File(h5py.h5f.open(os.fsencode(f"{out}.in-memory"), h5py.h5f.ACC_RDWR, fapl=fapl))
     else:
-        with h5py.File(tmp, "w", libver="latest") as f:
-            table.create(f, summary_only)
-            yield f
+        fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+        f = h5py.File(h5py.h5f.create(os.fsencode(f"{out}.in-memory"), h5py.h5f.ACC_TRUNC, fapl=fapl))
+        table.create(f, summary_only)
+    with f:
+        yield f
 
 
 class _Merge:

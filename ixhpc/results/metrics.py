@@ -8,7 +8,8 @@ throughputs, every ``*_ms`` summary latency in seconds without the suffix, and i
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ixhpc.errors import ResultFileError
 

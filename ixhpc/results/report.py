@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ixhpc import atomic
 from ixhpc.results import export
@@ -151,6 +153,19 @@ def plot_experiment(rows: list[dict[str, Any]], title: str, out_dir: Path, stem:
     return written
 
 
+STEM_MAX = 120  # bytes: the longest plot suffix and ".png" stay far below NAME_MAX (255)
+
+
+def plot_stem(text: str) -> str:
+    """A file-name stem for ``text``: safe characters only; a long one cut and given a hash
+    of the whole, so distinct experiments keep distinct names."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).lstrip(".") or "-"
+    if len(stem) <= STEM_MAX:
+        return stem
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{stem[:STEM_MAX - 17]}-{digest}"
+
+
 def write_report(df, out_dir: str | os.PathLike[str]) -> list[Path]:
     """summary.md plus two plots per experiment (model prefix, isl, osl); returns the files."""
     out = Path(out_dir)
@@ -162,6 +177,5 @@ def write_report(df, out_dir: str | os.PathLike[str]) -> list[Path]:
     experiments = _groups(rows, lambda r: (r.get("model_prefix"), r.get("isl"), r.get("osl")))
     for (prefix, isl, osl), erows in sorted(experiments.items(), key=str):
         title = f"{prefix} isl={isl} osl={osl}"
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{prefix}_{isl}_{osl}")
-        written += plot_experiment(erows, title, out, stem)
+        written += plot_experiment(erows, title, out, plot_stem(f"{prefix}_{isl}_{osl}"))
     return written

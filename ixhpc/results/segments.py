@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import h5py
 import numpy as np
 
-from ixhpc.atomic import atomic_path
 from ixhpc.results import store
 
 FORMAT = "ixhpc-segment"
@@ -43,7 +43,8 @@ class SegmentError(ValueError):
 
 
 def directory(table: str | os.PathLike[str]) -> Path:
-    table = Path(table)
+    """Beside the table's real file: a symlink to a merged file finds its segments too."""
+    table = Path(os.path.realpath(table))
     return table.with_name(table.name + ".segments")
 
 
@@ -88,7 +89,7 @@ class Writer:
         """Write the segment atomically; False (and no file) when nothing was added."""
         if not self._rows:
             return False
-        with atomic_path(self.path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
+        with store.write_hdf5(self.path) as f:
             f.attrs.update(ixhpc_format=FORMAT, ixhpc_format_version=VERSION, n_points=len(self._rows))
             rows = f.create_dataset("requests", data=np.concatenate(self._rows).astype(store.REQUEST_DTYPE, copy=False))
             rows.attrs.update({name: units for name, (_, units) in store.REQUEST_FIELDS.items()})

@@ -25,9 +25,11 @@ read: they are results, and results are never abandoned. They are only read, nev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +112,7 @@ class Requests:
         return df
 
     @classmethod
-    def from_columns(cls, columns: dict[str, Any], itl: Any, itl_offsets: Any, errors: list[str]) -> "Requests":
+    def from_columns(cls, columns: dict[str, Any], itl: Any, itl_offsets: Any, errors: list[str]) -> Requests:
         """From per-request columns (REQUEST_FIELDS names but itl_count/error), ragged ITL
         offsets and each request's error text ("" for none)."""
         texts: dict[str, int] = {}
@@ -167,7 +169,10 @@ def _record(point: Point) -> dict[str, Any]:
 
 
 def write(path: str | os.PathLike[str], point: Point) -> str:
-    """Write ``point`` to ``path`` atomically (a killed writer leaves no file); return its id."""
+    """Write ``point`` to ``path`` atomically (a killed writer leaves no file); return its id.
+
+    Never replaces a file: if ``path`` exists, or another writer publishes it first, raise
+    FileExistsError (the decision is one system call: ``atomic.link_new``)."""
     req = point.requests
     if req is None:
         raise ValueError("a run-point file needs its per-request data")
@@ -178,7 +183,7 @@ def write(path: str | os.PathLike[str], point: Point) -> str:
     point.result_id = hashlib.sha256(record.encode()).hexdigest()
     point.n_requests = len(req)
     point.requests_sha256 = requests_digest(req)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w", libver="latest") as f:
+    with write_hdf5(path, replace=False) as f:
         f.attrs.update(point.metadata)
         f.attrs.update(ixhpc_format=FORMAT, ixhpc_format_version=VERSION, result_id=point.result_id,
                        n_requests=len(req), failure=point.failure, record=record)
@@ -192,6 +197,24 @@ def write(path: str | os.PathLike[str], point: Point) -> str:
         itl = f.create_dataset("itl", data=np.asarray(req.itl, ITL_DTYPE), dcpl=_layout(req.itl.nbytes))
         itl.attrs["units"] = "ms"
     return point.result_id
+
+
+@contextlib.contextmanager
+def write_hdf5(path: str | os.PathLike[str], replace: bool = True) -> Iterator[h5py.File]:
+    """An HDF5 file built in memory, then written to ``path`` atomically (``atomic_path``).
+
+    HDF5 never writes to disk itself: on a full or failing disk it leaves half-closed files
+    behind and can crash the process; plain writes of the finished image fail with an OSError.
+    """
+    f = h5py.File(f"{path}.in-memory", "w", driver="core", backing_store=False, libver="latest")
+    try:
+        yield f
+        f.flush()
+        image = f.id.get_file_image()
+    finally:
+        f.close()
+    with atomic_path(path, replace=replace) as tmp:
+        tmp.write_bytes(image)
 
 
 def _layout(nbytes: int):
@@ -218,7 +241,7 @@ class PointReader:
         self._fid = _open(path)
         self._rec: dict[str, Any] = {}
 
-    def __enter__(self) -> "PointReader":
+    def __enter__(self) -> PointReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -249,6 +272,7 @@ class PointReader:
             what = f"an ixhpc file of kind {fmt!r}" if fmt else "HDF5, but not written by ixhpc"
             raise PointFileError(self.path, f"not a run-point file ({what})", kind=fmt or "")
         rec = self._rec = json.loads(text)
+        _check_record(rec)
         version = int(rec["format_version"])
         if version > VERSION:
             raise PointFileError(self.path, f"format version {version} is newer than this ixhpc reads ({VERSION})")
@@ -299,6 +323,34 @@ class PointReader:
         for i, t in zip(index.tolist(), text):
             errors[i] = t.decode() if isinstance(t, bytes) else str(t)
         return Requests.from_columns(columns, itl, offsets, errors)
+
+
+_RECORD_DICTS = ("metadata", "summary", "metrics")
+
+
+def _check_record(rec: Any) -> None:
+    """Raise ValueError unless the record has the shape ixhpc writes (a foreign or altered file
+    must fail here, not later in a merge)."""
+    if not isinstance(rec, dict):
+        raise ValueError("record is not a JSON object")
+    for name in _RECORD_DICTS + (("config",) if rec.get("format_version") != 1 else ()):
+        if not isinstance(rec.get(name), dict):
+            raise ValueError(f"record {name} is not a JSON object")
+    if not isinstance(rec.get("failure"), str):
+        raise ValueError("record failure is not text")
+    for name in ("format_version", "n_requests") + (("n_itl",) if rec.get("format_version") != 1 else ()):
+        if type(rec.get(name)) is not int:
+            raise ValueError(f"record {name} is not an integer")
+    if not isinstance(rec.get("arrays_sha256"), str):
+        raise ValueError("record arrays_sha256 is not text")
+    if rec.get("format_version") != 1:
+        texts = rec.get("error_texts")
+        if not isinstance(texts, list) or not all(type(t) is str and "\0" not in t for t in texts):
+            raise ValueError("record error_texts is not a list of texts")
+        try:
+            "".join(texts).encode()
+        except UnicodeEncodeError:
+            raise ValueError("record error_texts hold invalid characters") from None
 
 
 def read(path: str | os.PathLike[str], with_requests: bool = True) -> Point:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import h5py
 import numpy as np
@@ -88,6 +89,41 @@ def point_row(point: store.Point, source: Source | None = None) -> dict[str, Any
     return row
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_NOT_NAMES = {"", ".", ".."}
+
+
+def unfit(row: dict[str, Any]) -> str | None:
+    """Why ``row`` cannot become table columns (None: it can). Its names become HDF5 dataset
+    names: a ``/`` or ``.`` there would make groups or clash, and break the merged file for
+    good. Only scalars fit a column. Run per point in a merge: a few microseconds."""
+    names = "\x01".join(row)
+    if "/" in names or "\0" in names or not _utf8(names) or not _NOT_NAMES.isdisjoint(row):
+        bad = next(k for k in row if "/" in k or "\0" in k or k in _NOT_NAMES or not _utf8(k))
+        return f"column name {bad!r} is not a plain name"
+    for name, value in row.items():
+        t = type(value)
+        if t is str:
+            if "\0" in value or not _utf8(value):
+                return f"{name}: text with NUL or invalid characters"
+        elif t is int:
+            if not _INT64[0] < value <= _INT64[1]:  # int64 min is the missing-value marker
+                return f"{name}: integer out of range"
+        elif t is not float and t is not bool:
+            return f"{name}: not a number, text or bool ({t.__name__})"
+    return None
+
+
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # lone surrogates, as JSON can carry them
+        return False
+    return True
+
+
 def widen(kinds: dict[str, str], row: dict[str, Any]) -> str | None:
     """Widen ``kinds`` to take ``row``, or say why the row cannot join (``kinds`` unchanged)."""
     wanted = {}
@@ -118,7 +154,7 @@ class Batch:
         return len(self.where)
 
     @classmethod
-    def from_rows(cls, rows: list[dict[str, Any]], where: list[str]) -> tuple["Batch", list[int]]:
+    def from_rows(cls, rows: list[dict[str, Any]], where: list[str]) -> tuple[Batch, list[int]]:
         """The batch of ``rows``, but for those whose kinds clash with earlier rows' (their
         indices are returned: they join as batches of their own, to be checked one by one)."""
         kinds: dict[str, str] = {}
@@ -129,7 +165,7 @@ class Batch:
             rows, where = [rows[i] for i in keep], [where[i] for i in keep]
         return cls(where, {name: (kind, _column(kind, rows, name)) for name, kind in kinds.items()}), odd
 
-    def select(self, rows: np.ndarray) -> "Batch":
+    def select(self, rows: np.ndarray) -> Batch:
         """The rows a boolean mask or an index array selects."""
         index = np.flatnonzero(rows) if rows.dtype == bool else rows
         return Batch([self.where[i] for i in index],

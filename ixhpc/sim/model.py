@@ -23,6 +23,7 @@ All times are in seconds of *simulated* time; the server multiplies them by ``--
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -86,12 +87,35 @@ class SimConfig:
         return self.active_params_b * 1e9
 
 
+# Bounds far past any real deployment: a value outside is a typo or an attack, and an infinite,
+# huge or tiny one overflows the model's arithmetic (``model-params-b: .inf`` killed it).
+LIMITS: dict[str, tuple[float, float]] = {
+    "tp": (1, 4096), "ep": (1, 4096), "max_batch": (1, 1_000_000), "max_prefill_tokens": (1, 100_000_000),
+    "model_params_b": (1e-3, 100_000), "active_params_b": (1e-3, 100_000), "kv_bytes_per_token": (1, 1e9),
+}
+
+
+def check_number(name: str, value: float, low: float, high: float) -> None:
+    """ValueError unless ``low <= value <= high`` (NaN and infinities never are)."""
+    option = "--" + name.replace("_", "-")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{option} must be a finite number, not {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{option} must be in [{low:g}, {high:g}], not {str(value)[:24]}")
+
+
 def validate(cfg: SimConfig) -> None:
     """Raise ValueError with a one-line reason for a configuration that cannot run."""
     if cfg.gpu not in GPUS:
         raise ValueError(f"unknown gpu {cfg.gpu!r}; known: {', '.join(GPUS)}")
     if cfg.precision not in BYTES_PER_PARAM:
         raise ValueError(f"unknown precision {cfg.precision!r}; known: {', '.join(BYTES_PER_PARAM)}")
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in LIMITS:
+            check_number(f.name, value, *LIMITS[f.name])
+        elif isinstance(value, float) and not math.isfinite(value):  # the model's own constants
+            raise ValueError(f"{f.name} must be a finite number, not {value!r}")
     if cfg.tp < 1 or cfg.ep < 1 or cfg.max_batch < 1 or cfg.max_prefill_tokens < 1:
         raise ValueError("tp, ep, max-batch and max-prefill-tokens must be >= 1")
     if cfg.active_params_b <= 0 or cfg.active_params > cfg.total_params:

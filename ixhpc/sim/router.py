@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ixhpc.sim.server import SIM_BANNER, error_response, json_body, count_prompt_tokens
+from ixhpc.sim.server import SIM_BANNER, count_prompt_tokens, error_response, json_body
 
 POLICIES = ("round-robin", "least-loaded")
 

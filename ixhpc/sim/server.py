@@ -40,6 +40,7 @@ SIM_BANNER = "ixhpc simulated engine (not a real GPU engine)"
 _TOKEN_TEXT = " tok"
 MAX_RECORDS = 200_000  # records kept for /sim/timings; older ones are dropped
 OUTPUT_CHUNK = 32  # streams written per event-loop turn: ~1 ms of writes at ~30 µs each
+MAX_SEQUENCE_TOKENS = 1 << 24  # longest output or KV transfer accepted, as a real engine's context limit
 
 
 def count_prompt_tokens(body: dict[str, Any]) -> int:
@@ -120,8 +121,10 @@ class Engine:
             if not self.prefill_queue:
                 self._prefill_work.clear()
                 await self._prefill_work.wait()
-            batch, tokens = [], 0
-            while self.prefill_queue and (not batch or tokens + self.prefill_queue[0][0] <= self.cfg.max_prefill_tokens):
+            batch: list[Any] = []
+            tokens = 0
+            while self.prefill_queue and (
+                    not batch or tokens + self.prefill_queue[0][0] <= self.cfg.max_prefill_tokens):
                 item = self.prefill_queue.popleft()
                 batch.append(item)
                 tokens += item[0]
@@ -287,14 +290,16 @@ class Api:
         if chat and not isinstance(body.get("messages"), list):
             raise ValueError("messages must be a list")
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise ValueError("max_tokens must be a positive integer")
+        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_SEQUENCE_TOKENS:
+            raise ValueError(f"max_tokens must be an integer in [1, {MAX_SEQUENCE_TOKENS}]")
         prompt_tokens = count_prompt_tokens(body)
         rid = request.headers.get("X-Sim-Request-Id") or request.headers.get("X-Request-Id") or self.engine.new_id()
         if not body.get("ignore_eos"):  # stand-in for an EOS: a stable length per request id
             max_tokens = random.Random(rid).randint((max_tokens + 1) // 2, max_tokens)
         kv = request.headers.get("X-Sim-KV-Tokens")
-        kv_tokens = int(kv) if kv and kv.isdigit() else 0
+        kv_tokens = int(kv[:12]) if kv and kv.isascii() and kv.isdigit() else 0
+        if kv_tokens > MAX_SEQUENCE_TOKENS or (kv is not None and len(kv) > 12):
+            raise ValueError(f"X-Sim-KV-Tokens must be at most {MAX_SEQUENCE_TOKENS}")
         return Request(id=rid, prompt_tokens=prompt_tokens, max_tokens=max_tokens, kv_tokens=kv_tokens)
 
     def _chunk(self, req: Request, chat: bool, text: str | None, finish: str | None) -> bytes:
@@ -302,9 +307,11 @@ class Api:
         head = f'data: {{"id":{json.dumps(req.id)},"created":{int(time.time())},"model":{self._model_json},'
         if chat:
             delta = "{}" if text is None else f'{{"content":"{text}"}}'
-            tail = f'"object":"chat.completion.chunk","choices":[{{"index":0,"delta":{delta},"finish_reason":{reason}}}]}}\n\n'
+            tail = (f'"object":"chat.completion.chunk","choices":[{{"index":0,"delta":{delta},'
+                    f'"finish_reason":{reason}}}]}}\n\n')
         else:
-            tail = f'"object":"text_completion","choices":[{{"index":0,"text":"{text or ""}","logprobs":null,"finish_reason":{reason}}}]}}\n\n'
+            tail = (f'"object":"text_completion","choices":[{{"index":0,"text":"{text or ""}",'
+                    f'"logprobs":null,"finish_reason":{reason}}}]}}\n\n')
         return (head + tail).encode()
 
     def _usage(self, req: Request) -> dict[str, int]:
@@ -368,7 +375,8 @@ async def json_body(request: web.Request) -> dict[str, Any]:
 
 
 def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "code": status}}, status=status)
+    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "code": status}},
+                             status=status)
 
 
 def make_app(engine: Engine, model_name: str) -> web.Application:
