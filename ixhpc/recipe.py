@@ -20,9 +20,10 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
@@ -277,7 +278,7 @@ class MultiAggEntry(EntryBase):
     seq_len_configs: Annotated[list[MultiAggSeqLen], Field(min_length=1)]
 
 
-Entry = Union[SingleNodeEntry, MultiNodeEntry, MultiAggEntry]
+Entry = SingleNodeEntry | MultiNodeEntry | MultiAggEntry
 
 # --------------------------------------------------------------------------------------
 # Loaded recipes.

@@ -11,7 +11,8 @@ import dataclasses
 import os
 import subprocess
 import time
-from typing import Callable, Iterable, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from ixhpc.errors import IxhpcError, SlurmError, SlurmTransientError
 

@@ -13,12 +13,14 @@ import difflib
 import json
 import re
 import types
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Iterable, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from ixhpc.errors import ConfigError as ConfigError  # the config kind; re-exported for its users
 
@@ -80,7 +82,7 @@ Mount = Annotated[str, Field(pattern=r"^[^:,\s]+:[^:,\s]+(:[^:,\s]+)?$"), _PRINT
 # --------------------------------------------------------------------------------------
 # YAML with line numbers.
 
-Path_ = tuple[Union[str, int], ...]
+Path_ = tuple[str | int | float, ...]  # keys may be any plain YAML scalar
 
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -93,7 +95,7 @@ class Located:
     data: Any
     lines: dict[Path_, int]
 
-    def line(self, path: Iterable[Union[str, int]]) -> int:
+    def line(self, path: Iterable[str | int | float]) -> int:
         p = tuple(path)
         while p and p not in self.lines:
             p = p[:-1]
@@ -103,7 +105,7 @@ class Located:
         return f"{self.file}:{self.line(path)}: {format_path(path)}{': ' if path else ''}{message}"
 
 
-def format_path(path: Iterable[Union[str, int]]) -> str:
+def format_path(path: Iterable[str | int | float]) -> str:
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -230,7 +232,7 @@ def found(v: Any) -> str:
     return f"{text} ({_kind(v)})"
 
 
-def _describe(err: dict[str, Any], model: type[BaseModel]) -> str:
+def _describe(err: ErrorDetails, model: type[BaseModel]) -> str:
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     loc = tuple(p for p in err["loc"] if p != "[key]")
     if kind == "extra_forbidden":

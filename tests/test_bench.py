@@ -404,7 +404,8 @@ def test_full_disaggregated_run(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     s, req = doc["summary"], doc["requests"]
     assert s["completed"] == 40 and s["failed"] == 0 and doc["config"]["model"] == "sim-model"
-    assert all(math.isfinite(s[f"{stat}_{m}_ms"]) for stat in ("mean", "p99.9") for m in ("ttft", "itl", "tpot", "e2el"))
+    assert all(math.isfinite(s[f"{stat}_{m}_ms"])
+               for stat in ("mean", "p99.9") for m in ("ttft", "itl", "tpot", "e2el"))
     assert s["total_output_tokens"] == sum(req["output_len"])
     assert all(8 <= n <= 16 for n in req["output_len"]) and all(32 <= n <= 64 for n in req["input_len"])
     assert len(req["itl_ms_offsets"]) == 41

@@ -15,6 +15,7 @@ import pytest
 
 from ixhpc.errors import UserError
 from ixhpc.results import export, gather, load, merge, requests, store, table, write_point
+
 from results_helpers import bench_result, metadata, write_points, write_v1_point
 
 

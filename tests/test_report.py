@@ -10,6 +10,7 @@ import pytest
 
 from ixhpc.errors import PlanError, ResultFileError
 from ixhpc.results import load, merge, report
+
 from results_helpers import write_points
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from ixhpc.errors import UserError
 from ixhpc.results import metrics
+
 from results_helpers import bench_result, metadata
 
 SUMMARY = {"total_token_throughput": 9000.0, "output_throughput": 3000.0, "mean_ttft_ms": 250.0,

@@ -11,6 +11,7 @@ import pytest
 
 from ixhpc.errors import UserError
 from ixhpc.results import load, store, write_point
+
 from results_helpers import bench_result, metadata, write_v1_point
 
 

@@ -195,11 +195,10 @@ def test_engines_say_what_placement_needs():
 def test_multi_node_aggregated_point_runs_on_the_local_cluster(slurm, tmp_path):
     """One simulated engine over two gb nodes: rank 0 serves, the other rank idles; both
     concurrencies give a result file with the multi-agg metadata."""
-    from test_jobs_e2e import submit, wait_status
-
     from ixhpc.results import load
 
     from slurm_helpers import run as slurm_run
+    from test_jobs_e2e import submit, wait_status
 
     out = submit(EXAMPLES / "sim-multinode-agg.yaml", tmp_path)
     (job,) = wait_status(out["run_dir"])["jobs"]

@@ -94,7 +94,8 @@ def test_chat_non_streaming_health_models_and_token_ids() -> None:
         reply = json.loads(raw)
         assert status == 200 and reply["usage"]["prompt_tokens"] == 3
         assert reply["choices"][0]["message"]["content"].split() == ["tok"] * 3
-        status, raw = run(post(url + "/v1/completions", {"prompt": [11, 12, 13, 14], "max_tokens": 2, "ignore_eos": True}))
+        body = {"prompt": [11, 12, 13, 14], "max_tokens": 2, "ignore_eos": True}
+        status, raw = run(post(url + "/v1/completions", body))
         assert json.loads(raw)["usage"]["prompt_tokens"] == 4
         stream_chat = {**chat, "stream": True}
         status, raw = run(post(url + "/v1/chat/completions", stream_chat))
@@ -192,7 +193,8 @@ async def _least_loaded(router: str) -> None:
         async with s.post(router + "/v1/completions", json=long_body) as long_resp:
             await long_resp.content.readuntil(b"\n\n")  # it is decoding now
             for _ in range(3):
-                async with s.post(router + "/v1/completions", json={"prompt": "short", "max_tokens": 2, "ignore_eos": True}) as r:
+                body = {"prompt": "short", "max_tokens": 2, "ignore_eos": True}
+                async with s.post(router + "/v1/completions", json=body) as r:
                     assert r.status == 200
                     await r.read()
 
@@ -245,7 +247,8 @@ def _in_process_engine() -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
 
 def _complete(url: str, rid: str) -> None:
     body = json.dumps({"prompt": "a b", "max_tokens": 1}).encode()
-    req = urllib.request.Request(url + "/v1/completions", body, {"X-Request-Id": rid, "Content-Type": "application/json"})
+    headers = {"X-Request-Id": rid, "Content-Type": "application/json"}
+    req = urllib.request.Request(url + "/v1/completions", body, headers)
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
 

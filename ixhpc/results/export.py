@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ixhpc import atomic
 from ixhpc.results import metrics
 
+if TYPE_CHECKING:
+    import pandas
 
-def records(df) -> list[dict[str, Any]]:
+
+def records(df: pandas.DataFrame) -> list[dict[str, Any]]:
     """Rows as plain Python values, absent ones as None."""
-    return df.astype(object).where(df.notna(), None).to_dict("records")
+    # cast: pandas has no type information here (ignore_missing_imports), so this is Any
+    return cast("list[dict[str, Any]]", df.astype(object).where(df.notna(), None).to_dict("records"))
 
 
-def ok_rows(df):
+def ok_rows(df: pandas.DataFrame) -> pandas.DataFrame:
     """Points whose benchmark succeeded: failed points stay in the table, not in comparisons."""
     return df[df["failure"].isna()] if "failure" in df else df
 
 
-def agg_rows(df) -> list[dict[str, Any]]:
+def agg_rows(df: pandas.DataFrame) -> list[dict[str, Any]]:
     return [metrics.agg_row(row) for row in records(ok_rows(df))]
 
 
-def write_agg_json(df, path: str | os.PathLike[str]) -> int:
+def write_agg_json(df: pandas.DataFrame, path: str | os.PathLike[str]) -> int:
     rows = agg_rows(df)
     # allow_nan=False: InferenceX's consumers include strict JSON parsers
     atomic.write_text(path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
@@ -34,13 +38,13 @@ def write_agg_json(df, path: str | os.PathLike[str]) -> int:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def write_csv(df, path: str | os.PathLike[str]) -> int:
+def write_csv(df: pandas.DataFrame, path: str | os.PathLike[str]) -> int:
     """The table as CSV; text cells a spreadsheet would run as a formula are defused."""
     atomic.write_text(path, defused(df).to_csv(index=False))
     return len(df)
 
 
-def defused(df):
+def defused(df: pandas.DataFrame) -> pandas.DataFrame:
     """``df`` with every text cell starting like a formula (=, +, -, @, tab, CR) prefixed by
     ``'`` (OWASP's advice). Only text columns: numbers, negative ones too, stay numbers."""
     import pandas as pd

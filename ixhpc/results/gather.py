@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass
-from typing import AbstractSet, Any
+from typing import Any
 
 from ixhpc.errors import UserError
 from ixhpc.results import segments, store, table
@@ -56,10 +56,10 @@ def plan(files: list[table.Source], segment_path: Callable[[], str | None], work
     return [Task(chunk, segment_path()) for chunk in chunks if chunk]
 
 
-_known: AbstractSet[str] = frozenset()  # in a worker: result ids the output already holds
+_known: Set[str] = frozenset()  # in a worker: result ids the output already holds
 
 
-def _init_worker(known: AbstractSet[str], merge_pid: int) -> None:
+def _init_worker(known: Set[str], merge_pid: int) -> None:
     global _known
     _known = known
     _die_with_parent(merge_pid)
@@ -85,7 +85,7 @@ def _die_with_parent(merge_pid: int) -> None:
         pass
 
 
-def run(task: Task, known: AbstractSet[str] | None = None, tick: Callable[[int], Any] | None = None) -> Result:
+def run(task: Task, known: Set[str] | None = None, tick: Callable[[int], Any] | None = None) -> Result:
     """Read the task's files; write their per-request data (if wanted) to the task's segment."""
     known = _known if known is None else known
     writer = segments.Writer(task.segment) if task.segment else None
@@ -108,7 +108,7 @@ def run(task: Task, known: AbstractSet[str] | None = None, tick: Callable[[int],
     return Result(outcomes, batch, [(where[i], rows[i]) for i in odd])
 
 
-def _read(source: table.Source, writer: segments.Writer | None, known: AbstractSet[str],
+def _read(source: table.Source, writer: segments.Writer | None, known: Set[str],
           seen: set[str]) -> dict[str, Any] | Outcome:
     """The file's table row, or why it gives none."""
     try:
@@ -134,7 +134,7 @@ def _read(source: table.Source, writer: segments.Writer | None, known: AbstractS
     return row
 
 
-def run_all(tasks: list[Task], known: AbstractSet[str], workers: int,
+def run_all(tasks: list[Task], known: Set[str], workers: int,
             tick: Callable[[int], Any]) -> Iterator[Result]:
     """Each task's outcomes, in task order; on several cores, tasks run in worker processes."""
     if workers < 2 or len(tasks) < 2:

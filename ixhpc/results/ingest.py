@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from typing import Any, Union, get_args
+from typing import Any, get_args
 
 from pydantic import (
     BaseModel,
@@ -26,8 +26,8 @@ from ixhpc import point_metadata
 from ixhpc.errors import ResultFileError
 from ixhpc.results import metrics, store
 
-Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
-Number = Union[StrictInt, StrictFloat]
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+Number = StrictInt | StrictFloat
 
 SHAPES = get_args(point_metadata.ShapeTag)
 

@@ -21,11 +21,11 @@ import contextlib
 import fcntl
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import AbstractSet, Any
+from typing import Any
 
 import h5py
 import numpy as np
@@ -164,7 +164,7 @@ def _remove_leftovers(out: Path, seg_dir: Path, merges: int) -> None:
     _remove_segments(seg_dir, lambda n: n > merges)
 
 
-def _remove_segments(seg_dir: Path, merge_no: Callable[[int], bool], keep: AbstractSet[str] = frozenset()) -> None:
+def _remove_segments(seg_dir: Path, merge_no: Callable[[int], bool], keep: Set[str] = frozenset()) -> None:
     """Remove segment temp files and the segments of the merges ``merge_no`` selects but ``keep``.
 
     Only merges write these, and only under the lock we hold.

@@ -6,12 +6,18 @@ import hashlib
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ixhpc import atomic
 from ixhpc.results import export
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas
+    from matplotlib.collections import PathCollection
 
 # merged-table column for each report filter
 FILTERS = {"hw": "runner", "framework": "framework", "model_prefix": "model_prefix",
@@ -19,7 +25,7 @@ FILTERS = {"hw": "runner", "framework": "framework", "model_prefix": "model_pref
 X_INTVTY = "median_intvty"
 
 
-def filtered(df, **wanted: Sequence[Any] | None):
+def filtered(df: pandas.DataFrame, **wanted: Sequence[Any] | None) -> pandas.DataFrame:
     """Rows matching every given filter (each filter is a list of accepted values)."""
     for name, values in wanted.items():
         if values:
@@ -62,7 +68,7 @@ def series(row: dict[str, Any]) -> str:
 _SORT = ["runner", "framework", "precision", "isl", "osl", "disagg", "tp", "prefill_tp", "decode_tp", "conc"]
 
 
-def markdown(df) -> str:
+def markdown(df: pandas.DataFrame) -> str:
     ok = export.records(export.ok_rows(df).sort_values([c for c in _SORT if c in df], na_position="first"))
     lines = [
         "| hw | framework | precision | isl/osl | parallelism | conc | tput/GPU (tok/s) "
@@ -96,7 +102,7 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front[::-1]
 
 
-def _groups(rows: list[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
+def _groups(rows: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> dict[Any, list[dict[str, Any]]]:
     out: dict[Any, list[dict[str, Any]]] = {}
     for r in rows:
         out.setdefault(key(r), []).append(r)
@@ -105,6 +111,12 @@ def _groups(rows: list[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
 
 def _finite(*values: Any) -> bool:
     return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def _rgb(dots: PathCollection) -> npt.NDArray[np.float64]:
+    """The RGB colour of a scatter's first dot."""
+    # cast: a PathCollection's face colours are an (N, 4) RGBA array; the stubs say ColorType
+    return cast("npt.NDArray[np.float64]", dots.get_facecolor())[0, :3]
 
 
 def plot_experiment(rows: list[dict[str, Any]], title: str, out_dir: Path, stem: str) -> list[Path]:
@@ -119,11 +131,13 @@ def plot_experiment(rows: list[dict[str, Any]], title: str, out_dir: Path, stem:
         fig, ax = plt.subplots(figsize=(9, 6), dpi=110)
         for label, srows in sorted(_groups(rows, series).items()):
             if kind == "pareto":
-                pts = [(r[X_INTVTY], r["tput_per_gpu"]) for r in srows if _finite(r.get(X_INTVTY), r.get("tput_per_gpu"))]
+                pts = [(r[X_INTVTY], r["tput_per_gpu"]) for r in srows
+                       if _finite(r.get(X_INTVTY), r.get("tput_per_gpu"))]
                 if not pts:
                     continue
-                dots = ax.scatter(*zip(*pts), s=18, alpha=0.45)
-                ax.plot(*zip(*pareto(pts)), marker="o", color=dots.get_facecolor()[0][:3], label=label)
+                xs, ys = zip(*pts)
+                dots = ax.scatter(xs, ys, s=18, alpha=0.45)
+                ax.plot(*zip(*pareto(pts)), marker="o", color=_rgb(dots), label=label)
             else:
                 pts = [(r["conc"], r["tput_per_gpu"]) for r in srows if _finite(r.get("conc"), r.get("tput_per_gpu"))]
                 if not pts:
@@ -131,8 +145,9 @@ def plot_experiment(rows: list[dict[str, Any]], title: str, out_dir: Path, stem:
                 best: dict[float, float] = {}
                 for c, y in pts:  # several setups per concurrency: the line follows the best
                     best[c] = max(y, best.get(c, -math.inf))
-                dots = ax.scatter(*zip(*pts), s=18, alpha=0.45)
-                ax.plot(*zip(*sorted(best.items())), marker="o", color=dots.get_facecolor()[0][:3],
+                xs, ys = zip(*pts)
+                dots = ax.scatter(xs, ys, s=18, alpha=0.45)
+                ax.plot(*zip(*sorted(best.items())), marker="o", color=_rgb(dots),
                         label=f"{label} (best per concurrency)")
         if kind == "pareto":
             ax.set(xlabel="interactivity, median (tok/s/user)", ylabel="token throughput per GPU (tok/s)",
@@ -166,7 +181,7 @@ def plot_stem(text: str) -> str:
     return f"{stem[:STEM_MAX - 17]}-{digest}"
 
 
-def write_report(df, out_dir: str | os.PathLike[str]) -> list[Path]:
+def write_report(df: pandas.DataFrame, out_dir: str | os.PathLike[str]) -> list[Path]:
     """summary.md plus two plots per experiment (model prefix, isl, osl); returns the files."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,8 @@ class Writer:
             f.attrs.update(ixhpc_format=FORMAT, ixhpc_format_version=VERSION, n_points=len(self._rows))
             rows = f.create_dataset("requests", data=np.concatenate(self._rows).astype(store.REQUEST_DTYPE, copy=False))
             rows.attrs.update({name: units for name, (_, units) in store.REQUEST_FIELDS.items()})
-            f.create_dataset("itl", data=np.concatenate(self._itl).astype(store.ITL_DTYPE, copy=False)).attrs["units"] = "ms"
+            itl = np.concatenate(self._itl).astype(store.ITL_DTYPE, copy=False)
+            f.create_dataset("itl", data=itl).attrs["units"] = "ms"
             f.create_dataset("error_texts", data=np.array(self._texts, dtype=object), dtype=_STR)
         self._rows, self._itl, self._texts = [], [], []
         return True

@@ -29,14 +29,20 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 
 from ixhpc.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import pandas
+
+_T = TypeVar("_T")
 
 FORMAT = "ixhpc-run-point"
 VERSION = 2
@@ -103,7 +109,7 @@ class Requests:
     def nbytes(self) -> int:
         return self.rows.nbytes + self.itl.nbytes
 
-    def frame(self):
+    def frame(self) -> pandas.DataFrame:
         """One row per request (timings in ms as stored), with an ``error`` text column."""
         import pandas as pd
 
@@ -217,7 +223,7 @@ def write_hdf5(path: str | os.PathLike[str], replace: bool = True) -> Iterator[h
         tmp.write_bytes(image)
 
 
-def _layout(nbytes: int):
+def _layout(nbytes: int) -> Any:  # an h5py property list (h5py has no type information)
     """Compact layout for small arrays: stored in the object header (checksummed), read with
     it in one go, which is much of what makes reading many small point files fast."""
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
@@ -257,7 +263,7 @@ class PointReader:
         point.requests_sha256 = point.requests_sha256 or requests_digest(point.requests)
         return point
 
-    def _guarded(self, read):
+    def _guarded(self, read: Callable[[], _T]) -> _T:
         try:
             return read()
         except PointFileError:
@@ -314,7 +320,7 @@ class PointReader:
             raise PointFileError(self.path, "requests/itl_offsets do not start at 0 and rise")
         itl = _dataset(req, "itl_values", ITL_DTYPE, int(offsets[-1]))
         index = _dataset(req, "error_index", "<i8", _length(req, "error_index"))
-        text = _dataset(req, "error_text", _STR, len(index)) if len(index) else []
+        text: npt.NDArray[Any] | list[str] = _dataset(req, "error_text", _STR, len(index)) if len(index) else []
         if np.any((index < 0) | (index >= n)):
             raise PointFileError(self.path, "requests/error_index points outside the requests")
         if _v1_arrays_digest(columns, itl, offsets, index, text) != self._rec["arrays_sha256"]:
@@ -360,7 +366,7 @@ def read(path: str | os.PathLike[str], with_requests: bool = True) -> Point:
         return reader.add_requests(point) if with_requests else point
 
 
-def _open(path: str | os.PathLike[str]):
+def _open(path: str | os.PathLike[str]) -> Any:  # an h5py FileID
     try:
         if os.path.getsize(path) == 0:
             raise PointFileError(path, "empty file")
@@ -374,7 +380,7 @@ def _open(path: str | os.PathLike[str]):
 _MEMORY_TYPES: dict[np.dtype, Any] = {}
 
 
-def _memory_type(dtype: Any):
+def _memory_type(dtype: Any) -> Any:  # an h5py TypeID
     """The HDF5 memory type of ``dtype``, made once: h5py would make it on every read, and
     for the compound type that took longer than the read itself."""
     dtype = np.dtype(dtype)
@@ -383,7 +389,7 @@ def _memory_type(dtype: Any):
     return _MEMORY_TYPES[dtype]
 
 
-def _str_attr(fid, name: str) -> str | None:
+def _str_attr(fid: Any, name: str) -> str | None:
     """A string attribute, or None if absent or not a string (a foreign file)."""
     try:
         attr = h5py.h5a.open(fid, name.encode())
@@ -395,7 +401,7 @@ def _str_attr(fid, name: str) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _dataset(loc, name: str, dtype: Any, size: int) -> np.ndarray:
+def _dataset(loc: Any, name: str, dtype: Any, size: int) -> np.ndarray:
     """Read a 1-D dataset whose length the record already told us (a mismatch raises)."""
     out = np.empty(size, dtype)
     dset = h5py.h5d.open(loc, name.encode())
@@ -406,7 +412,7 @@ def _dataset(loc, name: str, dtype: Any, size: int) -> np.ndarray:
     return out
 
 
-def _length(loc, name: str) -> int:
+def _length(loc: Any, name: str) -> int:
     return int(h5py.h5d.open(loc, name.encode()).get_space().get_simple_extent_npoints())
 
 
@@ -428,8 +434,8 @@ def _v1_arrays_digest(columns: dict[str, np.ndarray], itl: np.ndarray, offsets: 
     h = hashlib.sha256()
     for name, (dtype, _) in _V1_COLUMNS.items():
         h.update(np.ascontiguousarray(columns[name], dtype).tobytes())
-    for values, dtype in ((itl, ITL_DTYPE), (offsets, "<i8"), (index, "<i8")):
-        h.update(np.ascontiguousarray(values, dtype).tobytes())
+    for values, values_dtype in ((itl, ITL_DTYPE), (offsets, "<i8"), (index, "<i8")):
+        h.update(np.ascontiguousarray(values, values_dtype).tobytes())
     h.update("\0".join(t.decode() if isinstance(t, bytes) else str(t) for t in text).encode())
     return h.hexdigest()
 

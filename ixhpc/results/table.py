@@ -25,12 +25,16 @@ import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 
 from ixhpc.results import segments, store
+
+if TYPE_CHECKING:
+    import pandas
 
 FORMAT = "ixhpc-merged"
 VERSION = 2
@@ -176,7 +180,9 @@ class Batch:
         if name not in self.columns:
             return np.zeros(len(self), bool)
         kind, values = self.columns[name]
-        return values == values if kind == "float" else values != _MISSING[kind]  # NaN != NaN
+        # cast: numpy types an element-wise comparison of a dtype-Any array as Any
+        return cast(npt.NDArray[np.bool_],
+                    values == values if kind == "float" else values != _MISSING[kind])  # NaN != NaN
 
     def column_as(self, name: str, kind: str) -> np.ndarray:
         """Column ``name`` stored as ``kind`` (a wider kind than its own, or the same)."""
@@ -279,7 +285,7 @@ def read_columns(f: h5py.File, names: Iterable[str] | None = None) -> dict[str, 
     return out
 
 
-def frame(columns: dict[str, tuple[str, np.ndarray]]):
+def frame(columns: dict[str, tuple[str, np.ndarray]]) -> pandas.DataFrame:
     """pandas DataFrame with nullable dtypes: absent values are <NA>, never sentinels."""
     import pandas as pd
 
@@ -292,11 +298,13 @@ def frame(columns: dict[str, tuple[str, np.ndarray]]):
         elif kind == "bool":
             data[name] = pd.arrays.BooleanArray(values == 1, values < 0)
         else:
-            data[name] = pd.array(np.where(values == "", None, values.astype(object)), dtype="string")
+            texts = values.astype(object)  # a copy: "" (absent) becomes None, i.e. <NA>
+            texts[values == ""] = None
+            data[name] = pd.array(texts, dtype="string")
     return pd.DataFrame(data)
 
 
-def rows_frame(rows: list[dict[str, Any]]):
+def rows_frame(rows: list[dict[str, Any]]) -> pandas.DataFrame:
     """The same DataFrame shape for rows that never went through a merged file."""
     batch, odd = Batch.from_rows(rows, [""] * len(rows))
     assert not odd, "rows of differing kinds"
@@ -341,11 +349,12 @@ def _open_merged(path: str | os.PathLike[str]) -> h5py.File | None:
         check(f, path)
     except (MergedFileError, KeyError, OSError) as exc:
         f.close()
-        raise ResultFileError(str(exc) if isinstance(exc, MergedFileError) else f"{path}: damaged merged file") from None
+        raise ResultFileError(str(exc) if isinstance(exc, MergedFileError)
+                              else f"{path}: damaged merged file") from None
     return f
 
 
-def load(path: str | os.PathLike[str]):
+def load(path: str | os.PathLike[str]) -> pandas.DataFrame:
     """Table of a merged file, or the one-row table of a run-point file."""
     from ixhpc.errors import ResultFileError
 
@@ -391,7 +400,8 @@ def _refs(f: h5py.File, path: str | os.PathLike[str], result_id: str | None) -> 
     if f.attrs["summary_only"]:
         raise ResultFileError(f"{path} was merged with --summary-only: it holds no per-request data")
     if int(f.attrs["ixhpc_format_version"]) < 2:
-        raise ResultFileError(f"{path} was merged by an older ixhpc: merge its run-point files again for per-request data")
+        raise ResultFileError(f"{path} was merged by an older ixhpc: merge its run-point files again "
+                              f"for per-request data")
     ids = read_columns(f, ["result_id"])["result_id"][1].astype(str)
     hits = np.flatnonzero(np.char.startswith(ids, result_id))
     if len(hits) != 1:
