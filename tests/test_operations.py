@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ixhpc.errors import PlanError, SlurmError
+
 from slurm_helpers import run as slurm_run
 from slurm_helpers import sbatch
 from test_jobs_e2e import REPO, _wait_for_process, ixhpc, submit, wait_status
@@ -100,7 +102,8 @@ def test_status_and_logs_on_a_finished_run(slurm, tmp_path):
     logs = ixhpc("logs", out["run_dir"], "--role", "server")
     assert logs.returncode == 0 and "simulated engine" in logs.stdout
     bad = ixhpc("status", str(tmp_path / "no-such-run"))
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no run directory" in bad.stderr
+    assert bad.returncode == PlanError.exit_code and "Traceback" not in bad.stderr
+    assert "no run directory" in bad.stderr
 
 
 def _fake_sbatch(tmp_path: Path, fail_times: int, message: str) -> dict[str, str]:
@@ -142,7 +145,7 @@ def test_a_lasting_sbatch_error_is_one_line_and_keeps_the_run_directory(slurm, t
     env = _fake_sbatch(tmp_path, 99,
                        "Batch job submission failed: Invalid account or account/partition combination specified")
     res = _submit_env(REPO / "recipes/examples/sim-single-node.yaml", tmp_path / "results", env)
-    assert res.returncode == 1
+    assert res.returncode == SlurmError.exit_code
     assert res.stderr.count("\n") == 1 and "Invalid account" in res.stderr and "Traceback" not in res.stderr
     assert (tmp_path / "sbatch-calls").read_text().strip() == "1"  # not transient: no retry
     manifests = list((tmp_path / "results").glob("*/manifest.json"))
