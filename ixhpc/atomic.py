@@ -61,6 +61,12 @@ _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
+def rename_new(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Rename ``src`` (a file or a directory) to ``dst`` unless ``dst`` exists (FileExistsError):
+    a plain rename would silently replace an empty directory."""
+    _rename_noreplace(src, dst)
+
+
 def _rename_noreplace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ixhpc import __version__, containers, engines, shell
+from ixhpc import __version__, containers, engines, names, shell
 from ixhpc.errors import ConfigError, PlanError
 from ixhpc.profiles import ClusterProfile
 from ixhpc.rundir import Layout, ScriptPaths
@@ -32,6 +32,21 @@ from ixhpc.topology import Slot, Topology
 MAX_ROLES = 20      # role i: PORT_BASE + i (HTTP) and PORT_BASE + MAX_ROLES + i (KV side channel)
 # Names passed from the submitting shell into containers, never written anywhere.
 SECRET_PASSTHROUGH = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# The job script's own variables: its values section (the run directory's paths, then these),
+# then what its library, node lookup and benchmark loop set. A recipe's env never enters the
+# script's shell (see _with_env) and may use none of these names (ixhpc.recipe refuses them).
+SCRIPT_VARIABLES = ("IXHPC_PYTHON", "NUM_NODES", "HEALTH_TIMEOUT", "NUM_PROMPTS_FACTOR",
+                    "NUM_WARMUPS_FIXED")
+JOB_VARIABLES = (*Layout.VARIABLES, *SCRIPT_VARIABLES, "CONCURRENCIES", "NODES", "ADDR", "PORT_BASE",
+                 "CONC", "NUM_PROMPTS", "NUM_WARMUPS", "ROLE_PIDS", "ROLE_NAMES", "ROLE_LOGS",
+                 "FAILED_CONCS", "PS1")
+# Each role's address, <var>_HOST, <var>_PORT and <var>_KV_PORT (Role.var: SERVER, PREFILL_0, ...).
+ROLE_VARIABLE = re.compile(r"(SERVER|ROUTER|ETCD|NATS|(PREFILL|DECODE)_[0-9]+)_(HOST|PORT|KV_PORT)")
+
+
+def job_variable(name: str) -> bool:
+    """Whether the job script defines ``name`` itself."""
+    return name in JOB_VARIABLES or ROLE_VARIABLE.fullmatch(name) is not None
 
 
 @dataclasses.dataclass
@@ -63,7 +78,7 @@ class JobPlan:
     concs: list[int]
     sbatch: dict[str, str | bool]      # option -> value (True: a flag)
     variables: list[tuple[str, str]]
-    exports: list[tuple[str, str]]
+    step_env: list[tuple[str, str]]   # the recipe's env: on each role's and bench step's command
     roles: list[Role]
     prepare_command: str               # "" or the image import to run before any role
     bench_command: str
@@ -124,8 +139,10 @@ def group_points(points: Sequence[RunPoint]) -> list[list[RunPoint]]:
 def job_key(group: Sequence[RunPoint]) -> str:
     if len(group) == 1:
         return group[0].key
-    concs = "-".join(str(p.conc[0]) for p in group)
-    return re.sub(r"_c\d+(?=(_[0-9a-f]{8})?$)", f"_c{concs}", group[0].key, count=1)
+    label = f"_c{names.concs([p.conc[0] for p in group])}"
+    first = group[0].key
+    m = re.search(r"_c\d+(?=(_[0-9a-f]{8})?$)", first)
+    return names.key(first[:m.start()] + label + first[m.end():] if m else first + label)
 
 
 # ---------------------------------------------------------------- planning
@@ -148,7 +165,9 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
     runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
                                  arch=profile.arch)
     spec = _container_spec(first, profile, run_dir)
+    env = _step_env(first)
     for role in roles:
+        role.argv = _with_env(env, role.argv)
         role.command = _srun(role, runtime, spec, profile)
         if runtime.name != "none":
             role.here = shell.command(_python(role.argv, runtime))
@@ -157,10 +176,10 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
         key=key, kind=first.kind, points=list(group), concs=concs,
         sbatch=_sbatch(first, topo, profile, run_dir, run_id, key),
         variables=_variables(first, run_dir, key),
-        exports=_exports(first),
+        step_env=env,
         roles=roles,
         prepare_command=shell.command(_host_python(prepare)) if prepare else "",
-        bench_command=_bench_command(first, roles, runtime, spec),
+        bench_command=_bench_command(first, roles, runtime, spec, env),
         header=_header(first, key, concs),
         placement=[f"node {r.node_index}{'-' + str(r.node_index + r.nnodes - 1) if r.nnodes > 1 else ''}: "
                    f"{r.name} ({r.comment})" for r in roles],
@@ -239,18 +258,29 @@ def _sbatch(p: RunPoint, topo: Topology, profile: ClusterProfile, run_dir: Path,
 
 def _variables(p: RunPoint, run_dir: Path, key: str) -> list[tuple[str, str]]:
     bench = p.ixhpc.benchmark
-    return [
-        *Layout.of(run_dir).variables(key),
-        ("IXHPC_PYTHON", sys.executable),
-        ("NUM_NODES", str(p.nodes)),
-        ("HEALTH_TIMEOUT", str(p.ixhpc.health_timeout)),
-        ("NUM_PROMPTS_FACTOR", str(bench.num_prompts_factor)),
-        ("NUM_WARMUPS_FIXED", "" if bench.num_warmups is None else str(bench.num_warmups)),
-    ]
+    values = (sys.executable, str(p.nodes), str(p.ixhpc.health_timeout), str(bench.num_prompts_factor),
+              "" if bench.num_warmups is None else str(bench.num_warmups))
+    return [*Layout.of(run_dir).variables(key), *zip(SCRIPT_VARIABLES, values, strict=True)]
 
 
-def _exports(p: RunPoint) -> list[tuple[str, str]]:
-    return sorted(p.ixhpc.env.items())  # secret-looking names: refused by the recipe model
+def _step_env(p: RunPoint) -> list[tuple[str, str]]:
+    # Secret-looking names and names the job uses itself: refused by the recipe model.
+    return sorted(p.ixhpc.env.items())
+
+
+def _with_env(env: list[tuple[str, str]], argv: list[str]) -> list[str]:
+    """A step's program with the recipe's env: ``env NAME=VALUE ... PROGRAM``.
+
+    The recipe's env is a prefix of each role's and the benchmark client's command, run by the
+    step itself (inside its container, after pyxis/enroot set up the image's environment), never
+    a variable of the job script's shell: the job's own variables stay out of a recipe's reach,
+    and every value is one quoted word on the visible ``srun`` line. It merges into an ``env``
+    prefix the command already has, before its pairs (which win on a repeated name).
+    """
+    if not env:
+        return argv
+    pairs = [f"{k}={v}" for k, v in env]
+    return ["env", *pairs, *argv[1:]] if argv[:1] == ["env"] else ["env", *pairs, *argv]
 
 
 # ---------------------------------------------------------------- roles
@@ -348,7 +378,7 @@ def _visible_gpus(names: list[str], gpn: int, slot: Slot, argv: list[str]) -> li
     if slot.gpus >= gpn:
         return argv
     ids = ",".join(str(g) for g in range(slot.first_gpu, slot.first_gpu + slot.gpus))
-    return ["env", *(f"{n}={ids}" for n in names), *argv]
+    return _with_env([(n, ids) for n in names], argv)
 
 
 # ---------------------------------------------------------------- commands
@@ -365,7 +395,7 @@ def _container_spec(p: RunPoint, profile: ClusterProfile, run_dir: Path) -> cont
     if profile.model_dir and not p.ixhpc.model_path:  # weights at the same path inside
         mounts.append(f"{_expand(profile.model_dir)}:{_expand(profile.model_dir)}:ro")
     return containers.ContainerSpec(
-        image=p.image, mounts=mounts, env_names=[*SECRET_PASSTHROUGH, *p.ixhpc.env],
+        image=p.image, mounts=mounts, env_names=list(SECRET_PASSTHROUGH),  # recipe env: _with_env
         workdir=run, name=None)
 
 
@@ -404,7 +434,7 @@ def _host_python(argv: list[str]) -> list[str]:
 
 
 def _bench_command(p: RunPoint, roles: list[Role], runtime: containers.Runtime,
-                   spec: containers.ContainerSpec) -> str:
+                   spec: containers.ContainerSpec, env: list[tuple[str, str]]) -> str:
     front = next(r for r in roles if r.name in ("router", "server"))
     b = p.ixhpc.benchmark
     argv = ["python", "-m", "ixhpc.bench",
@@ -422,4 +452,5 @@ def _bench_command(p: RunPoint, roles: list[Role], runtime: containers.Runtime,
              f"--output={ScriptPaths.bench_log_text('CONC')}"]
     if b.client_workers > 1:  # a one-task step is bound to one CPU where Slurm confines steps
         flags.append(f"--cpus-per-task={b.client_workers}")
-    return shell.command([*flags, *runtime.srun_args(spec), *runtime.wrap(spec, _python(argv, runtime))])
+    return shell.command([*flags, *runtime.srun_args(spec),
+                          *runtime.wrap(spec, _python(_with_env(env, argv), runtime))])

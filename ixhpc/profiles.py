@@ -19,18 +19,51 @@ import platform
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from ixhpc.yamlmodel import ConfigError, Located, Mount, PosInt, Str, StrictModel, Text, load_yaml, located_errors
+from ixhpc.yamlmodel import (
+    ConfigError,
+    GpuCount,
+    Located,
+    Minutes,
+    Mount,
+    Str,
+    StrictModel,
+    Text,
+    found,
+    load_yaml,
+    located_errors,
+)
 
 ENV_VAR = "IXHPC_PROFILES"
 DEFAULT_PATH = Path("~/.config/ixhpc/clusters.yaml")
 
 
+def _expandable(value: str) -> str:
+    """A path the submitting user's `~` expands in (`~nosuchuser/...` would reach the job as is)."""
+    if value.startswith("~") and os.path.expanduser(value).startswith("~"):
+        user = value[1:].split("/", 1)[0]
+        raise ValueError(f"expected a path whose '~' expands, found {found(value)} "
+                         f"({'no home directory' if not user else f'no user {user!r}'})")
+    return value
+
+
+def _mountable(value: str) -> str:
+    """A directory mounted into containers at the same path (src:dst:ro): no ',', ':' or blanks."""
+    if any(c in ",:" or c.isspace() for c in value):
+        raise ValueError(f"expected a directory usable as a container mount (no ',', ':' or "
+                         f"whitespace), found {found(value)}")
+    return value
+
+
+LocalPath = Annotated[Text, AfterValidator(_expandable)]
+MountDir = Annotated[LocalPath, AfterValidator(_mountable)]
+
+
 class Partition(StrictModel):
     name: Text
     runners: list[Text] = []               # runner labels this partition serves
-    gpus_per_node: PosInt | None = None    # None: the profile's gpus-per-node
+    gpus_per_node: GpuCount | None = None  # None: the profile's gpus-per-node
     nodes: Text | None = None              # informative node list, e.g. gb[1-4]
 
 
@@ -42,15 +75,15 @@ class ClusterProfile(StrictModel):
     qos: Text | None = None
     reservation: Text | None = None
     exclude: list[Text] = []               # nodes never to use
-    time_limit: PosInt = 240               # minutes, when a recipe sets none
-    gpus_per_node: PosInt
+    time_limit: Minutes = 240              # when a recipe sets none
+    gpus_per_node: GpuCount
     arch: Literal["aarch64", "x86_64"]
     gpu_visibility_env: list[Text] = ["CUDA_VISIBLE_DEVICES"]
-    nvlink_domain_nodes: PosInt | None = None
+    nvlink_domain_nodes: GpuCount | None = None
     container_runtime: Literal["pyxis", "enroot", "none"]
-    squash_cache: Text | None = None       # where imported container images (.sqsh) are kept
+    squash_cache: LocalPath | None = None  # where imported container images (.sqsh) are kept
     default_mounts: list[Mount] = []
-    model_dir: Text | None = None
+    model_dir: MountDir | None = None
     extra_sbatch: dict[Text, Str] = {}     # option -> value ("" for a flag), without "--"
     use_segment: bool = False              # --segment=<nodes> keeps a job in one NVLink domain
     use_exclusive: bool = True
@@ -163,7 +196,9 @@ def _merge_user(doc: Located, builtins: dict[str, dict[str, Any]]) -> dict[str, 
     user = doc.data
     errors: list[str] = []
     for name, fields in user.items():
-        if not isinstance(fields, dict):
+        if not isinstance(name, str):
+            errors.append(doc.error((name,), f"expected a profile name (a string), found {found(name)}"))
+        elif not isinstance(fields, dict):
             errors.append(doc.error((name,), f"expected a mapping (a cluster profile), found "
                                     f"{'null' if fields is None else type(fields).__name__}"))
     if errors:

@@ -29,16 +29,22 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 
 from ixhpc.engines import FRAMEWORKS
 from ixhpc.yamlmodel import (
+    COUNT_MAX,
     ConfigError,
+    Count,
     EnvName,
+    GpuCount,
     Located,
+    Minutes,
     Mount,
-    NonNegInt,
-    PosFloat,
-    PosInt,
+    NonNegCount,
+    NonNegGpuCount,
+    NonNegTokens,
+    Seconds,
     Str,
     StrictModel,
     Text,
+    Tokens,
     found,
     load_yaml,
     located_errors,
@@ -60,11 +66,42 @@ def _not_secret(name: str) -> str:
     return name
 
 
-# Recipes are written down (the run directory keeps a copy): no secret values in them.
-RecipeEnvName = Annotated[EnvName, AfterValidator(_not_secret)]
+# Names a step's environment keeps as the job, Slurm and the container runtime set them: each
+# changes which code a step runs (the loader, Python, shells) or how the job itself works.
+_STEP_ENV_RULES = (
+    (re.compile(r"PATH|HOME|SHELL"), "it decides which programs and files a step finds"),
+    (re.compile(r"LD_[A-Z0-9_]*"), "the dynamic loader reads it to load code into every program"),
+    (re.compile(r"PYTHON(PATH|HOME|STARTUP|USERBASE)"), "Python reads it to find code to run"),
+    (re.compile(r"BASH_ENV|ENV|IFS|SHELLOPTS|BASHOPTS|PS4|CDPATH|GLOBIGNORE|PROMPT_COMMAND"),
+     "shells read it when they start"),
+    (re.compile(r"(SLURM|SRUN|SBATCH|SALLOC|ENROOT|PYXIS)_[A-Za-z0-9_]*"),
+     "Slurm and the container runtime set and read these"),
+    (re.compile(r"IXHPC_[A-Za-z0-9_]*"), "ixhpc's own variables"),
+)
+
+
+def _not_the_jobs(name: str) -> str:
+    # The planner names the job script's variables; it imports this module, so not at the top.
+    from ixhpc.placement import job_variable
+
+    reason = next((why for rule, why in _STEP_ENV_RULES if rule.fullmatch(name)), None)
+    if reason is None and job_variable(name):
+        reason = "a variable of the job script"
+    if reason:
+        raise ValueError(f"expected a name the job does not use itself ({reason}), found {name!r}")
+    return name
+
+
+# Recipes are written down (the run directory keeps a copy): no secret values in them. The
+# values reach each role's and benchmark step's environment only (ixhpc.placement._with_env).
+RecipeEnvName = Annotated[EnvName, AfterValidator(_not_secret), AfterValidator(_not_the_jobs)]
 
 # --------------------------------------------------------------------------------------
 # ixhpc's additions (the `ixhpc:` block of an entry).
+
+PER_CONC_MAX = 1024   # prompts per concurrency, load-generator processes
+# Model sizes in billions of parameters (the simulated engine's): finite, at most 100T.
+ParamsB = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
 
 
 class EngineArgs(StrictModel):
@@ -82,17 +119,24 @@ class BenchmarkSettings(StrictModel):
     ``--num-warmups 2*CONC``, ``--request-rate inf`` and ``--ignore-eos``."""
 
     random_range_ratio: float = Field(0.8, ge=0, le=1)
-    num_prompts_factor: PosInt = 10
-    num_warmups: NonNegInt | None = None   # None: 2 x concurrency, as InferenceX
+    num_prompts_factor: Annotated[int, Field(gt=0, le=PER_CONC_MAX)] = 10
+    num_warmups: NonNegCount | None = None   # None: 2 x concurrency, as InferenceX
     ignore_eos: bool = True
-    request_rate: float = Field(math.inf, gt=0)
-    client_workers: PosInt = 1  # load-generator processes (ixhpc.bench --workers); 1 as InferenceX
+    request_rate: float = Field(math.inf, gt=0)  # requests/s: finite up to COUNT_MAX, or inf
+    client_workers: Annotated[int, Field(gt=0, le=PER_CONC_MAX)] = 1  # ixhpc.bench --workers (InferenceX: 1)
 
     @field_validator("request_rate", mode="before")
     @classmethod
     def _inf_word(cls, v: Any) -> Any:
         # YAML spells infinity `.inf`; people also write `inf`.
         return math.inf if isinstance(v, str) and v.strip().lower() in ("inf", "infinity") else v
+
+    @field_validator("request_rate")
+    @classmethod
+    def _rate_bound(cls, v: float) -> float:
+        if v != math.inf and v > COUNT_MAX:
+            raise ValueError(f"expected a value <= {COUNT_MAX} or inf, found {found(v)}")
+        return v
 
     def warmups(self, conc: int) -> int:
         return 2 * conc if self.num_warmups is None else self.num_warmups
@@ -102,9 +146,9 @@ class SimSettings(StrictModel):
     """Parameters of the simulated engine (framework `sim`); unset = the engine's default."""
 
     gpu: SimGpu | None = None
-    model_params_b: PosFloat | None = None
-    active_params_b: PosFloat | None = None
-    max_batch: PosInt | None = None
+    model_params_b: ParamsB | None = None
+    active_params_b: ParamsB | None = None
+    max_batch: Count | None = None
 
     @model_validator(mode="after")
     def _active_le_total(self) -> SimSettings:
@@ -120,9 +164,9 @@ class IxhpcBlock(StrictModel):
     container_mounts: list[Mount] = []
     model_path: Text | None = None          # where the weights are; default: profile model-dir
     benchmark: BenchmarkSettings = BenchmarkSettings()
-    time_limit: PosInt | None = None        # minutes; None: the cluster profile's default
-    health_timeout: PosInt = 1800           # seconds to wait for the engines to be ready
-    max_model_len_margin: NonNegInt = 200   # max-model-len = isl + osl + margin (InferenceX: 200)
+    time_limit: Minutes | None = None       # None: the cluster profile's default
+    health_timeout: Seconds = 1800          # to wait for the engines to be ready
+    max_model_len_margin: NonNegTokens = 200  # max-model-len = isl + osl + margin (InferenceX: 200)
     sim: SimSettings | None = None
 
 
@@ -133,9 +177,9 @@ class IxhpcBlock(StrictModel):
 class ConcForms(StrictModel):
     """Either `conc-list` or `conc-start`..`conc-end` (geometric, see ixhpc.sweep)."""
 
-    conc_start: PosInt | None = None
-    conc_end: PosInt | None = None
-    conc_list: Annotated[list[PosInt], Field(min_length=1)] | None = None
+    conc_start: Count | None = None
+    conc_end: Count | None = None
+    conc_list: Annotated[list[Count], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _one_form(self) -> ConcForms:
@@ -153,16 +197,16 @@ class ConcForms(StrictModel):
 
 
 class Worker(StrictModel):
-    num_worker: PosInt
-    tp: PosInt
-    ep: PosInt
+    num_worker: GpuCount
+    tp: GpuCount
+    ep: GpuCount
     dp_attn: bool
     additional_settings: list[Str] | None = None
 
 
 class SingleNodeSearch(ConcForms):
-    tp: PosInt
-    ep: PosInt | None = None
+    tp: GpuCount
+    ep: GpuCount | None = None
     dp_attn: bool | None = None
     spec_decoding: SpecDecoding = "none"
 
@@ -190,7 +234,7 @@ class UnusedWorker(Worker):
     """The `decode` block of a multi-node aggregated entry: InferenceX writes `num-worker: 0`,
     since the one engine (the prefill block) also decodes."""
 
-    num_worker: NonNegInt
+    num_worker: NonNegGpuCount
 
     @field_validator("num_worker")
     @classmethod
@@ -208,20 +252,20 @@ class MultiAggSearch(ConcForms):
 
 
 class SingleNodeSeqLen(StrictModel):
-    isl: PosInt
-    osl: PosInt
+    isl: Tokens
+    osl: Tokens
     search_space: Annotated[list[SingleNodeSearch], Field(min_length=1)]
 
 
 class MultiNodeSeqLen(StrictModel):
-    isl: PosInt
-    osl: PosInt
+    isl: Tokens
+    osl: Tokens
     search_space: Annotated[list[MultiNodeSearch], Field(min_length=1)]
 
 
 class MultiAggSeqLen(StrictModel):
-    isl: PosInt
-    osl: PosInt
+    isl: Tokens
+    osl: Tokens
     search_space: Annotated[list[MultiAggSearch], Field(min_length=1)]
 
 

@@ -30,6 +30,8 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -168,10 +170,14 @@ class Layout:
     def debug_file(self, name: str) -> Path:
         return self.root / name
 
+    # The names of ``variables``: the job script's own (a recipe's env may not use them).
+    VARIABLES: ClassVar[tuple[str, ...]] = ("RUN_DIR", "JOB_KEY", "POINT_DIR", "LOG_DIR", "RESULTS_DIR")
+
     def variables(self, job: str) -> list[tuple[str, str]]:
         """The script variables of one job's paths (what ``ScriptPaths`` refers to)."""
-        return [("RUN_DIR", str(self.root)), ("JOB_KEY", job), ("POINT_DIR", str(self.point_dir(job))),
-                ("LOG_DIR", str(self.log_dir(job))), ("RESULTS_DIR", str(self.results_dir))]
+        values = (str(self.root), job, str(self.point_dir(job)), str(self.log_dir(job)),
+                  str(self.results_dir))
+        return list(zip(self.VARIABLES, values, strict=True))
 
 
 class ScriptPaths:
@@ -295,13 +301,49 @@ def make_dir(path: Path) -> Path:
     return path
 
 
-def create(root: Path, run_id: str) -> Path:
+@dataclasses.dataclass
+class NewRun:
+    """A run directory being made: filled at ``dir`` (a hidden sibling), then ``publish``ed."""
+
+    dir: Path
+    final: Path
+    published: bool = False
+
+    def publish(self) -> Path:
+        """Rename the whole directory into place, never over anything."""
+        try:
+            atomic.rename_new(self.dir, self.final)
+        except FileExistsError:
+            raise PlanError(f"run directory {self.final} appeared meanwhile; refusing to overwrite it") from None
+        self.dir, self.published = self.final, True
+        return self.final
+
+
+@contextlib.contextmanager
+def create(root: Path, run_id: str, command: str) -> Iterator[NewRun]:
+    """A new run directory, written whole or not at all, with the run's lock held by
+    ``command`` for the whole block (the lock is the file's: it survives the rename). Left
+    unpublished, or failing before ``publish``, it leaves nothing: `resume` never sees a
+    half-made run."""
     run = root / run_id
     if run.exists():
         raise PlanError(f"run directory {run} already exists; refusing to overwrite it")
-    for d in Layout.of(run).directories():
-        make_dir(d)
-    return run
+    if "%" in str(run.resolve()):  # Slurm and submitit expand %j, %u... in log file paths
+        raise PlanError(f"run directory {run.resolve()}: a path with '%' would be expanded by Slurm "
+                        f"in log file names; expected --results elsewhere")
+    try:
+        partial = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".partial", dir=make_dir(root)))
+    except OSError as exc:
+        raise PlanError(f"cannot create a run directory in {root}: {exc.strerror or exc}") from None
+    new = NewRun(partial, run)
+    try:
+        for d in Layout.of(partial).directories():
+            make_dir(d)
+        with locked(partial, command):
+            yield new
+    finally:
+        if not new.published:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 @contextlib.contextmanager

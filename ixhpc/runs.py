@@ -75,7 +75,7 @@ def plan(target: RunTarget, run_dir: Path, run_id: str) -> list[JobPlan]:
 
 
 def write(target: RunTarget, run_dir: Path, run_id: str, plans: Sequence[JobPlan]) -> rundir.Manifest:
-    """Fill a run directory that ``rundir.create`` made (submit holds its lock meanwhile)."""
+    """Fill a run directory that ``rundir.create`` is making (its lock held meanwhile)."""
     import yaml
 
     from ixhpc import __version__, atomic

@@ -80,7 +80,30 @@ def failed_nodes(nodelist: str) -> str:
     return ",".join(sorted(set(out.split())))
 
 
+@dataclasses.dataclass
+class RunStatus:
+    jobs: list[JobStatus]
+    accounting_error: str   # why Slurm accounting did not answer; "" when it did
+
+    @property
+    def accounting(self) -> bool:
+        return not self.accounting_error
+
+    def accounting_note(self) -> str:
+        """One line for stderr when the states come from the queue alone ("" otherwise)."""
+        if self.accounting:
+            return ""
+        return (f"warning: {slurm.ACCOUNTING_UNAVAILABLE} ({self.accounting_error}); states are "
+                f"from squeue alone, a job it no longer lists shows as {slurm.UNKNOWN}")
+
+
 def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
+    return run_status(run, manifest).jobs
+
+
+def run_status(run: Path, manifest: rundir.Manifest) -> RunStatus:
+    """Every job of the run (and the `submit --merge` job) with its points, from one
+    batched Slurm query, and whether accounting answered it."""
     states = slurm.states(manifest.slurm_ids)
     out = []
     for entry in manifest.jobs:
@@ -88,6 +111,8 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
         st = states.get(entry.job_id or "")
         state = st.state if st else (slurm.NOT_SUBMITTED if not entry.job_id else slurm.UNKNOWN)
         reason = st.reason if st else ""
+        if state == slurm.UNKNOWN and not states.accounting:
+            reason = "not in the queue; accounting unavailable"
         if slurm.is_terminal(state) and state != "COMPLETED":
             lines = _newest_log(run, entry.key)
             if state == "FAILED" and TIME_LIMIT_MARK in lines:
@@ -106,4 +131,4 @@ def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
         out.append(JobStatus(MERGE_KEY, "merge", manifest.merge_job_id,
                              st.state if st else slurm.UNKNOWN, st.reason if st else "", st.nodes if st else "",
                              0, 0, []))
-    return out
+    return RunStatus(out, states.accounting_error)

@@ -97,24 +97,55 @@ def is_live(state: str) -> bool:
     return state not in TERMINAL and state not in (UNKNOWN, NOT_SUBMITTED)
 
 
-def states(job_ids: Iterable[str]) -> dict[str, JobState]:
-    """Current state of every job (and array task) in ``job_ids``: one squeue + one sacct call.
+class States(dict[str, JobState]):
+    """Job id -> JobState, and whether Slurm accounting (sacct/slurmdbd) answered.
+
+    Without accounting the states come from the controller alone (``squeue``): a job it
+    still lists (queued, running, or ended a moment ago) has its state; any other job has
+    no entry, so callers see it as UNKNOWN (not live).
+    """
+
+    def __init__(self, accounting_error: str = "") -> None:
+        super().__init__()
+        self.accounting_error = accounting_error  # why sacct failed; "" when it answered
+
+    @property
+    def accounting(self) -> bool:
+        return not self.accounting_error
+
+
+# sacct is retried less than the controller: when slurmdbd is down, answering from squeue
+# alone in a second beats failing after the full backoff.
+SACCT_RETRIES = int(os.environ.get("IXHPC_SACCT_RETRIES", "1"))
+ACCOUNTING_UNAVAILABLE = "Slurm accounting (sacct/slurmdbd) is unavailable"
+
+
+def states(job_ids: Iterable[str]) -> States:
+    """Current state of every job (and array task) in ``job_ids``: one sacct + one squeue call.
 
     squeue is authoritative for queued and running jobs (with the pending reason); sacct for
-    finished ones. Array ids expand to one entry per task ("123_4").
+    finished ones. Array ids expand to one entry per task ("123_4"). When sacct fails (slurmdbd
+    down or restarting, accounting disabled) the answer comes from squeue alone, including the
+    jobs the controller still remembers as ended, and ``accounting_error`` says why.
     """
     ids = sorted({str(j).split("_")[0] for j in job_ids})
+    found = States()
     if not ids:
-        return {}
-    found: dict[str, JobState] = {}
-    acct = run(["sacct", "-X", "-n", "-P", "-j", ",".join(ids),
-                "-o", "JobID,State,Reason,ExitCode,NodeList,Start,End"])
+        return found
+    try:
+        acct = run(["sacct", "-X", "-n", "-P", "-j", ",".join(ids),
+                    "-o", "JobID,State,Reason,ExitCode,NodeList,Start,End"], retries=SACCT_RETRIES)
+    except SlurmError as exc:
+        found.accounting_error = str(exc)
+        acct = ""
     for line in acct.splitlines():
         f = line.split("|")
         if len(f) == 7 and "[" not in f[0]:
             found[f[0]] = JobState(f[0], f[1].split()[0], _reason(f[2]), f[3], f[4], f[5], f[6])
-    # `squeue -j` fails once a job has left the controller, so list ours and filter.
-    queue = run(["squeue", "-h", "-r", "--me", "-o", "%i|%T|%r|%N|%S"])
+    # `squeue -j` fails once a job has left the controller, so list ours and filter. Without
+    # accounting, also the ended jobs the controller still holds (MinJobAge).
+    every = ["-t", "all"] if found.accounting_error else []
+    queue = run(["squeue", "-h", "-r", "--me", *every, "-o", "%i|%T|%r|%N|%S"])
     wanted = set(ids)
     for line in queue.splitlines():
         f = line.split("|")

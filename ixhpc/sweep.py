@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 
+from ixhpc import names
 from ixhpc.errors import PlanError
 from ixhpc.point_metadata import DisaggRecord, MultiAggRecord, SingleRecord
 from ixhpc.profiles import ClusterProfile, profile_for_runner
@@ -206,9 +207,9 @@ def filters_from_args(args: argparse.Namespace) -> Filters:
     for name, field in Filters.model_fields.items():
         if _flag_extra(field).get("only"):
             only.setdefault(_flag_extra(field)["exclusive"], []).append(name)
-    for names in only.values():
-        if not any(values[n] for n in names):
-            for n in names:
+    for group in only.values():
+        if not any(values[n] for n in group):
+            for n in group:
                 values.pop(n)  # none given: the fields' defaults keep every kind
     given: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return Filters(**given)
@@ -577,8 +578,7 @@ def _shape_multi(item: Any) -> str:
 
 
 def _point_key(key: str, slc: Any, shape: str, concs: Sequence[int]) -> str:
-    c = "-".join(map(str, concs)) if len(concs) <= 4 else f"{concs[0]}-{concs[-1]}n{len(concs)}"
-    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{key}_{slc.isl}x{slc.osl}_{shape}_c{c}")
+    return names.key(f"{key}_{slc.isl}x{slc.osl}_{shape}_c{names.concs(concs)}")
 
 
 def _unique_keys(points: list[RunPoint]) -> list[RunPoint]:
@@ -591,7 +591,7 @@ def _unique_keys(points: list[RunPoint]) -> list[RunPoint]:
     for p in points:
         if counts[p.key] > 1:
             digest = hashlib.sha256(json.dumps(p.to_inferencex_row(), sort_keys=True).encode())
-            p = p.model_copy(update={"key": f"{p.key}_{digest.hexdigest()[:8]}"})
+            p = p.model_copy(update={"key": names.key(f"{p.key}_{digest.hexdigest()[:8]}")})
         out.append(p)
     return out
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import stat
 import types
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
+from yaml.composer import Composer, ComposerError
+from yaml.nodes import Node
 
 from ixhpc.errors import ConfigError as ConfigError  # the config kind; re-exported for its users
 
@@ -44,6 +48,23 @@ class StrictModel(BaseModel):
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
+
+# Numbers a recipe or profile may hold reach bash arithmetic ($((conc * 10))), #SBATCH lines and
+# the load generator: bounded, one spelling per meaning (`time-limit: 10**30` would otherwise
+# render a job without a limit, `conc: 10**30` overflow the job script's arithmetic).
+COUNT_MAX = 1_048_576      # concurrencies, batch sizes, requests
+GPUS_MAX = 65_536          # tp, ep, workers, GPUs and nodes
+TOKENS_MAX = 16_777_216    # sequence lengths
+MINUTES_MAX = 43_200       # 30 days: Slurm time limits
+SECONDS_MAX = 2_592_000    # 30 days
+Count = Annotated[int, Field(gt=0, le=COUNT_MAX)]
+NonNegCount = Annotated[int, Field(ge=0, le=COUNT_MAX)]
+GpuCount = Annotated[int, Field(gt=0, le=GPUS_MAX)]
+NonNegGpuCount = Annotated[int, Field(ge=0, le=GPUS_MAX)]
+Tokens = Annotated[int, Field(gt=0, le=TOKENS_MAX)]
+NonNegTokens = Annotated[int, Field(ge=0, le=TOKENS_MAX)]
+Minutes = Annotated[int, Field(gt=0, le=MINUTES_MAX)]
+Seconds = Annotated[int, Field(gt=0, le=SECONDS_MAX)]
 
 # Strings reach scripts, file names and HDF5 attributes, none of which holds a NUL (a newline
 # or escape would garble an #SBATCH line or a log; a lone surrogate cannot be written as
@@ -84,7 +105,48 @@ Mount = Annotated[str, Field(pattern=r"^[^:,\s]+:[^:,\s]+(:[^:,\s]+)?$"), _PRINT
 
 Path_ = tuple[str | int | float, ...]  # keys may be any plain YAML scalar
 
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# What one file may cost to read, whatever it holds: its size, its nesting, and the values its
+# aliases expand to (a few hundred bytes of aliases of aliases -- "billion laughs" -- otherwise
+# expand to 10**9 values). Generous: InferenceX's master files are 0.3 MB, 8 levels deep, and
+# their anchors and `<<:` merges add well under 1x their own nodes.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 100
+EXPANSION_FACTOR = 100       # values built through aliases and merges: at most 100 per node written,
+MAX_EXPANSION = 1_000_000    # and at most this many in all
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VALUE_TAG = "tag:yaml.org,2002:value"
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when available
+
+
+class _Loader(Composer, _BaseLoader):  # type: ignore[misc]
+    """The safe loader with Python's composer in front of the parser (libyaml's composer recurses
+    in C and crashes the interpreter at ~50,000 levels of `[`), counting nodes and levels."""
+
+    def __init__(self, text: str) -> None:
+        _BaseLoader.__init__(self, text)
+        Composer.__init__(self)
+        self.ixhpc_nodes = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self.ixhpc_nodes += 1
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ComposerError(None, None, f"expected at most {MAX_DEPTH} levels of nesting, "
+                                    f"found more", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Refused(Exception):
+    """A file that would cost too much to build (expansion, nesting, recursion): one located line."""
+
+    def __init__(self, node: Node, path: Path_, message: str) -> None:
+        super().__init__(message)
+        self.line, self.path, self.message = node.start_mark.line + 1, path, message
 
 
 @dataclass
@@ -116,11 +178,7 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
     """Read one YAML file into a ``Located`` mapping, or raise ConfigError with every located
     problem that can be found before the content is interpreted."""
     name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{name}:1: cannot read file: {exc.strerror or exc}"]) from None
-    text = _decode(name, raw)
+    text = _decode(name, read_bounded(name, path))
     tabs = [f"{name}:{i}: expected spaces for indentation, found a tab character"
             for i, ln in enumerate(text.splitlines(), 1) if "\t" in ln[: len(ln) - len(ln.lstrip())]]
     if tabs:
@@ -130,9 +188,8 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
         node = loader.get_single_node()
         if node is None:
             raise ConfigError([f"{name}:1: expected {what}, found an empty file"])
-        errors: list[str] = []
-        lines: dict[Path_, int] = {}
-        data = _build(loader, node, (), lines, errors, name)
+        builder = _Builder(loader, name, loader.ixhpc_nodes)
+        data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -140,16 +197,60 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
         raise ConfigError([f"{name}:{line}: invalid YAML: {problem}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{name}:1: invalid YAML: {exc}"]) from None
+    except _Refused as exc:
+        where = f"{format_path(exc.path)}: " if exc.path else ""
+        line = Located(name, None, builder.lines).line(exc.path) if exc.path else exc.line
+        raise ConfigError([f"{name}:{line}: {where}invalid YAML: {exc.message}"]) from None
     except RecursionError:
         raise ConfigError([f"{name}:1: invalid YAML: nesting too deep (recursive alias?)"]) from None
     finally:
         loader.dispose()
-    if errors:
-        raise ConfigError(errors)
+    if builder.errors:
+        raise ConfigError(builder.errors)
     if not isinstance(data, dict):
         raise ConfigError([f"{name}:{node.start_mark.line + 1}: expected {what}, "
                            f"found {_kind(data)}"])
-    return Located(name, data, lines)
+    return Located(name, data, builder.lines)
+
+
+def read_bounded(name: str, path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, else one located error at once
+    (a FIFO, a device such as /dev/zero, a directory or a huge file is never read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"{name}:1: cannot read file: "
+                           f"{getattr(exc, 'strerror', None) or exc}"]) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError([f"{name}:1: expected a regular file, found {_file_kind(st.st_mode)}"])
+        too_big = f"{name}:1: expected a file of at most {limit // 2**20} MiB, found"
+        if st.st_size > limit:
+            raise ConfigError([f"{too_big} {st.st_size:,} bytes"])
+        chunks, left = [], limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:  # it grew while read
+            raise ConfigError([f"{too_big} more"])
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ConfigError([f"{name}:1: cannot read file: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def _decode(name: str, raw: bytes) -> str:
@@ -163,44 +264,149 @@ def _decode(name: str, raw: bytes) -> str:
         raise ConfigError([f"{name}:{line}: expected UTF-8 YAML text, found binary data"]) from None
 
 
-def _build(loader: Any, node: yaml.Node, path: Path_, lines: dict[Path_, int],
-           errors: list[str], name: str) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # honour `<<: *anchor` merge keys
-        out: dict[Any, Any] = {}
+_Pair = tuple[Node, Node]
+
+
+class _Builder:
+    """Composed nodes -> plain values and the line of every key and list item, within a budget:
+    an alias is built again wherever it is used, so every value built (and every pair a merge
+    considers) is counted against the document's own node count."""
+
+    def __init__(self, loader: Any, name: str, own: int) -> None:
+        self.loader, self.name, self.own = loader, name, own
+        self.expansion = min(MAX_EXPANSION, EXPANSION_FACTOR * own)
+        self.budget = own + self.expansion
+        self.lines: dict[Path_, int] = {}
+        self.errors: list[str] = []
+        self.scalars: dict[tuple[str, str], Any] = {}   # tp: 8, dp-attn: false... built once
+        self.building: set[int] = set()                  # collections being built (recursion)
+        self.merged: dict[int, list[_Pair] | None] = {}  # a merge source's pairs (None: in progress)
+
+    def charge(self, node: Node, path: Path_, n: int = 1) -> None:
+        self.budget -= n
+        if self.budget < 0:
+            raise _Refused(node, path, f"expected aliases and merges to add at most "
+                           f"{self.expansion:,} values ({EXPANSION_FACTOR}x the {self.own:,} nodes "
+                           f"written, at most {MAX_EXPANSION:,}), found more")
+
+    def build(self, node: Node, path: Path_) -> Any:
+        self.charge(node, path)
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if len(path) >= MAX_DEPTH:
+            raise _Refused(node, path, f"expected at most {MAX_DEPTH} levels of nesting, found "
+                           f"more (through aliases)")
+        if id(node) in self.building:
+            raise _Refused(node, path, "expected a finite structure, found an alias inside "
+                           "its own anchor")
+        self.building.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                items = []
+                for i, item in enumerate(node.value):
+                    self.lines[path + (i,)] = item.start_mark.line + 1
+                    items.append(self.build(item, path + (i,)))
+                return items
+            out: dict[Any, Any] = {}
+            for knode, vnode in self.pairs(node, path):
+                key = self.key(knode, path)
+                if key is None:
+                    continue
+                if key in out:
+                    self.errors.append(
+                        f"{self.name}:{knode.start_mark.line + 1}: {format_path(path + (key,))}: "
+                        f"expected each key once, found a duplicate key (first at line "
+                        f"{self.lines[path + (key,)]})")
+                    continue
+                self.lines[path + (key,)] = knode.start_mark.line + 1
+                out[key] = self.build(vnode, path + (key,))
+            return out
+        finally:
+            self.building.discard(id(node))
+
+    def scalar(self, node: Node) -> Any:
+        ck = (node.tag, node.value)
+        if ck not in self.scalars:
+            # `=` as a key is the YAML "value" key: a string, as PyYAML's merge handling makes it
+            self.scalars[ck] = (node.value if node.tag == _VALUE_TAG
+                                else self.loader.construct_object(node))
+        return self.scalars[ck]
+
+    def key(self, knode: Node, path: Path_) -> Any:
+        """A mapping key's value if it is a plain scalar, else None and an error."""
+        key = self.scalar(knode) if isinstance(knode, yaml.ScalarNode) else knode.value
+        if isinstance(key, (str, int, float, bool)):
+            return key
+        kind = ("a list" if isinstance(knode, yaml.SequenceNode) else "a mapping"
+                if isinstance(knode, yaml.MappingNode) else _kind(key))
+        self.errors.append(f"{self.name}:{knode.start_mark.line + 1}: "
+                           f"{format_path(path) or '(top level)'}: expected a plain key, found {kind}")
+        return None
+
+    def pairs(self, node: Node, path: Path_) -> list[_Pair]:
+        """A mapping's key/value pairs with `<<:` merges resolved as YAML specifies (and PyYAML
+        does): written keys override merged ones, an earlier merge source overrides a later one.
+        Written keys that repeat are kept, for `build` to report."""
+        if not any(k.tag == _MERGE_TAG for k, _ in node.value):
+            return list(node.value)
+        sources: list[Node] = []
+        written: list[_Pair] = []
         for knode, vnode in node.value:
-            key = _build(loader, knode, path, {}, errors, name)
-            kline = knode.start_mark.line + 1
-            if not isinstance(key, (str, int, float, bool)) or key is None:
-                errors.append(f"{name}:{kline}: {format_path(path) or '(top level)'}: "
-                              f"expected a plain key, found {_kind(key)}")
-                continue
-            if key in out:
-                errors.append(f"{name}:{kline}: {format_path(path + (key,))}: expected each key "
-                              f"once, found a duplicate key (first at line {lines[path + (key,)]})")
-                continue
-            lines[path + (key,)] = kline
-            out[key] = _build(loader, vnode, path + (key,), lines, errors, name)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        items = []
-        for i, item in enumerate(node.value):
-            lines[path + (i,)] = item.start_mark.line + 1
-            items.append(_build(loader, item, path + (i,), lines, errors, name))
-        return items
-    # Scalars repeat a lot (tp: 8, dp-attn: false...): construct each distinct one once.
-    cache = _scalar_cache(loader)
-    ck = (node.tag, node.value)
-    if ck not in cache:
-        cache[ck] = loader.construct_object(node)
-    return cache[ck]
+            if knode.tag != _MERGE_TAG:
+                written.append((knode, vnode))
+            elif isinstance(vnode, yaml.MappingNode):
+                sources.append(vnode)
+            elif isinstance(vnode, yaml.SequenceNode) and all(
+                    isinstance(s, yaml.MappingNode) for s in vnode.value):
+                sources.extend(reversed(vnode.value))
+            else:
+                raise _Refused(vnode, path, "expected a mapping or a list of mappings to merge "
+                               "(`<<:`), found " + ("a list with other items"
+                                                    if isinstance(vnode, yaml.SequenceNode)
+                                                    else "a scalar"))
+        merged: dict[Any, _Pair] = {}
+        for source in sources:
+            pairs = self.source(source, path)
+            self.charge(source, path, len(pairs))
+            for pair in pairs:
+                merged[self.ident(pair[0])] = pair
+        extra: list[_Pair] = []
+        overridden: set[Any] = set()
+        for pair in written:
+            ident = self.ident(pair[0])
+            if ident in merged and ident not in overridden:
+                merged[ident] = pair
+                overridden.add(ident)
+            else:
+                extra.append(pair)
+        return [*merged.values(), *extra]
 
+    def source(self, node: Node, path: Path_) -> list[_Pair]:
+        """The effective pairs of a merge source (each key once, the last one winning)."""
+        key = id(node)
+        if key in self.merged:
+            done = self.merged[key]
+            if done is None:
+                raise _Refused(node, path, "expected a finite structure, found a mapping that "
+                               "merges itself (`<<:`)")
+            return done
+        self.merged[key] = None
+        effective: dict[Any, _Pair] = {}
+        for pair in self.pairs(node, path):
+            effective[self.ident(pair[0])] = pair
+        self.merged[key] = result = list(effective.values())
+        return result
 
-def _scalar_cache(loader: Any) -> dict[tuple[str, str], Any]:
-    cache = getattr(loader, "_ixhpc_scalars", None)
-    if cache is None:
-        cache = loader._ixhpc_scalars = {}
-    return cache
+    def ident(self, knode: Node) -> Any:
+        """What makes two keys the same key."""
+        if isinstance(knode, yaml.ScalarNode):
+            value = self.scalar(knode)
+            try:
+                hash(value)
+            except TypeError:
+                return ("node", id(knode))
+            return ("value", value)
+        return ("node", id(knode))
 
 
 def _kind(v: Any) -> str:
@@ -219,7 +425,7 @@ _EXPECTED = {
     "bool_parsing": "true or false", "string_type": "a string", "list_type": "a list",
     "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
     "missing": "this required key", "string_too_short": "a non-empty string",
-    "none_required": "null",
+    "none_required": "null", "finite_number": "a finite number",
 }
 
 

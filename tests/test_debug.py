@@ -199,7 +199,7 @@ def test_hostile_values_stay_data_in_the_debug_shell(tmp_path, value):
     doc = yaml.safe_load(SINGLE.read_text())
     entry = doc["sim-mi355x-single"]
     entry.update({"model": value or "x", "image": value or "x"})
-    entry["ixhpc"].update({"env": {"IXHPC_NOTE": value}, "engine-args": {"server": [value]}})
+    entry["ixhpc"].update({"env": {"HOSTILE_NOTE": value}, "engine-args": {"server": [value]}})
     recipe = tmp_path / "hostile.yaml"
     recipe.write_text(yaml.safe_dump(doc))
     run_dir = tmp_path / "run"
@@ -208,10 +208,13 @@ def test_hostile_values_stay_data_in_the_debug_shell(tmp_path, value):
     run_dir.mkdir()
     debug.write(session)
     (run_dir / Layout.DEBUG_NODES).write_text("NODES=(n0)\ndeclare -A ADDR=([n0]=127.0.0.1)\nPORT_BASE=20000\n")
+    # The recipe's env is a word of the role's srun line (never a variable of this shell).
     out = subprocess.run(["bash", "-c", f'source {run_dir / debug.ROLES} >/dev/null; trap - EXIT; '
-                                        f'printf %s "$IXHPC_NOTE"'], capture_output=True, text=True)
+                                        f'[[ -z "${{HOSTILE_NOTE+set}}" ]] || exit 3; '
+                                        f'srun() {{ printf "%s\\0" "$@"; }}; role_server'],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout == value
+    assert f"HOSTILE_NOTE={value}" in out.stdout.split("\0")
     assert not os.path.exists(PWNED)
 
 

@@ -93,7 +93,7 @@ def _hostile_recipe(tmp_path: Path, value: str) -> Path:
     entry["image"] = value or "x"
     entry["model"] = value or "x"
     entry["ixhpc"]["engine-args"] = {"server": [value]}
-    entry["ixhpc"]["env"] = {"IXHPC_NOTE": value}
+    entry["ixhpc"]["env"] = {"HOSTILE_NOTE": value}
     entry["ixhpc"]["model-path"] = value or "x"
     path = tmp_path / "hostile.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -110,13 +110,15 @@ def test_hostile_recipe_values_stay_data(tmp_path, value):
     script = tmp_path / "job.sbatch"
     script.write_text(render.render(plan))
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    # Evaluate only the assignment (it may span lines): it must give the value back verbatim.
+    # The recipe's env is a word of the server's srun line, not a variable of the script:
+    # evaluate only that start_role call (it spans lines), printing the words it would run.
     text = script.read_text()
-    start = text.index("export IXHPC_NOTE=")
-    assignment = text[start:text.index("\nCONCURRENCIES=(", start)]  # the line after the exports
-    out = subprocess.run(["bash", "-c", assignment + '\nprintf %s "$IXHPC_NOTE"'],
+    assert "HOSTILE_NOTE=" not in text[:text.index("\nCONCURRENCIES=(")]
+    start = text.index("start_role server ")
+    call = text[start:text.index("\nwait_healthy", start)]
+    out = subprocess.run(["bash", "-c", "start_role() { shift 2; printf '%s\\0' \"$@\"; }\n" + call],
                          capture_output=True, text=True)
-    assert out.stdout == value
+    assert f"HOSTILE_NOTE={value}" in out.stdout.split("\0")
     assert not os.path.exists(PWNED)
 
 

@@ -45,3 +45,54 @@ def test_resume_sets_damaged_results_aside(tmp_path: Path) -> None:
     moved = runstate.set_aside_damaged(tmp_path, ["p1", "p2"])
     assert [m.name.split(".damaged-")[0] for m in moved] == ["p1.h5"]
     assert not lay.result("p1").exists() and moved[0].exists()
+
+
+def test_a_run_directory_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A failure while the run is being written leaves nothing; a dry run leaves nothing."""
+    import pytest
+
+    from ixhpc.errors import PlanError
+
+    with pytest.raises(RuntimeError), rundir.create(tmp_path, "r1", "submit") as new:
+        (new.dir / "scripts" / "half.sbatch").write_text("#!/bin/bash\n")
+        raise RuntimeError("render failed half-way")
+    assert list(tmp_path.iterdir()) == []
+    with rundir.create(tmp_path, "r2", "render") as new:
+        new.publish()
+    assert [p.name for p in tmp_path.iterdir()] == ["r2"]
+    with pytest.raises(PlanError, match="already exists"), rundir.create(tmp_path, "r2", "render"):
+        pass
+    with pytest.raises(PlanError, match="'%'"), rundir.create(tmp_path / "a%jb", "r3", "render"):
+        pass
+    out = _ixhpc("submit", str(REPO / "recipes/examples/sim-single-node.yaml"), "--dry-run",
+                 "--results", str(tmp_path / "dry"))
+    assert out.returncode == 0 and str(tmp_path / "dry") in out.stdout, out.stderr
+    assert not (tmp_path / "dry").exists() or not any((tmp_path / "dry").iterdir())
+
+
+def test_keys_are_unique_and_bounded(tmp_path: Path) -> None:
+    """Config keys `a b` and `a-b` (and non-ASCII keys of equal length) get distinct result
+    files; a 300-character key and a 60-concurrency job still give file names that fit."""
+    import yaml
+
+    from ixhpc import names, runs
+    from ixhpc.profiles import get_profile
+    from ixhpc.sweep import Filters
+
+    doc = yaml.safe_load((REPO / "recipes/examples/sim-single-node.yaml").read_text())
+    [entry] = doc.values()
+    entry["seq-len-configs"][0]["search-space"][0].pop("conc-start", None)
+    entry["seq-len-configs"][0]["search-space"][0].pop("conc-end", None)
+    entry["seq-len-configs"][0]["search-space"][0]["conc-list"] = list(range(1, 61))
+    keys = ["a b", "a-b", "αβ", "γδ", "k" * 300]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({k: entry for k in keys}, allow_unicode=True))
+    plans = runs.plan(runs.RunTarget(recipe, get_profile("local"), Filters()), tmp_path / "run", "run")
+    results = [p.result_key(c) for p in plans for c in p.concs]
+    assert len(set(results)) == len(results) == 5 * 60
+    assert len({p.key for p in plans}) == 5
+    assert all(len(k) <= names.MAX_KEY + 10 for k in results + [p.key for p in plans])
+    with rundir.create(tmp_path, "run", "render") as new:
+        runs.write(runs.RunTarget(recipe, get_profile("local"), Filters()), new.dir, "run", plans)
+        new.publish()
+    assert len(list((tmp_path / "run" / "scripts").iterdir())) == 5

@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if shutil.which("salloc") is None:
         raise SlurmError("salloc not found on PATH: run `ixhpc debug` on a login node of the cluster")
-    runs.write(target, rundir.create(root, run_id), run_id, [plan])
+    with rundir.create(root, run_id, "debug") as new:
+        runs.write(target, new.dir, run_id, [plan])
+        new.publish()
     debug.write(s)
     others = f" ({len(plans)} jobs in this recipe; choose one with --point)" if len(plans) > 1 else ""
     print(f"ixhpc debug: job {plan.key}{others}\n  run directory {run_dir}\n  asking salloc for "

@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
         return _follow(files, args.lines, live)
     for f in files:
         print(f"==> {f} <==")
-        lines = f.read_text(errors="replace").splitlines()
-        print("\n".join(lines[len(lines) - args.lines:] if args.lines else []))
+        if args.lines:
+            lines = f.read_text(errors="replace").splitlines()
+            print("\n".join(lines[len(lines) - args.lines:]))
     return 0
 
 

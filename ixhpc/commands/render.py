@@ -20,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.output
     target = runs.target_from_args(args)
     plans = runs.plan(target, out, out.name)
-    manifest = runs.write(target, rundir.create(out.parent, out.name), out.name, plans)
+    with rundir.create(out.parent, out.name, "render") as new:
+        manifest = runs.write(target, new.dir, out.name, plans)
+        new.publish()
     for job in manifest.jobs:
         print(f"{out / job.script}  ({job.kind}, {job.nodes} node(s), "
               f"concurrencies {' '.join(str(p.conc) for p in job.points)})")

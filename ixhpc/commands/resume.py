@@ -2,7 +2,8 @@
 
 A point with a valid HDF5 file is never run again: the job script itself skips every
 concurrency already done, so a resubmitted job runs only what is missing. Jobs still
-queued or running are left alone.
+queued, running, suspended or requeued are left alone (``slurm.is_live``), and nothing is
+resubmitted while Slurm accounting is unavailable (a lost job and a finished one look alike).
 """
 
 from __future__ import annotations
@@ -41,16 +42,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ixhpc import rundir, runs, runstate, slurm, submission
+    from ixhpc.errors import SlurmTransientError
     from ixhpc.shell import directive
 
     path = rundir.find(args.run)
     with rundir.locked(path, "resume"):
         manifest = rundir.load(path)  # under the lock: another resume may just have saved it
-        statuses = {s.key: s for s in runstate.job_statuses(path, manifest)}
+        status = runstate.run_status(path, manifest)
+        if not status.accounting:
+            # squeue lists only live jobs of this user: without sacct a job missing from it may
+            # have ended, been lost, or belong to another account, and resubmitting on a guess
+            # can run points twice. Refuse; `status` and `cancel` still work from squeue.
+            raise SlurmTransientError(
+                f"{slurm.ACCOUNTING_UNAVAILABLE} ({status.accounting_error}): resume cannot tell "
+                f"a finished job from a lost one, so nothing was resubmitted; try again once "
+                f"`sacct` answers (`ixhpc status {args.run}` works meanwhile)")
+        statuses = {s.key: s for s in status.jobs}
         redo = [e for e in manifest.jobs if statuses[e.key].missing and not slurm.is_live(statuses[e.key].state)]
-        if not args.dry_run:
-            for moved in runstate.set_aside_damaged(path, [k for e in redo for k in statuses[e.key].missing]):
-                print(f"damaged result moved aside: {moved}")
+        aside = [] if args.dry_run else runstate.set_aside_damaged(
+            path, [k for e in redo for k in statuses[e.key].missing])
         jobs = []
         for entry in redo:
             opts = submission.script_options(path / entry.script)
@@ -71,8 +81,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"run_id": manifest.run_id, "dry_run": args.dry_run,
                           "resubmitted": [{"key": e.key, "job_id": e.job_id if not args.dry_run else None,
-                                           "missing": statuses[e.key].missing} for e in redo]}))
+                                           "missing": statuses[e.key].missing} for e in redo],
+                          "set_aside": [str(m) for m in aside]}))
     else:
+        for moved in aside:
+            print(f"damaged result moved aside: {moved}")
         for e in redo:
             print(f"{'(dry run)' if args.dry_run else e.job_id:>10}  {e.key}  "
                   f"({len(statuses[e.key].missing)} point(s) missing)")

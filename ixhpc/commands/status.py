@@ -1,9 +1,14 @@
-"""`ixhpc status RUN`: every job and point of a run, from one squeue and one sacct call."""
+"""`ixhpc status RUN`: every job and point of a run, from one squeue and one sacct call.
+
+With Slurm accounting down the states come from squeue alone: said on stderr (a field in
+``--json``), jobs the queue no longer lists show as UNKNOWN.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,10 +38,15 @@ def show(path: Path, manifest: rundir.Manifest, as_json: bool, watch: float | No
     from ixhpc import runstate, slurm
 
     while True:
-        jobs = runstate.job_statuses(path, manifest)
-        if as_json:
-            print(json.dumps({"run_id": manifest.run_id, "jobs": [j.as_dict() for j in jobs]}))
+        status = runstate.run_status(path, manifest)
+        jobs = status.jobs
+        if as_json:  # without accounting: a field, and no line on stderr to parse around
+            print(json.dumps({"run_id": manifest.run_id, "accounting_available": status.accounting,
+                              "accounting_error": status.accounting_error,
+                              "jobs": [j.as_dict() for j in jobs]}), flush=True)
         else:
+            if not status.accounting:
+                print(status.accounting_note(), file=sys.stderr)
             _print_table(manifest.run_id, jobs)
         if not watch or not any(slurm.is_live(j.state) for j in jobs):
             break

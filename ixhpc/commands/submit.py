@@ -21,7 +21,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="where run directories go (default: $IXHPC_RESULTS or ./results)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="render into a temporary directory and show what would be submitted")
+                        help="render everything and show what would be submitted; write and submit nothing")
     parser.add_argument("--array-parallelism", type=int, default=64,
                         help="at most this many tasks of a job array run at once (default 64)")
     parser.add_argument("--wait", action="store_true",
@@ -36,28 +36,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tempfile
-
     from ixhpc import rundir, runs, submission
 
     root = args.results or rundir.default_root()
     run_id = rundir.new_run_id(args.recipe)
-    if args.dry_run:
-        root = Path(tempfile.mkdtemp(prefix="ixhpc-dry-run-"))
     run_dir = root / run_id
     after = submission.dependency(args.after) if args.after else None
     target = runs.target_from_args(args)
     plans = runs.plan(target, run_dir, run_id)
-    with rundir.locked(rundir.create(root, run_id), "submit"):
-        manifest = runs.write(target, run_dir, run_id, plans)
+    with rundir.create(root, run_id, "submit") as new:
+        manifest = runs.write(target, new.dir, run_id, plans)
         entries = {e.key: e for e in manifest.jobs}
         batch = runs.batches([(p.sbatch, entries[p.key]) for p in plans], run_id)
         for opts, _ in batch:
             if after:  # for this submission only: not in the scripts, which resume reuses
                 opts["dependency"] = after
-        if args.dry_run:
+        if args.dry_run:  # rendered in full, then left unpublished: nothing stays behind
             _show_dry_run(run_dir, batch, args.json)
             return 0
+        new.publish()
         try:
             submission.submit_groups(run_dir, batch, args.array_parallelism)
         finally:
@@ -98,7 +95,8 @@ def _show_dry_run(run_dir: Path, batch: list[Batch], as_json: bool) -> None:
                                               for k, v in opts.items()))
         for e in entries:
             print(f"    {run_dir / e.script}")
-    print(f"dry run: {len(batch)} sbatch call(s) rendered under {run_dir}; nothing submitted")
+    print(f"dry run: {len(batch)} sbatch call(s) for {run_dir}; nothing written or submitted "
+          f"(`ixhpc render` keeps the scripts)")
 
 
 def _wait(run_dir: Path, as_json: bool) -> int:

@@ -79,13 +79,15 @@ def _emit(text: str) -> None:
 
 def _check_runner_types(path: str, wanted: tuple[str, ...]) -> None:
     """Load runners.yaml (label -> list of runner names) and check --runner-type against it."""
-    from ixhpc.yamlmodel import ConfigError, load_yaml
+    from ixhpc.yamlmodel import ConfigError, found, load_yaml
 
     doc = load_yaml(path, "a mapping of runner labels to runner names")
-    bad = [doc.error((label,), "expected a non-empty list of runner names, found "
-                     + (repr(names) if not isinstance(names, list) else "an empty or mixed list"))
-           for label, names in doc.data.items()
-           if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)]
+    bad = [doc.error((label,), f"expected a runner label (a string), found {found(label)}")
+           for label in doc.data if not isinstance(label, str)]
+    bad += [doc.error((label,), "expected a non-empty list of runner names, found "
+                      + (found(names) if not isinstance(names, list) else "an empty or mixed list"))
+            for label, names in doc.data.items() if isinstance(label, str)
+            and (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names))]
     if bad:
         raise ConfigError(bad)
     unknown = sorted(set(wanted) - set(doc.data))

@@ -1,0 +1,38 @@
+"""Point and job keys: safe as file names, unique per distinct input, bounded in length.
+
+A key is readable (the config key, sequence lengths, shape, concurrencies) where it can be.
+When making it safe changed the text (``a b`` and ``a-b`` would both read ``a-b``; non-ASCII
+letters become ``-``) or it is too long for a file name, a short hash of the exact text is
+appended, so two distinct inputs never share a key and every key fits a file name with room
+for suffixes (``.h5``, ``.sbatch``, ``.c<C>``, ``.damaged-<stamp>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+MAX_KEY = 150            # bytes (ASCII); file names allow 255
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_HASH = 8                # hex digits of sha256
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH]
+
+
+def key(text: str) -> str:
+    """``text`` as a file-safe key; hashed when that changed it or it is too long."""
+    safe = _UNSAFE.sub("-", text)
+    if safe == text and len(safe) <= MAX_KEY:
+        return safe
+    return f"{safe[:MAX_KEY - _HASH - 1]}_{digest(text)}"
+
+
+def concs(values: Sequence[int]) -> str:
+    """A concurrency list as a key part: all of them when few, else first-last and count
+    (the exact list is in the key's hash when two lists would read the same)."""
+    if len(values) <= 4:
+        return "-".join(map(str, values))
+    return f"{values[0]}-{values[-1]}n{len(values)}"
