@@ -43,8 +43,8 @@ def _expandable(value: str) -> str:
     """A path the submitting user's `~` expands in (`~nosuchuser/...` would reach the job as is)."""
     if value.startswith("~") and os.path.expanduser(value).startswith("~"):
         user = value[1:].split("/", 1)[0]
-        raise ValueError(f"expected a path whose '~' expands, found {found(value)} "
-                         f"({'no home directory' if not user else f'no user {user!r}'})")
+        why = f"no user {user!r}" if user else "no home directory"
+        raise ValueError(f"expected a path whose '~' expands ({why}), found {found(value)}")
     return value
 
 
@@ -224,7 +224,7 @@ def _merge_user(doc: Located, builtins: dict[str, dict[str, Any]]) -> dict[str, 
             else:
                 known = sorted(set(builtins) | set(user))
                 raise ConfigError([doc.error((name, "extends"), f"expected one of {known}, "
-                                             f"found '{base_name}'")])
+                                             f"found {found(base_name)}")])
         resolved[name] = {**base, **fields}
         return resolved[name]
 

@@ -167,9 +167,14 @@ class Located:
         return f"{self.file}:{self.line(path)}: {format_path(path)}{': ' if path else ''}{message}"
 
 
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")  # what str.splitlines splits at
+
+
 def format_path(path: Iterable[str | int | float]) -> str:
     out = ""
     for part in path:
+        if isinstance(part, str) and _LINE_BREAK.search(part):
+            part = json.dumps(part)  # one error line, whatever the key holds
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -195,8 +200,12 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
         line = mark.line + 1 if mark else 1
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         raise ConfigError([f"{name}:{line}: invalid YAML: {problem}"]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (the C parser's way)
+        line = text[: exc.position].count("\n") + 1
+        raise ConfigError([f"{name}:{line}: invalid YAML: expected printable characters, found "
+                           f"#x{exc.character:04x} ({exc.reason})"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{name}:1: invalid YAML: {exc}"]) from None
+        raise ConfigError([f"{name}:1: invalid YAML: {' '.join(str(exc).split())}"]) from None
     except _Refused as exc:
         where = f"{format_path(exc.path)}: " if exc.path else ""
         line = Located(name, None, builder.lines).line(exc.path) if exc.path else exc.line
@@ -292,7 +301,7 @@ class _Builder:
     def build(self, node: Node, path: Path_) -> Any:
         self.charge(node, path)
         if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node)
+            return self.scalar(node, path)
         if len(path) >= MAX_DEPTH:
             raise _Refused(node, path, f"expected at most {MAX_DEPTH} levels of nesting, found "
                            f"more (through aliases)")
@@ -324,17 +333,20 @@ class _Builder:
         finally:
             self.building.discard(id(node))
 
-    def scalar(self, node: Node) -> Any:
+    def scalar(self, node: Node, path: Path_) -> Any:
         ck = (node.tag, node.value)
         if ck not in self.scalars:
-            # `=` as a key is the YAML "value" key: a string, as PyYAML's merge handling makes it
-            self.scalars[ck] = (node.value if node.tag == _VALUE_TAG
-                                else self.loader.construct_object(node))
+            try:  # `=` as a key is YAML's "value" key: a string, as PyYAML's merge handling makes it
+                self.scalars[ck] = (node.value if node.tag == _VALUE_TAG
+                                    else self.loader.construct_object(node))
+            except (ValueError, TypeError, ArithmeticError):  # `!!int x`, `!!timestamp 2026-13-45`
+                raise _Refused(node, path, f"expected a value of type {node.tag}, found "
+                               f"{found(node.value)}") from None
         return self.scalars[ck]
 
     def key(self, knode: Node, path: Path_) -> Any:
         """A mapping key's value if it is a plain scalar, else None and an error."""
-        key = self.scalar(knode) if isinstance(knode, yaml.ScalarNode) else knode.value
+        key = self.scalar(knode, path) if isinstance(knode, yaml.ScalarNode) else knode.value
         if isinstance(key, (str, int, float, bool)):
             return key
         kind = ("a list" if isinstance(knode, yaml.SequenceNode) else "a mapping"
@@ -369,11 +381,11 @@ class _Builder:
             pairs = self.source(source, path)
             self.charge(source, path, len(pairs))
             for pair in pairs:
-                merged[self.ident(pair[0])] = pair
+                merged[self.ident(pair[0], path)] = pair
         extra: list[_Pair] = []
         overridden: set[Any] = set()
         for pair in written:
-            ident = self.ident(pair[0])
+            ident = self.ident(pair[0], path)
             if ident in merged and ident not in overridden:
                 merged[ident] = pair
                 overridden.add(ident)
@@ -393,14 +405,14 @@ class _Builder:
         self.merged[key] = None
         effective: dict[Any, _Pair] = {}
         for pair in self.pairs(node, path):
-            effective[self.ident(pair[0])] = pair
+            effective[self.ident(pair[0], path)] = pair
         self.merged[key] = result = list(effective.values())
         return result
 
-    def ident(self, knode: Node) -> Any:
+    def ident(self, knode: Node, path: Path_) -> Any:
         """What makes two keys the same key."""
         if isinstance(knode, yaml.ScalarNode):
-            value = self.scalar(knode)
+            value = self.scalar(knode, path)
             try:
                 hash(value)
             except TypeError:
@@ -426,6 +438,7 @@ _EXPECTED = {
     "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
     "missing": "this required key", "string_too_short": "a non-empty string",
     "none_required": "null", "finite_number": "a finite number",
+    "invalid_key": "a string key",
 }
 
 
@@ -468,7 +481,9 @@ def _unknown_key(model: type[BaseModel], loc: Path_) -> str:
     valid = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
     close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.6)
     hint = f"did you mean '{close[0]}'?" if close else "valid keys: " + ", ".join(valid)
-    return f"expected a known key ({hint}), found unknown key '{loc[-1]}'"
+    key = str(loc[-1])
+    return f"expected a known key ({hint}), found unknown key " + (
+        json.dumps(key) if _LINE_BREAK.search(key) else f"'{key}'")
 
 
 def _model_at(model: Any, loc: Path_) -> type[BaseModel] | None:

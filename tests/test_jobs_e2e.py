@@ -38,6 +38,7 @@ def wait_status(run_dir: str, timeout: float = 240) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         res = ixhpc("status", run_dir, "--json")
+        assert res.stdout, f"status printed nothing (exit {res.returncode}): {res.stderr}"
         status = json.loads(res.stdout)
         if all(j["state"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL")
                for j in status["jobs"]):

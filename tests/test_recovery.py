@@ -32,7 +32,7 @@ def _ixhpc_env(env: dict[str, str], *args: str, timeout: float = 120) -> subproc
                           timeout=timeout, cwd=REPO, env={**os.environ, **env})
 
 
-def _wait_state(job_id: str, env: dict[str, str], want: set[str], timeout: float = 90) -> str:
+def _wait_state(job_id: str, env: dict[str, str], want: set[str], timeout: float = 240) -> str:
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:
@@ -224,7 +224,7 @@ def test_resume_after_a_cancelled_merge_run_resubmits_the_merge_job(slurm, tmp_p
     run = Path(out["run_dir"])
     merge_job = _manifest(run)["merge_job_id"]
     assert merge_job
-    _wait_file("results/*.c2.h5", run, timeout=120)
+    _wait_file("results/*.c2.h5", run, timeout=240)
     res = ixhpc("cancel", str(run), "--json")
     assert res.returncode == 0 and len(json.loads(res.stdout)["cancelled"]) == 2  # the merge job too
     status = wait_status(str(run), timeout=60)
@@ -249,7 +249,7 @@ def test_resume_after_a_cancelled_merge_run_resubmits_the_merge_job(slurm, tmp_p
 def test_concurrent_resumes_submit_once_and_the_manifest_lists_the_job_that_ran(slurm, tmp_path):
     out = submit(_recipe(tmp_path, [2, 4, 6, 8], osl=128), tmp_path / "results")
     run, first = Path(out["run_dir"]), out["jobs"][0]["job_id"]
-    _wait_file("results/*.c2.h5", run, timeout=120)
+    _wait_file("results/*.c2.h5", run, timeout=240)
     assert ixhpc("cancel", str(run)).returncode == 0
     status = wait_status(str(run), timeout=60)
     done_before = status["jobs"][0]["points_done"]

@@ -125,15 +125,17 @@ def _overlap(recs: list[dict[str, Any]]) -> bool:
     return all(a["token_times"][0] < b["token_times"][-1] for a in recs for b in recs if a is not b)
 
 
-async def _concurrent(url: str, n: int) -> None:
-    body = {"prompt": "a b c", "max_tokens": 8, "ignore_eos": True, "stream": True}
+async def _concurrent(url: str, n: int, tokens: int = 8) -> None:
+    body = {"prompt": "a b c", "max_tokens": tokens, "ignore_eos": True, "stream": True}
     results = await asyncio.gather(*(post(url + "/v1/completions", body) for _ in range(n)))
     assert all(status == 200 for status, _ in results)
 
 
 def test_continuous_batching_shares_decode_steps_up_to_max_batch() -> None:
-    with sim_process("serve", "--max-batch", "16", *FAST) as url:
-        run(_concurrent(url, 6))
+    # Long enough generations (~0.3 s at this scale) that a busy machine's spread of request
+    # arrivals (a few ms) cannot let one finish before another starts.
+    with sim_process("serve", "--max-batch", "16", "--time-scale", "0.1") as url:
+        run(_concurrent(url, 6, tokens=64))
         assert _overlap(records(url))
     with sim_process("serve", "--max-batch", "1", *FAST) as url:
         run(_concurrent(url, 3))
