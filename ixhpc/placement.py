@@ -41,6 +41,9 @@ JOB_VARIABLES = (*Layout.VARIABLES, *SCRIPT_VARIABLES, "CONCURRENCIES", "NODES",
                  "CONC", "NUM_PROMPTS", "NUM_WARMUPS", "ROLE_PIDS", "ROLE_NAMES", "ROLE_LOGS",
                  "FAILED_CONCS", "PS1")
 # Each role's address, <var>_HOST, <var>_PORT and <var>_KV_PORT (Role.var: SERVER, PREFILL_0, ...).
+# Profiles with engine-standins (the local cluster): the engines' commands run ixhpc.standins.
+STANDINS_LINE = (f"{ScriptPaths.standins_line()}  # engine stand-ins (local profile only): the engine "
+                 f"commands below run ixhpc's simulated engine")
 ROLE_VARIABLE = re.compile(r"(SERVER|ROUTER|ETCD|NATS|(PREFILL|DECODE)_[0-9]+)_(HOST|PORT|KV_PORT)")
 
 
@@ -87,6 +90,7 @@ class JobPlan:
     runtime: containers.Runtime
     container: containers.ContainerSpec
     version: str = __version__
+    standins: str = ""                 # the script's one line putting the engine stand-ins first
 
     @property
     def script_name(self) -> str:
@@ -184,6 +188,7 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
         placement=[f"node {r.node_index}{'-' + str(r.node_index + r.nnodes - 1) if r.nnodes > 1 else ''}: "
                    f"{r.name} ({r.comment})" for r in roles],
         runtime=runtime, container=spec,
+        standins=STANDINS_LINE if profile.engine_standins else "",
     )
     return plan
 

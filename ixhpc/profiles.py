@@ -89,6 +89,9 @@ class ClusterProfile(StrictModel):
     use_exclusive: bool = True
     use_gpus_per_node: bool = True
     merge_partition: Text | None = None    # where `submit --merge` runs (a CPU partition); None: the job's
+    # Jobs run ixhpc's engine stand-ins for the real engines' commands (ixhpc.standins): only
+    # the built-in `local` profile sets it, where no GPU engine exists.
+    engine_standins: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterProfile:
@@ -153,6 +156,7 @@ BUILTINS: dict[str, dict[str, Any]] = {
         "arch": "aarch64" if platform.machine() in ("aarch64", "arm64") else "x86_64",
         "time-limit": 30,
         "container-runtime": "none",
+        "engine-standins": True,
     },
 }
 

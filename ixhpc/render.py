@@ -59,6 +59,10 @@ def write_job(run_dir: Path, plan: JobPlan) -> Path:
     atomic.write_text(script, render(plan), mode=0o755 & ~atomic.umask())
     layout.point_dir(plan.key).mkdir(parents=True, exist_ok=True)
     layout.log_dir(plan.key).mkdir(parents=True, exist_ok=True)
+    if plan.standins:  # the local profile: the engines' commands run ixhpc's stand-ins
+        from ixhpc.standins import files
+
+        files.write(run_dir, plan)
     for conc in plan.concs:
         meta = {"result_key": plan.result_key(conc), "metadata": plan.metadata(conc)}
         atomic.write_text(layout.meta(plan.key, conc), json.dumps(meta, indent=1, sort_keys=True) + "\n")

@@ -6,12 +6,16 @@ and ``ScriptPaths`` spells the per-job file names in the templates from the same
 
     results/<run-id>/
         manifest.json             run id, recipe, cluster, every job with its points and job ids
+        run.lock                  held (flock) by the one submit/resume changing the run
         recipe.yaml               copy of the recipe as submitted
         profile.yaml              the resolved cluster profile
         ixhpc.pyz                 the ixhpc code that runs inside containers (written once)
+        standins/                 engine stand-ins (profiles with engine-standins: the local one only)
+            bin/ lib/             executables and modules named like the engines' (ixhpc.standins)
+            jobs/<job>.json       per job: the flag tables its stand-ins parse with, sim settings
         scripts/<job>.sbatch      the rendered scripts (runnable by hand with sbatch)
         points/<job>/             meta-c<C>.json (static metadata), bench-c<C>.json (client output)
-        logs/<job>/               job-<jobid>.out, <role>.log, bench-c<C>.log
+        logs/<job>/               job-<jobid>.out, <role>.log, bench-c<C>.log, standin-<role>.json
         logs/merge-<jobid>.out    the `submit --merge` job
         results/<point>.h5        one HDF5 file per run point
         merged.h5                 `submit --merge`: the run's merged table
@@ -72,6 +76,13 @@ class Layout:
     DEBUG_LAUNCHER: ClassVar[str] = "ixhpc-debug.sh"
     DEBUG_ROLES: ClassVar[str] = "ixhpc-roles.sh"
     DEBUG_NODES: ClassVar[str] = "ixhpc-nodes.sh"
+    # Engine stand-ins (ixhpc.standins; profiles with engine-standins only).
+    STANDINS: ClassVar[str] = "standins"
+    STANDINS_BIN: ClassVar[str] = "bin"
+    STANDINS_LIB: ClassVar[str] = "lib"
+    STANDINS_JOBS: ClassVar[str] = "jobs"
+    STANDIN_CONFIG: ClassVar[str] = "{job}.json"
+    STANDIN_RECORD: ClassVar[str] = "standin-{role}.json"   # in the job's log directory
 
     @classmethod
     def of(cls, run: Path | str) -> Layout:
@@ -170,6 +181,24 @@ class Layout:
     def debug_file(self, name: str) -> Path:
         return self.root / name
 
+    @property
+    def standins_dir(self) -> Path:
+        return self.root / self.STANDINS
+
+    @property
+    def standins_bin(self) -> Path:
+        return self.standins_dir / self.STANDINS_BIN
+
+    @property
+    def standins_lib(self) -> Path:
+        return self.standins_dir / self.STANDINS_LIB
+
+    def standin_config(self, job: str) -> Path:
+        return self.standins_dir / self.STANDINS_JOBS / self.STANDIN_CONFIG.format(job=job)
+
+    def standin_record(self, job: str, role: str) -> Path:
+        return self.log_dir(job) / self.STANDIN_RECORD.format(role=role)
+
     # The names of ``variables``: the job script's own (a recipe's env may not use them).
     VARIABLES: ClassVar[tuple[str, ...]] = ("RUN_DIR", "JOB_KEY", "POINT_DIR", "LOG_DIR", "RESULTS_DIR")
 
@@ -227,6 +256,19 @@ class ScriptPaths:
     @classmethod
     def bundle(cls) -> str:
         return shell.word(cls.bundle_text())
+
+    @classmethod
+    def standins_line(cls) -> str:
+        """The job script's one line that puts the engine stand-ins first (ixhpc.standins):
+        their executables on PATH, their modules on PYTHONPATH, and where each stand-in finds
+        its job's config, records how it was started and which Python runs it."""
+        base = f"${{RUN_DIR}}/{Layout.STANDINS}"
+        config = Layout.STANDIN_CONFIG.format(job="${JOB_KEY}")
+        return (f'export PATH="{base}/{Layout.STANDINS_BIN}:${{PATH}}" '
+                f'PYTHONPATH="{base}/{Layout.STANDINS_LIB}${{PYTHONPATH:+:${{PYTHONPATH}}}}" '
+                f'IXHPC_STANDIN_CONFIG="{base}/{Layout.STANDINS_JOBS}/{config}" '
+                f'IXHPC_STANDIN_RECORD="${{LOG_DIR}}/{Layout.STANDIN_RECORD}" '
+                f'IXHPC_STANDIN_PYTHON="${{IXHPC_PYTHON}}"')
 
 
 MANIFEST = Layout.MANIFEST

@@ -14,12 +14,13 @@ import argparse
 import dataclasses
 import os
 import shutil
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ixhpc import bundle, placement, render, rundir
-from ixhpc.errors import PlanError
+from ixhpc.errors import ConfigError, PlanError
 
 if TYPE_CHECKING:
     from ixhpc.placement import JobPlan
@@ -38,6 +39,7 @@ class RunTarget:
     recipe: Path
     profile: ClusterProfile
     filters: Filters
+    engine_check: bool = True   # check each role's engine flags (ixhpc.engine_check) before writing
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +51,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", type=Path, default=None,
                         help="cluster profiles file (default: $IXHPC_PROFILES or "
                              "~/.config/ixhpc/clusters.yaml)")
+    parser.add_argument("--no-engine-check", dest="engine_check", action="store_false",
+                        help="do not check engine flags against the engine version's flag list")
     add_filter_args(parser)
 
 
@@ -56,11 +60,16 @@ def target_from_args(args: argparse.Namespace) -> RunTarget:
     from ixhpc.profiles import get_profile
     from ixhpc.sweep import filters_from_args
 
-    return RunTarget(args.recipe, get_profile(args.cluster, args.profiles), filters_from_args(args))
+    return RunTarget(args.recipe, get_profile(args.cluster, args.profiles), filters_from_args(args),
+                     engine_check=args.engine_check)
 
 
-def plan(target: RunTarget, run_dir: Path, run_id: str) -> list[JobPlan]:
-    """Validate everything and plan the jobs; write nothing."""
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], None] = _stderr) -> list[JobPlan]:
+    """Validate everything and plan the jobs; write nothing. Engine flag warnings go to ``warn``."""
     from ixhpc.recipe import load_recipe_files
     from ixhpc.sweep import expand
 
@@ -69,6 +78,14 @@ def plan(target: RunTarget, run_dir: Path, run_id: str) -> list[JobPlan]:
     if not points:
         raise PlanError(f"{target.recipe}: no run point is left after the filters")
     plans = [placement.plan_job(g, target.profile, run_dir, run_id) for g in placement.group_points(points)]
+    if target.engine_check:
+        from ixhpc import engine_check
+
+        report = engine_check.check_plans(plans, recipes.entries)
+        for line in report.warnings:
+            warn(line)
+        if report.errors:
+            raise ConfigError(list(report.errors))
     for p in plans:
         render.render(p)  # a template error must surface before the directory exists
     return plans

@@ -3,6 +3,10 @@
 Every check that needs no cluster runs here (the schema, known frameworks, control
 characters, secret-looking env names, mount syntax, the expansion into run points), so a
 file that validates cannot fail in `render` for a reason of its own.
+
+Each role's engine flags are checked too (``ixhpc.engine_check``) unless ``--no-engine-check``:
+an unknown flag or a value outside its choices is a located error; an image whose engine
+version has no flag list of its own is a warning (stderr, exit code unchanged).
 """
 
 from __future__ import annotations
@@ -13,19 +17,30 @@ import sys
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="recipe files (YAML)")
+    parser.add_argument("--no-engine-check", dest="engine_check", action="store_false",
+                        help="do not check engine flags against the engine version's flag list")
 
 
-def _expansion_errors(path: str) -> list[str]:
-    """What expanding the file into run points refuses (no cluster: runners stay unresolved)."""
+def _expansion_errors(path: str, engine_check: bool) -> list[str]:
+    """What expanding the file into run points refuses (no cluster: runners stay unresolved),
+    then the engine flags of every role of every point (warnings go to stderr)."""
     from ixhpc.errors import ConfigError
     from ixhpc.recipe import load_recipe_files
     from ixhpc.sweep import expand
 
     try:
-        expand(load_recipe_files([path]), profiles={})
+        recipes = load_recipe_files([path])
+        points = expand(recipes, profiles={})
     except ConfigError as exc:
         return exc.errors
-    return []
+    if not engine_check:
+        return []
+    from ixhpc import engine_check as check
+
+    report = check.check_points(points, recipes.entries)
+    if report.warnings:
+        print("\n".join(report.warnings), file=sys.stderr)
+    return list(report.errors)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     failed = False
     for path in args.files:
-        errors = validate_file(path) or _expansion_errors(path)
+        errors = validate_file(path) or _expansion_errors(path, args.engine_check)
         if errors:
             failed = True
             print("\n".join(errors), file=sys.stderr)

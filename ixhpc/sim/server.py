@@ -19,6 +19,13 @@ Arrival is when the request's first packet reached the host (``ixhpc.sim.listene
 kernel's receive stamp, else the first read; the handler's start when the app is served some
 other way), handled when its handler started: the span between them is the server's queueing
 of requests that arrive together.
+
+Engine stand-ins (``ixhpc.standins``) set three more things: ``spec_tokens`` (speculative
+decoding: each decode step verifies that many draft tokens, costs ``SPEC_STEP_COST`` more per
+draft token, and yields ``1 + sum(SPEC_ACCEPTANCE ** i for i in 1..spec_tokens)`` tokens per
+sequence on average, carried over between steps); ``stream_interval`` (a stream writes once
+every that many tokens, and at the end); and ``metrics`` (``GET /metrics``: Prometheus text
+under the engine's own metric names, ``METRIC_NAMES``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import itertools
 import json
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +49,43 @@ _TOKEN_TEXT = " tok"
 MAX_RECORDS = 200_000  # records kept for /sim/timings; older ones are dropped
 OUTPUT_CHUNK = 32  # streams written per event-loop turn: ~1 ms of writes at ~30 µs each
 MAX_SEQUENCE_TOKENS = 1 << 24  # longest output or KV transfer accepted, as a real engine's context limit
+SPEC_ACCEPTANCE = 0.7  # chance each further draft token is accepted (speculative decoding)
+SPEC_STEP_COST = 0.1   # extra step time per draft token verified, as a fraction of a plain step
+
+# Prometheus metric names per engine: running / waiting sequences (gauges), prompt and generated
+# tokens and finished requests (counters), and the label naming the model. None: not exposed.
+METRIC_KEYS = ("running", "waiting", "prompt_tokens", "generation_tokens", "requests")
+METRIC_NAMES: dict[str, tuple[str | None, str | None, str | None, str | None, str | None, str]] = {
+    "sim": ("ixhpc_sim_num_running", "ixhpc_sim_num_waiting", "ixhpc_sim_prompt_tokens_total",
+            "ixhpc_sim_generation_tokens_total", "ixhpc_sim_requests_total", "model"),
+    "sglang": ("sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:prompt_tokens_total",
+               "sglang:generation_tokens_total", "sglang:num_requests_total", "model_name"),
+    "vllm": ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:prompt_tokens_total",
+             "vllm:generation_tokens_total", "vllm:request_success_total", "model_name"),
+    # trtllm-serve 1.x exposes a few request counters and histograms (/prometheus/metrics).
+    "trtllm": (None, None, None, None, "trtllm_request_success_total", "model_name"),
+    # Dynamo workers: the runtime's own component metrics (the engine's pass through beside them).
+    "dynamo_component": ("dynamo_component_inflight_requests", None, None, None,
+                         "dynamo_component_requests_total", "model"),
+    "dynamo_frontend": ("dynamo_frontend_inflight_requests", "dynamo_frontend_queued_requests", None,
+                        None, "dynamo_frontend_requests_total", "model"),
+    # ATOM's OpenAI server reports vLLM-style names (from its documentation, not verified).
+    "atom": ("atom:num_requests_running", "atom:num_requests_waiting", "atom:prompt_tokens_total",
+             "atom:generation_tokens_total", "atom:request_success_total", "model_name"),
+}
+
+
+def prometheus(styles: list[str], model_name: str, values: Mapping[str, float]) -> str:
+    """Prometheus exposition text of ``values`` (keys of ``METRIC_KEYS``) under each style's names."""
+    lines = []
+    for style in styles:
+        *names, label = METRIC_NAMES[style]
+        for key, name in zip(METRIC_KEYS, names, strict=True):
+            if name is None or key not in values:
+                continue
+            kind = "gauge" if key in ("running", "waiting") else "counter"
+            lines += [f"# TYPE {name} {kind}", f"{name}{{{label}={json.dumps(model_name)}}} {values[key]:g}"]
+    return "\n".join(lines) + "\n"
 
 
 def count_prompt_tokens(body: dict[str, Any]) -> int:
@@ -68,6 +113,7 @@ class Request:
     max_tokens: int
     kv_tokens: int = 0  # > 0: the prompt was prefilled elsewhere, its KV arrives by transfer
     generated: int = 0
+    credit: float = 0.0  # tokens earned by decode steps and not yet emitted (speculative decoding)
     finished: bool = False
     cancelled: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -81,8 +127,12 @@ class Request:
 class Engine:
     """Continuous batching: one scheduler task admits waiting requests and runs decode steps."""
 
-    def __init__(self, cfg: model.SimConfig, role: str, name: str, time_scale: float) -> None:
+    def __init__(self, cfg: model.SimConfig, role: str, name: str, time_scale: float,
+                 spec_tokens: int = 0, stream_interval: int = 1) -> None:
         self.cfg, self.role, self.name, self.time_scale = cfg, role, name, time_scale
+        self.spec_tokens, self.stream_interval = spec_tokens, max(1, stream_interval)
+        self.tokens_per_step = 1 + sum(SPEC_ACCEPTANCE ** i for i in range(1, spec_tokens + 1))
+        self.totals = {"prompt_tokens": 0, "generation_tokens": 0, "requests": 0}
         self.waiting: collections.deque[Request] = collections.deque()
         self.running: list[Request] = []
         self.prefill_queue: collections.deque[tuple[int, asyncio.Future[float]]] = collections.deque()
@@ -174,7 +224,7 @@ class Engine:
             context = sum(r.context_tokens for r in self.running)
             step = model.prefill_time(self.cfg, prefill_tokens) + model.decode_step_time(
                 self.cfg, len(self.running), context
-            )
+            ) * (1 + SPEC_STEP_COST * self.spec_tokens)
             await _sleep_until(start + step * self.time_scale)
             start = time.perf_counter()  # the next step runs while this one's tokens go out
             await self._emit()
@@ -188,7 +238,10 @@ class Engine:
         still = []
         for i, req in enumerate(self.running, 1):
             if not req.cancelled:
-                req.generated += 1
+                req.credit += self.tokens_per_step
+                new = min(int(req.credit), req.max_tokens - req.generated)
+                req.credit -= int(req.credit)
+                req.generated += new
                 req.finished = req.generated >= req.max_tokens
                 req.wake.set()
             if req.finished or req.cancelled:
@@ -215,9 +268,15 @@ async def _sleep_until(deadline: float) -> None:
 
 # -- HTTP --------------------------------------------------------------------------------
 class Api:
-    def __init__(self, engine: Engine, model_name: str) -> None:
+    def __init__(self, engine: Engine, model_name: str, metrics: list[str] | None = None) -> None:
         self.engine, self.model_name = engine, model_name
+        self.metric_styles = metrics or ["sim"]
         self._model_json = json.dumps(model_name)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        values = {**self.engine.totals, "running": len(self.engine.running), "waiting": len(self.engine.waiting)}
+        return web.Response(text=prometheus(self.metric_styles, self.model_name, values),
+                            content_type="text/plain", charset="utf-8")
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "simulated": True, **self.engine.stats()})
@@ -275,6 +334,8 @@ class Api:
             prefill_worker=request.headers.get("X-Sim-Prefill-Worker", ""), token_times=[],
         )
         self.engine.records.append(req.record)
+        self.engine.totals["requests"] += 1
+        self.engine.totals["prompt_tokens"] += req.prompt_tokens
         try:
             await self.engine.submit(req)
             if body.get("stream"):
@@ -282,6 +343,7 @@ class Api:
                 return await self._stream(request, req, chat, include_usage)
             return await self._whole(req, chat)
         finally:
+            self.engine.totals["generation_tokens"] += req.generated
             req.cancelled = req.cancelled or not req.finished
             req.record["finished"] = time.perf_counter()
             req.record["status"] = "cancelled" if req.cancelled else "ok"
@@ -331,7 +393,7 @@ class Api:
             await req.wake.wait()
             req.wake.clear()
             new = req.generated - sent
-            if new <= 0:
+            if new <= 0 or (new < self.engine.stream_interval and not req.finished):
                 continue
             out = token_chunk * new
             if req.finished:
@@ -379,10 +441,12 @@ def error_response(status: int, message: str) -> web.Response:
                              status=status)
 
 
-def make_app(engine: Engine, model_name: str) -> web.Application:
-    api = Api(engine, model_name)
+def make_app(engine: Engine, model_name: str, metrics: list[str] | None = None,
+             metrics_path: str = "/metrics") -> web.Application:
+    api = Api(engine, model_name, metrics)
     app = web.Application(client_max_size=64 * 1024**2, middlewares=[listener.stamp_arrival])
     app.router.add_get("/health", api.health)
+    app.router.add_get(metrics_path, api.metrics)
     app.router.add_get("/v1/models", api.models)
     app.router.add_get("/sim/timings", api.timings)
     app.router.add_post("/sim/prefill", api.prefill)

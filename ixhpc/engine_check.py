@@ -1,0 +1,442 @@
+"""Engine flags checked against the engines' own flag lists (``ixhpc.engine_flags``).
+
+Every role of every point runs one engine command; each word of it that ixhpc built (its
+engine builders, the recipe's ``ixhpc.engine-args``, ``additional-settings`` tuning keys) and
+each top-level key of a TensorRT-LLM option file it writes is checked against the flag list
+of the engine version the point's image tag implies (``engine_flags.version_from_image``;
+no exact list: the nearest known version, said in a warning).
+
+A role's argv is read as ``placement`` builds it (``engines.build``): an ``env NAME=VALUE``
+prefix, the fixed ``sh -c`` writers of config files (``ixhpc-write-config CONTENT PATH``),
+the multi-node ``bash -c ... ixhpc-node-rank`` wrapper, and wrappers such as
+``trtllm-llmapi-launch`` or ``mpirun ...`` are skipped until an engine command starts:
+``python3 -m MODULE`` or ``EXECUTABLE [SUBCOMMAND]``. The commands known here are each
+engine family's program (``engines.ENGINES[...].program``) and its router's; a command with
+no flag list (the simulated engine's ``ixhpc.sim``, Dynamo's etcd and NATS) is not checked.
+
+Problems come back located: ``FILE:LINE: key.path: message`` at the exact
+``ixhpc.engine-args`` item when the word came from there, else at the recipe entry.
+Checks are cached per (family, version, command, arguments), so the many points of one
+entry cost one check.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ixhpc import engines
+
+if TYPE_CHECKING:
+    from ixhpc.placement import JobPlan, Role
+    from ixhpc.profiles import ClusterProfile
+    from ixhpc.recipe import LoadedEntry
+    from ixhpc.sweep import RunPoint
+    from ixhpc.yamlmodel import Located
+
+# Engine command (as the flag data names it) -> the flag data's family. The workers' commands
+# are the engines' programs (``engines.ENGINES``); the others are the routers/frontends
+# that the engine builders start beside them.
+COMMANDS: dict[str, str] = {
+    engines.ENGINES["sglang"].program: "sglang",
+    "sglang_router.launch_router": "sglang_router",
+    engines.ENGINES["vllm"].program: "vllm",
+    f"{engines.ENGINES['trt'].program} serve": "trt",
+    f"{engines.ENGINES['trt'].program} disaggregated": "trt",
+    "dynamo.frontend": "dynamo",
+    engines.ENGINES["dynamo-sglang"].program: "dynamo",
+    engines.ENGINES["dynamo-vllm"].program: "dynamo",
+    engines.ENGINES["dynamo-trt"].program: "dynamo",
+    engines.ENGINES["atom"].program: "atom",
+}
+OPTIONS_COMMAND = "llm_api_options"   # TensorRT-LLM's LLM-API option keys (engine_flags)
+# Flags whose value is a TensorRT-LLM LLM-API option file ixhpc writes.
+OPTION_FILE_FLAGS = ("--extra_llm_api_options", "--extra-engine-args")
+_PYTHONS = ("python", "python3")
+_WRITE_CONFIG = "ixhpc-write-config"   # $0 of engines.build's config file writer
+_NODE_RANK = "ixhpc-node-rank"         # $0 of engines._ranked's multi-node wrapper
+DEFAULT_GPUS_PER_NODE = 8              # validate without a cluster: how multi-node workers split
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One engine command found in a role's argv."""
+
+    family: str                    # engine_flags family
+    command: str                   # engine_flags command name
+    args: tuple[str, ...]          # the words after the command
+    files: tuple[tuple[str, str], ...] = ()   # (path, content) written before it runs
+
+    def file(self, path: str) -> str | None:
+        return dict(self.files).get(path)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem of one role: where it came from and what is wrong."""
+
+    path: tuple[str | int, ...]    # recipe path: the entry, or its engine-args item
+    message: str
+
+
+@dataclass(frozen=True)
+class Report:
+    errors: tuple[str, ...] = ()    # located lines
+    warnings: tuple[str, ...] = ()  # "FILE:LINE: key: warning: ..." lines
+
+
+@dataclass
+class _Collector:
+    """Located errors (each once) and warnings (each note once, at its first entry), in the
+    order found. Entry lines come from the loaded recipes; a file is read again only to
+    locate an engine-args item."""
+
+    entries: Mapping[str, LoadedEntry]
+    errors: dict[str, None] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)   # note -> config keys
+    docs: dict[str, Located | None] = field(default_factory=dict)
+
+    def locate(self, source: str, path: tuple[str | int, ...], message: str) -> str:
+        from ixhpc.errors import ConfigError
+        from ixhpc.yamlmodel import format_path, load_yaml
+
+        entry = self.entries.get(str(path[0]))
+        if len(path) == 1 and entry is not None:
+            return f"{entry.file}:{entry.line}: {format_path(path)}: {message}"
+        if source not in self.docs:
+            try:
+                self.docs[source] = load_yaml(source)
+            except (ConfigError, OSError):
+                self.docs[source] = None
+        doc = self.docs[source]
+        if doc is not None:
+            return doc.error(path, message)
+        line = entry.line if entry is not None else 1
+        return f"{source}:{line}: {format_path(path)}: {message}"
+
+    def note(self, key: str, note: str) -> None:
+        keys = self.notes.setdefault(note, [])
+        if key not in keys:
+            keys.append(key)
+
+    def report(self, sources: Mapping[str, str]) -> Report:
+        warnings = []
+        for note, keys in self.notes.items():
+            more = f" (also {len(keys) - 1} other entr{'y' if len(keys) == 2 else 'ies'})" if len(keys) > 1 else ""
+            warnings.append(self.locate(sources[keys[0]], (keys[0],), f"warning: {note}{more}"))
+        return Report(tuple(self.errors), tuple(warnings))
+
+
+# ---------------------------------------------------------------------------- argv
+
+
+_PLACEHOLDER = re.compile("\x00([A-Za-z_][A-Za-z0-9_]*)\x00")   # ixhpc.shell.var
+
+
+def _script_words(words: Sequence[str]) -> tuple[str, ...]:
+    """Words as the job script passes them: a script variable placeholder as ``${NAME}``."""
+    return tuple(_PLACEHOLDER.sub(r"${\1}", w) if "\x00" in w else w for w in words)
+
+
+def _skip_env(argv: Sequence[str]) -> int:
+    i = 1
+    while i < len(argv) and "=" in argv[i] and not argv[i].startswith("-"):
+        i += 1
+    return i
+
+
+def invocation(argv: Sequence[str]) -> Invocation | None:
+    """The engine command of a role's argv, or None when it runs none that has a flag list."""
+    files: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "env":
+            i += _skip_env(argv[i:])
+        elif word in ("sh", "bash") and argv[i + 1:i + 2] == ["-c"] and argv[i + 3:i + 4] == [_WRITE_CONFIG]:
+            if i + 5 < len(argv):
+                files.append((_script_words([argv[i + 5]])[0], argv[i + 4]))
+            i += 6
+        elif word in ("sh", "bash") and argv[i + 1:i + 2] == ["-c"] and argv[i + 3:i + 4] == [_NODE_RANK]:
+            i += 4
+        elif word.rsplit("/", 1)[-1] in _PYTHONS and argv[i + 1:i + 2] == ["-m"] and i + 2 < len(argv):
+            family = COMMANDS.get(argv[i + 2])
+            if family is None:
+                return None   # a Python program with no flag list (ixhpc.sim): not checked
+            return Invocation(family, argv[i + 2], _script_words(argv[i + 3:]), tuple(files))
+        else:
+            exe = word.rsplit("/", 1)[-1]
+            two = f"{exe} {argv[i + 1]}" if i + 1 < len(argv) else exe
+            if two in COMMANDS:
+                return Invocation(COMMANDS[two], two, _script_words(argv[i + 2:]), tuple(files))
+            i += 1   # a wrapper (trtllm-llmapi-launch, mpirun and its options) or a program
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _option_keys(content: str) -> tuple[str, ...] | None:
+    """The top-level keys of an option file ixhpc wrote (None: not a mapping)."""
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when there: ~10x faster
+    try:
+        data = yaml.load(content.replace("\x00", ""), Loader=loader)
+    except yaml.YAMLError:
+        return None
+    return tuple(str(k) for k in data) if isinstance(data, dict) else None
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+@functools.lru_cache(maxsize=256)
+def engine_version(family: str, image: str) -> tuple[str, str | None]:
+    """(version whose flag list is used, warning or None) for an engine family in an image."""
+    from ixhpc import engine_flags
+
+    return engine_flags.resolve(family, engine_flags.version_from_image(family, image))
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_args(family: str, version: str, command: str, args: tuple[str, ...]) -> tuple[tuple[int, str], ...]:
+    from ixhpc import engine_flags
+
+    out = []
+    for p in engine_flags.check(family, version, command, args):
+        out.append((p.index, p.message + _choice_hint(family, version, command, args, p.index, p.message)))
+    return tuple(out)
+
+
+def _choice_hint(family: str, version: str, command: str, args: Sequence[str], index: int, message: str) -> str:
+    """"; did you mean 'X'?" for a value outside a flag's choices, when one is close."""
+    from ixhpc import engine_flags
+
+    if "did you mean" in message or not 0 <= index < len(args):
+        return ""
+    word = args[index]
+    if word.startswith("-") and "=" in word:
+        name, _, value = word.partition("=")
+    elif index > 0:
+        name, value = args[index - 1], word
+    else:
+        return ""
+    flag = engine_flags.flags(family, version, command).get(name)
+    if flag is None or not flag.choices or value in flag.choices:
+        return ""
+    close = difflib.get_close_matches(value, flag.choices, n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_options(family: str, version: str, keys: tuple[str, ...]) -> tuple[tuple[int, str], ...] | None:
+    """Problems of option file keys; None: no option list for that family and version."""
+    from ixhpc import engine_flags
+
+    try:
+        engine_flags.flags(family, version, OPTIONS_COMMAND)
+    except (KeyError, ValueError, LookupError):
+        return None
+    return tuple((p.index, p.message) for p in engine_flags.check_options(family, version, keys))
+
+
+@functools.lru_cache(maxsize=256)
+def _has_command(family: str, version: str, command: str) -> bool:
+    from ixhpc import engine_flags
+
+    try:
+        return bool(engine_flags.flags(family, version, command))
+    except (KeyError, ValueError, LookupError):
+        return False
+
+
+def check_role(image: str, role_kind: str, argv: Sequence[str], extra: Sequence[str] = ()
+               ) -> tuple[list[Finding], list[str]]:
+    """Problems of one role's argv (``extra``: the recipe's engine-args for it, the argv's
+    last words) and warnings (version not known exactly, no flag list to check against).
+
+    Finding paths are relative to the recipe entry: ``()`` for the entry itself, or
+    ``("ixhpc", "engine-args", role_kind, i)`` for an engine-args item.
+    """
+    inv = invocation(argv)
+    if inv is None:
+        return [], []
+    try:
+        version, warning = engine_version(inv.family, image)
+    except (KeyError, ValueError, LookupError) as exc:   # no flag data for the family
+        return [], [f"{inv.command} not checked: {exc}"]
+    notes = [f"image {image}: {warning}"] if warning else []
+    if not _has_command(inv.family, version, inv.command):
+        notes.append(f"no flag list for {inv.family} {version} {inv.command}; its flags are not checked")
+        return [], notes
+    args = inv.args
+    tail = len(args) - len(extra) if extra and tuple(args[len(args) - len(extra):]) == tuple(extra) else None
+    found: list[Finding] = []
+    for index, message in _check_args(inv.family, version, inv.command, args):
+        path: tuple[str | int, ...] = ()
+        if tail is not None and index >= tail:
+            path = ("ixhpc", "engine-args", role_kind, index - tail)
+        found.append(Finding(path, message))
+    for flag, value in _flag_values(args, OPTION_FILE_FLAGS):
+        content = inv.file(value)
+        keys = _option_keys(content) if content is not None else None
+        if keys is None:
+            continue   # a file of the user's own: not ixhpc's to read
+        problems = _check_options(inv.family, version, keys)
+        if problems is None:
+            notes.append(f"no list of TensorRT-LLM options for {inv.family} {version}; the keys of "
+                         f"the {flag} file are not checked")
+            continue
+        found.extend(Finding((), f"{flag} file ({value}): {message}") for _, message in problems)
+    return found, notes
+
+
+def _flag_values(args: Sequence[str], names: Iterable[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    wanted = tuple(names)
+    for i, word in enumerate(args):
+        flag, eq, value = word.partition("=")
+        if flag in wanted:
+            if eq:
+                out.append((flag, value))
+            elif i + 1 < len(args):
+                out.append((flag, args[i + 1]))
+    return out
+
+
+# ---------------------------------------------------------------------------- points and plans
+
+
+def _role_kind(name: str) -> str:
+    """Role name (server, prefill-0, decode-1, router) -> its engine-args key."""
+    return name.split("-", 1)[0]
+
+
+def _engine_args(point: RunPoint, kind: str) -> list[str]:
+    args = point.ixhpc.engine_args
+    return list(getattr(args, kind, []) or [])
+
+
+def _check_roles(point: RunPoint, roles: Iterable[Role], out: _Collector) -> None:
+    for role in roles:
+        kind = _role_kind(role.name)
+        findings, notes = check_role(point.image, kind, role.argv, _engine_args(point, kind))
+        for f in findings:
+            out.errors[out.locate(point.source, (point.config_key, *f.path), f"{role.name}: {f.message}")] = None
+        for note in notes:
+            out.note(point.config_key, note)
+
+
+def has_flag_list(framework: str) -> bool:
+    """Whether the engine a framework runs has flag lists (the simulated engine has none)."""
+    program = engines.engine(framework).program
+    return any(command == program or command.startswith(program + " ") for command in COMMANDS)
+
+
+def check_plans(plans: Iterable[JobPlan], entries: Mapping[str, LoadedEntry] | None = None) -> Report:
+    """The roles of planned jobs, as they will run (``runs.plan``). ``entries``: the loaded
+    recipe entries (their lines locate warnings and entry-level errors without reading again)."""
+    out = _Collector(entries or {})
+    sources: dict[str, str] = {}
+    for plan in plans:
+        point = plan.points[0]
+        if has_flag_list(point.framework):
+            sources[point.config_key] = point.source
+            _check_roles(point, plan.roles, out)
+    return out.report(sources)
+
+
+def check_points(points: Sequence[RunPoint], entries: Mapping[str, LoadedEntry] | None = None,
+                 gpus_per_node: int = DEFAULT_GPUS_PER_NODE) -> Report:
+    """The roles of run points without a cluster (``validate``): each point on its site's
+    nodes if it has one, else on ``gpus_per_node``-GPU nodes (which decides multi-node flags).
+
+    Points whose engine command lines can differ only in values that no flag list constrains
+    are checked once: concurrency, max-model-len (a number), the number of workers of a role (each worker runs the same
+    command; a router gets one more ``--prefill``/``--decode`` each), and additional-settings
+    that only become environment variables (engines turns only ``FLAG_SETTINGS`` into flags).
+    """
+    out = _Collector(entries or {})
+    sources: dict[str, str] = {}
+    seen: set[tuple[object, ...]] = set()
+    for point in points:
+        if not has_flag_list(point.framework):
+            continue
+        flat = _flag_shape(point)
+        key = _shape_key(flat)
+        if key in seen:
+            continue
+        seen.add(key)
+        sources[point.config_key] = point.source
+        _check_roles(point, role_argvs(flat, gpus_per_node), out)
+    return out.report(sources)
+
+
+# additional-settings keys that engines turns into flags (or option file keys), optionally
+# prefixed PREFILL_/DECODE_; the others only reach the environment.
+FLAG_SETTINGS = frozenset({*(k for tuning in engines.TUNING.values() for k in tuning), "MTP_SIZE"})
+
+
+def _flag_setting(setting: str) -> bool:
+    key = setting.partition("=")[0]
+    return key.removeprefix("PREFILL_").removeprefix("DECODE_") in FLAG_SETTINGS
+
+
+def _flag_shape(point: RunPoint) -> RunPoint:
+    """The point with one worker per role and only the additional-settings that make flags."""
+    from ixhpc.sweep import SinglePoint
+
+    if isinstance(point, SinglePoint):
+        return point
+    workers = {}
+    for name, w in zip(("prefill", "decode"), point.workers()):
+        settings = [s for s in w.additional_settings or () if _flag_setting(s)] or None
+        workers[name] = w.model_copy(update={"num_worker": min(w.num_worker, 1),
+                                             "additional_settings": settings})
+    return point.model_copy(update=workers)
+
+
+def _shape_key(point: RunPoint) -> tuple[object, ...]:
+    from ixhpc.sweep import SinglePoint
+
+    shape: tuple[object, ...]
+    if isinstance(point, SinglePoint):
+        shape = (point.tp, point.ep, point.dp_attn)
+    else:
+        shape = tuple((w.num_worker, w.tp, w.ep, w.dp_attn, tuple(w.additional_settings or ()))
+                      for w in point.workers())
+    # max-model-len is left out: it only ever gives a number to --max-model-len (or its kind)
+    return (point.config_key, point.kind, point.spec_decoding, point.site, shape)
+
+
+@functools.lru_cache(maxsize=1)
+def _no_cluster() -> ClusterProfile:
+    from ixhpc.profiles import ClusterProfile
+
+    return ClusterProfile.model_validate({
+        "name": "validate", "partitions": [{"name": "any"}], "gpus-per-node": DEFAULT_GPUS_PER_NODE,
+        "arch": "x86_64", "container-runtime": "none"})
+
+
+def role_argvs(point: RunPoint, gpus_per_node: int = DEFAULT_GPUS_PER_NODE) -> list[Role]:
+    """The roles placement would start for a point (argv as placed), without a cluster."""
+    from ixhpc import placement
+    from ixhpc.sweep import DisaggPoint
+    from ixhpc.topology import layout
+
+    topo = point.topology or layout(point.engine_roles(), gpus_per_node)
+    profile = _no_cluster()
+    model = point.ixhpc.model_path or point.model
+    if isinstance(point, DisaggPoint):
+        return placement._disagg_roles(point, topo, profile, model)
+    return placement._aggregated_roles(point, topo, model)
+
+
+
+def clear_caches() -> None:
+    """Forget cached versions and check results (the flag data changed: tests, regeneration)."""
+    for cached in (engine_version, _check_args, _check_options, _has_command, _option_keys):
+        cached.cache_clear()

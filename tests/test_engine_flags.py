@@ -1,0 +1,231 @@
+"""ixhpc.engine_flags: the committed flag data (no network) and the regeneration code on a
+tiny synthetic release built here (never a download)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from ixhpc import engine_flags as ef
+
+KNOWN = {
+    ("sglang", "sglang.launch_server"): ["--model-path", "--tp-size", "--dp-size", "--ep-size", "--enable-dp-attention",
+                                         "--disaggregation-mode", "--disaggregation-bootstrap-port",
+                                         "--mem-fraction-static", "--served-model-name", "--trust-remote-code"],
+    ("vllm", "vllm serve"): ["--tensor-parallel-size", "--max-model-len", "--kv-transfer-config",
+                             "--data-parallel-size",
+                             "--enable-expert-parallel", "--served-model-name", "--trust-remote-code",
+                             "--max-num-batched-tokens", "--max-num-seqs", "--gpu-memory-utilization",
+                             "--no-enable-prefix-caching", "--host", "--port", "-tp"],
+    ("sglang_router", "sglang_router.launch_router"): ["--pd-disaggregation", "--prefill", "--decode", "--host",
+                                                       "--port", "--policy"],
+    ("dynamo", "dynamo.frontend"): ["--http-host", "--http-port"],
+    ("dynamo", "dynamo.sglang"): ["--model-path", "--tp-size", "--disaggregation-mode", "--migration-limit"],
+    ("dynamo", "dynamo.vllm"): ["--model", "--tensor-parallel-size", "--is-prefill-worker"],
+    ("dynamo", "dynamo.trtllm"): ["--model-path", "--extra-engine-args", "--disaggregation-mode"],
+    ("trt", "trtllm-serve serve"): ["--tp_size", "--ep_size", "--backend", "--extra_llm_api_options"],
+    ("trt", "trtllm-serve disaggregated"): ["-c"],
+    ("atom", "atom.entrypoints.openai_server"): ["--model", "--server-port", "--kv_cache_dtype"],
+}
+ABSENT = {"sglang": "--tp-sizee", "vllm": "--tensor-paralel-size", "sglang_router": "--pd-disagregation",
+          "dynamo": "--http-prot", "trt": "--tp-size", "atom": "--sever-port"}
+
+
+def test_families_and_versions_sorted() -> None:
+    assert set(ef.families()) >= {"sglang", "vllm", "trt", "dynamo", "sglang_router", "atom"}
+    for family in ef.families():
+        vs = ef.versions(family)
+        assert vs and vs == sorted(vs, key=ef.version_key)
+    assert ef.version_key("1.2.0rc6") < ef.version_key("1.2.0rc6.post3") < ef.version_key("1.2.0")
+    assert ef.version_key("0.5.9") < ef.version_key("0.5.10.post1") < ef.version_key("0.5.16")
+
+
+@pytest.mark.parametrize(("family", "command"), sorted(KNOWN))
+def test_known_flags_present_in_every_version(family: str, command: str) -> None:
+    for version in ef.versions(family):
+        table = ef.flags(family, version, command)
+        missing = [f for f in KNOWN[family, command] if f not in table]
+        assert not missing, (family, version, command, missing)
+        assert ef.source(family, version)
+
+
+@pytest.mark.parametrize("family", sorted(ABSENT))
+def test_absent_flag_reported_with_nearest(family: str) -> None:
+    version = ef.versions(family)[-1]
+    command = next(c for f, c in KNOWN if f == family)
+    problems = ef.check(family, version, command, [ABSENT[family], "1"])
+    assert len(problems) == 1 and problems[0].index == 0
+    assert f"unknown flag '{ABSENT[family]}'" in problems[0].message and "did you mean" in problems[0].message
+
+
+def test_check_choices_values_positionals() -> None:
+    v = ef.versions("sglang")[0]
+    args = ["--model-path", "m", "--disaggregation-mode", "prefil", "--tp-size=8", "--enable-dp-attention",
+            "--port", "${PORT}", "--mem-fraction-static", "lots", "stray"]
+    msgs = [(p.index, p.message) for p in ef.check("sglang", v, "sglang.launch_server", args)]
+    assert msgs[0][0] == 3 and "expects one of decode, null, prefill; found 'prefil'" in msgs[0][1]
+    assert msgs[1][0] == 9 and "expects a number" in msgs[1][1]
+    assert msgs[2][0] == 10 and "unexpected argument 'stray'" in msgs[2][1]
+    assert len(msgs) == 3
+    # argparse accepts a unique prefix (sglang's --tp); a bool flag with a value is refused
+    assert ef.check("sglang", v, "sglang.launch_server", ["--tp", "4"]) == []
+    assert ef.check("sglang", v, "sglang.launch_server", ["--enable-dp-attention=1"])
+    vv = ef.versions("vllm")[-1]
+    ok = ["/models/x", "--max_model_len", "32k", "-O3", "--compilation-config.cudagraph_mode", "FULL",
+          "--kv-transfer-config", '{"kv_connector": "NixlConnector"}', "--served-model-name", "a", "b",
+          "--no-enable-prefix-caching"]
+    assert ef.check("vllm", vv, "vllm serve", ok) == []
+    assert ef.check("vllm", vv, "vllm serve", ["m", "n"])[0].index == 1
+    router = ef.versions("sglang_router")[-1]
+    assert ef.check("sglang_router", router, "sglang_router.launch_router",
+                    ["--pd-disaggregation", "--prefill", "http://a:1", "9000", "--decode", "http://b:2"]) == []
+
+
+def test_check_options() -> None:
+    v = ef.versions("trt")[-1]
+    problems = ef.check_options("trt", v, ["enable_attention_dp", "cache_transceiver_config", "speculative_confg"])
+    assert [p.index for p in problems] == [2] and "did you mean 'speculative_config'" in problems[0].message
+
+
+def test_dynamo_wraps_its_pinned_engine() -> None:
+    v = ef.versions("dynamo")[-1]
+    assert "--enable-dp-attention" in ef.flags("dynamo", v, "dynamo.sglang")
+    assert "--kv-transfer-config" in ef.flags("dynamo", v, "dynamo.vllm")
+
+
+@pytest.mark.parametrize(("family", "image", "want"), [
+    ("sglang", "lmsysorg/sglang:v0.5.6.post2-rocm700-mi35x", "0.5.6.post2"),
+    ("sglang", "lmsysorg/sglang:v0.5.14-cu130@sha256:5027e95bf6ec", "0.5.14"),
+    ("sglang", "rocm/sgl-dev:sglang-0.5.9-rocm720-mi35x-mori-0227-2", "0.5.9"),
+    ("sglang", "lmsysorg/sglang-rocm:v0.5.10rc0-rocm720-mi35x-20260415", "0.5.10rc0"),
+    ("sglang", "lmsysorg/sglang:nightly-dev-cu13-20260805-211ee642", None),
+    ("sglang", "nvcr.io/nvidia/ai-dynamo/sglang-runtime:0.8.1", None),
+    ("vllm", "vllm/vllm-openai:v0.11.0", "0.11.0"),
+    ("vllm", "vllm/vllm-openai:nightly-dev-arm64-cu13.0.1-75c2eef", None),
+    ("vllm", "vllm/vllm-openai:vllm-x86_64-cu13-0.25.1-7a33ba9", "0.25.1"),
+    ("trt", "nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc2", "1.2.0rc2"),
+    ("trt", "nvcr.io#nvidia/tensorrt-llm/release:1.2.0rc6.post3", "1.2.0rc6.post3"),
+    ("dynamo", "nvcr.io/nvidia/ai-dynamo/sglang-runtime:0.8.1", "0.8.1"),
+    ("dynamo", "nvcr.io#nvidia/ai-dynamo/tensorrtllm-runtime:1.3.0-deepseek-v4-dev.1", "1.3.0"),
+    ("dynamo", "lmsysorg/sglang:v0.5.6-cu129-arm64", None),
+    ("atom", "rocm/atom:rocm7.1.1-ubuntu24.04-pytorch2.9-atom0.1.1-MI350x", "0.1.1"),
+    ("atom", "rocm/atom:rocm7.2.2_ubuntu24.04_py3.12_pytorch_release_2.10.0_atom0.1.2.post", "0.1.2"),
+    ("atom", "rocm/atom:rocm7.2.3_ubuntu24.04_py3.12_pytorch_release_2.10.0_atom20260511", None),
+    ("sglang", "localhost:5000/sglang", None),
+])
+def test_version_from_image(family: str, image: str, want: str | None) -> None:
+    assert ef.version_from_image(family, image) == want
+
+
+def test_resolve_nearest_rule() -> None:
+    known = ef.versions("sglang")
+    assert ef.resolve("sglang", known[0]) == (known[0], None)
+    use, warning = ef.resolve("sglang", "0.5.999")
+    assert use == known[-1] and warning and known[-1] in warning
+    use, warning = ef.resolve("sglang", "0.0.1")
+    assert use == known[0] and warning and "oldest" in warning
+    use, warning = ef.resolve("sglang", None)
+    assert use == known[-1] and warning
+    with pytest.raises(ef.EngineFlagsError):
+        ef.flags("sglang", "0.0.1", "sglang.launch_server")
+
+
+FAKE_SERVER_ARGS = '''
+import argparse
+MODES = ["null", "prefill", "decode"]
+class DeprecatedAction(argparse.Action):
+    def __init__(self, option_strings, dest, nargs=0, **kwargs):
+        super().__init__(option_strings, dest, nargs=nargs, **kwargs)
+class ServerArgs:
+    @staticmethod
+    def add_cli_args(parser):
+        parser.add_argument("--model-path", "--model", type=str, required=True)
+        parser.add_argument("--tp-size", "--tensor-parallel-size", type=int, default=1)
+        parser.add_argument("--disaggregation-mode", type=str, choices=MODES)
+        parser.add_argument("--enable-dp-attention", action="store_true")
+        parser.add_argument("--old-flag", action=DeprecatedAction)
+        parser.add_argument("--cuda-graph-bs", type=int, nargs="+")
+        parser.add_argument("--json-cfg", type=json.loads)
+def elsewhere(parser):
+    parser.add_argument("--not-a-server-flag")
+'''
+
+
+def _wheel(tmp_path: Path) -> Path:
+    path = tmp_path / "sglang-9.9.9-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("sglang/srt/server_args.py", FAKE_SERVER_ARGS)
+        z.writestr("sglang-9.9.9.dist-info/METADATA", "Name: sglang\nVersion: 9.9.9\n")
+    return path
+
+
+def test_regenerate_from_synthetic_wheel_and_sdist(tmp_path: Path) -> None:
+    wheel = _wheel(tmp_path)
+    sdist = tmp_path / "sglang-9.9.8.tar.gz"
+    with tarfile.open(sdist, "w:gz") as t:
+        data = FAKE_SERVER_ARGS.replace('"--old-flag"', '"--older-flag"').encode()
+        info = tarfile.TarInfo("sglang-9.9.8/python/sglang/srt/server_args.py")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    archives = {"9.9.9": wheel, "9.9.8": sdist}
+
+    def fetch(release: ef.Release, into: Path) -> Path:
+        if release.version not in archives:
+            raise LookupError(f"pip download sglang=={release.version} failed: no such version")
+        return archives[release.version]
+
+    spec = ef.FamilySpec("sglang", (ef.Release("sglang", "9.9.8"), ef.Release("sglang", "9.9.9"),
+                                    ef.Release("sglang", "1.0")), ef.extract_sglang)
+    doc = ef.regenerate_family(spec, tmp_path / "work", fetch=fetch)
+    assert doc["unavailable"] == {"1.0": "pip download sglang==1.0 failed: no such version"}
+    table = doc["versions"]["9.9.9"]["commands"]["sglang.launch_server"]
+    assert sorted(table) == ["--cuda-graph-bs", "--disaggregation-mode", "--enable-dp-attention", "--json-cfg",
+                             "--model-path", "--old-flag", "--tp-size"]
+    assert table["--tp-size"] == {"aliases": ["--tensor-parallel-size"], "choices": None, "takes_value": True,
+                                  "type": "int"}
+    assert table["--disaggregation-mode"]["choices"] == ["decode", "null", "prefill"]
+    assert table["--old-flag"]["takes_value"] is False and table["--enable-dp-attention"]["type"] == "bool"
+    assert table["--cuda-graph-bs"]["type"] == "list" and table["--json-cfg"]["type"] == "json"
+    assert "--older-flag" in doc["versions"]["9.9.8"]["commands"]["sglang.launch_server"]
+    assert ef.dumps(doc) == ef.dumps(ef.regenerate_family(spec, tmp_path / "again", fetch=fetch))  # deterministic
+
+
+def test_vllm_rule_on_synthetic_source() -> None:
+    config = '''
+from dataclasses import dataclass
+from typing import Literal
+Backend = Literal["mp", "ray"]
+@dataclass
+class KVTransferConfig:
+    kv_role: str = "kv_both"
+@dataclass
+class ParallelConfig:
+    tensor_parallel_size: int = 1
+    enable_expert_parallel: bool = False
+    distributed_executor_backend: Backend | None = None
+    kv_transfer_config: KVTransferConfig | None = None
+    sizes: list[int] | None = None
+'''
+    arg_utils = '''
+class EngineArgs:
+    @staticmethod
+    def add_cli_args(parser):
+        parallel_kwargs = get_kwargs(ParallelConfig)
+        g = parser.add_argument_group("ParallelConfig")
+        g.add_argument("--tensor-parallel-size", "-tp", **parallel_kwargs["tensor_parallel_size"])
+        g.add_argument("--enable-expert-parallel", **{**parallel_kwargs["enable_expert_parallel"], "default": None})
+        g.add_argument("--distributed-executor-backend", **parallel_kwargs["distributed_executor_backend"])
+        g.add_argument("--kv-transfer-config", **parallel_kwargs["kv_transfer_config"])
+        g.add_argument("--sizes", **parallel_kwargs["sizes"])
+        return parser
+'''
+    src = ef.Sources("vllm test", {"vllm/config/parallel.py": config, "vllm/engine/arg_utils.py": arg_utils})
+    table = ef.vllm_flags(src)
+    assert table["--tensor-parallel-size"]["type"] == "int" and table["--tensor-parallel-size"]["aliases"] == ["-tp"]
+    assert table["--enable-expert-parallel"]["aliases"] == ["--no-enable-expert-parallel"]
+    assert table["--distributed-executor-backend"]["choices"] == ["None", "mp", "ray"]
+    assert table["--kv-transfer-config"]["type"] == "json" and table["--sizes"]["type"] == "list"
