@@ -24,7 +24,13 @@ sdist: only its Python sources are read) and its argument definitions are parsed
 click options (``trtllm-serve``), pydantic fields (TensorRT-LLM's ``TorchLlmArgs``), and for
 vLLM, which builds ``vllm serve``'s flags at run time from dataclasses, the same rule applied
 to the source (each ``EngineArgs``/``FrontendArgs`` field -> ``--field-name``; bool fields
-also ``--no-field-name``). The versions fetched are ``RELEASES`` below (those the reference
+also ``--no-field-name``). Likewise sglang 0.5.14+, whose ``ServerArgs`` fields carry their
+flags as ``A[T, "help" | Arg(...)]`` metadata (``add_cli_args_from_dataclass``'s rule, with
+choices imported from other sglang modules evaluated in theirs), and Dynamo 1.x, whose
+components compose ``ArgGroup`` classes (``DynamoRuntimeArgGroup().add_arguments(parser)``)
+that declare flags through the helpers ``add_argument(g, flag_name=..., arg_type=...)`` and
+``add_negatable_bool_argument``. A release whose flags are declared in a way not read here is
+recorded as unavailable, never half read. The versions fetched are ``RELEASES`` below (those the reference
 InferenceX configs and ixhpc's examples pin); see docs/engine-flags.md.
 """
 
@@ -474,6 +480,9 @@ def _literal(node: ast.expr | None, consts: dict[str, ast.expr], depth: int = 0)
         return node.value
     if isinstance(node, ast.Name) and node.id in consts:
         return _literal(consts[node.id], consts, depth + 1)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+            and f"{node.value.id}.{node.attr}" in consts:  # an imported class's constant, resolved
+        return _literal(consts[f"{node.value.id}.{node.attr}"], consts, depth + 1)
     if isinstance(node, ast.Attribute) and node.attr in consts and isinstance(node.value, ast.Name):
         return _literal(consts[node.attr], consts, depth + 1)  # Class.CONSTANT
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
@@ -623,24 +632,74 @@ def add_flag(table: dict[str, Entry], names: list[str], entry: Entry) -> None:
     table[canonical] = record
 
 
-def argparse_flags(source: str, function: str | None = None, extra_consts: dict[str, ast.expr] | None = None
-                   ) -> tuple[dict[str, Entry], int]:
+# Dynamo 1.x's helpers in dynamo/common/configuration/utils.py: add_argument(parser, *, flag_name,
+# env_var, default, help, obsolete_flag=None, arg_type=str, **kwargs) calls
+# parser.add_argument(flag_name[, obsolete_flag], type=arg_type (unless None), **kwargs);
+# add_negatable_bool_argument(...) is the same with arg_type=None, BooleanOptionalAction.
+WRAPPERS = {"add_argument": (), "add_negatable_bool_argument": (("action", "argparse.BooleanOptionalAction"),)}
+_WRAPPER_OWN = ("flag_name", "env_var", "default", "help", "obsolete_flag", "arg_type", "dest")
+
+
+def wrapper_call(call: ast.Call) -> ast.Call | None:
+    """A call of one of Dynamo's argument helpers (``WRAPPERS``, named by a ``flag_name=``
+    keyword) -> the ``parser.add_argument`` call it makes; None for any other call."""
+    if not (isinstance(call.func, ast.Name) and call.func.id in WRAPPERS and _kw(call, "flag_name") is not None):
+        return None
+    names = [n for n in (_kw(call, "flag_name"), _kw(call, "obsolete_flag"))
+             if n is not None and not (isinstance(n, ast.Constant) and n.value is None)]
+    keywords = [k for k in call.keywords if k.arg is not None and k.arg not in _WRAPPER_OWN]
+    fixed = WRAPPERS[call.func.id]
+    keywords += [ast.keyword(arg=k, value=ast.parse(v, mode="eval").body) for k, v in fixed]
+    arg_type = _kw(call, "arg_type")
+    if not fixed and not (isinstance(arg_type, ast.Constant) and arg_type.value is None):
+        keywords.append(ast.keyword(arg="type", value=arg_type if arg_type is not None else ast.Name("str")))
+    return ast.Call(func=ast.Attribute(value=ast.Name("parser"), attr="add_argument"), args=names, keywords=keywords)
+
+
+def check_wrappers(source: str) -> list[str]:
+    """How the module defining Dynamo's argument helpers differs from what ``wrapper_call``
+    assumes (empty when it matches)."""
+    tree = ast.parse(source)
+    defs = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+    problems = []
+    for name in WRAPPERS:
+        fn = defs.get(name)
+        if fn is None:
+            problems.append(f"no {name}()")
+            continue
+        params = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
+        if not {"flag_name", "obsolete_flag"} <= params or (name == "add_argument" and "arg_type" not in params):
+            problems.append(f"{name}() takes {sorted(params)}")
+    return problems
+
+
+def argparse_flags(source: str, function: str | None = None, extra_consts: dict[str, ast.expr] | None = None,
+                   extra_zero_arg: Iterable[str] = ()) -> tuple[dict[str, Entry], int]:
     """The flags of every ``add_argument`` call in ``source`` (or in the function/method named
     ``function`` only) and how many positionals they declare."""
     tree = ast.parse(source)
     consts = {**_module_constants(tree), **(extra_consts or {})}
-    zero_arg = _zero_arg_actions(tree)
+    zero_arg = _zero_arg_actions(tree) | set(extra_zero_arg)
     scope: ast.AST = tree
     if function is not None:
-        found = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+        owner, _, function = function.rpartition(".")  # "Class.method": that class's method only
+        within: list[ast.AST] = [c for c in ast.walk(tree) if isinstance(c, ast.ClassDef) and c.name == owner] \
+            if owner else [tree]
+        found = [n for w in within for n in ast.walk(w) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                  and n.name == function]
         if not found:
-            raise LookupError(f"no function {function}")
+            raise LookupError(f"no function {owner + '.' if owner else ''}{function}")
         scope = ast.Module(body=list(found), type_ignores=[])
     table: dict[str, Entry] = {}
     positionals = 0
     for node in ast.walk(scope):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            wrapped = wrapper_call(node)  # Dynamo 1.x: add_argument(g, flag_name="--x", ...)
+            if wrapped is not None:
+                got = argparse_entry(wrapped, consts, zero_arg)
+                if got is not None:
+                    add_flag(table, *got)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add_argument":
             got = argparse_entry(node, consts, zero_arg)
             if got is not None:
                 add_flag(table, *got)
@@ -672,9 +731,248 @@ def merge(*tables: dict[str, Entry]) -> dict[str, Entry]:
 Extracted = tuple[dict[str, dict[str, Entry]], dict[str, Any]]
 
 
+def _as_node(value: Any) -> ast.expr:
+    """A literal value back as an expression (for a constant resolved in another module)."""
+    return ast.parse(repr(value), mode="eval").body
+
+
+def _imported_modules(src: Sources, tree: ast.Module, package: str) -> Iterator[tuple[ast.ImportFrom, ast.Module]]:
+    """Each top-level ``from <package>.x import ...`` of ``tree`` with the parsed module it names,
+    when the release holds that module."""
+    parsed: dict[str, ast.Module | None] = {}
+    for node in tree.body:
+        if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                and node.module.split(".")[0] == package):
+            continue
+        if node.module not in parsed:
+            base = node.module.replace(".", "/")
+            text = src.files.get(base + ".py") or src.files.get(base + "/__init__.py")
+            parsed[node.module] = ast.parse(text) if text is not None else None
+        module = parsed[node.module]
+        if module is not None:
+            yield node, module
+
+
+def imported_zero_arg_actions(src: Sources, tree: ast.Module, package: str) -> set[str]:
+    """The value-less argparse Action classes ``tree`` imports from ``package`` (sglang 0.5.14
+    moved ``DeprecatedStoreTrueAction`` and friends to ``arg_groups/argparse_actions.py``)."""
+    out: set[str] = set()
+    for node, module in _imported_modules(src, tree, package):
+        zero = _zero_arg_actions(module)
+        out.update(a.asname or a.name for a in node.names if a.name in zero)
+    return out
+
+
+def imported_constants(src: Sources, tree: ast.Module, package: str) -> dict[str, ast.expr]:
+    """The literal values of the names ``tree`` imports from modules of ``package`` inside the
+    release (``from sglang.srt.x import CHOICES``, ``CHOICES as C``), each evaluated in its own
+    module; for an imported class also its ``Class.NAME`` constants. Names that are not literal
+    (functions, enums built at run time) are left out."""
+    out: dict[str, ast.expr] = {}
+    for node, module in _imported_modules(src, tree, package):
+        consts = _module_constants(module)
+        classes = {c.name: c for c in module.body if isinstance(c, ast.ClassDef)}
+        for alias in node.names:
+            local = alias.asname or alias.name
+            if alias.name in classes:
+                for item in classes[alias.name].body:
+                    if isinstance(item, ast.Assign) and len(item.targets) == 1 \
+                            and isinstance(item.targets[0], ast.Name):
+                        try:
+                            out[f"{local}.{item.targets[0].id}"] = _as_node(_literal(item.value, consts))
+                        except (ValueError, TypeError, SyntaxError):
+                            continue
+            elif alias.name in consts:
+                try:
+                    out[local] = _as_node(_literal(consts[alias.name], consts))
+                except (ValueError, TypeError, SyntaxError):
+                    continue
+    return out
+
+
+# sglang's Arg(...) fields in declaration order (its positional arguments map onto them)
+_ARG_FIELDS = ("help", "choices", "aliases", "cli_name", "type_parser", "nargs", "required", "action",
+               "action_kwargs", "const", "no_cli")
+
+
+def _unwrap_optional_hint(node: ast.expr) -> ast.expr:
+    """``Optional[X]``, ``Union[X, None]``, ``X | None`` -> X (one X only), else the hint as is."""
+    parts: list[ast.expr]
+    if isinstance(node, ast.Subscript) and _dotted(node.value).rsplit(".", 1)[-1] in ("Optional", "Union"):
+        parts = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if _dotted(node.value).endswith("Optional"):
+            parts.append(ast.Constant(None))
+        flat: list[ast.expr] = []
+        for p in parts:  # Optional[Union[a, b]] is Union[a, b, None]
+            if isinstance(p, ast.Subscript) and _dotted(p.value).rsplit(".", 1)[-1] == "Union":
+                flat += list(p.slice.elts) if isinstance(p.slice, ast.Tuple) else [p.slice]
+            else:
+                flat.append(p)
+        parts = flat
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+        parts = []
+        stack: list[ast.expr] = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr):
+                stack += [n.right, n.left]
+            else:
+                parts.append(n)
+    else:
+        return node
+    rest = [p for p in parts if not (isinstance(p, ast.Constant) and p.value is None)
+            and not (isinstance(p, ast.Name) and p.id == "None")]
+    return rest[0] if len(rest) == 1 else node
+
+
+def _base_name(node: ast.expr) -> str:
+    return _dotted(node.value if isinstance(node, ast.Subscript) else node).rsplit(".", 1)[-1]
+
+
+def annotated_field_call(item: ast.AnnAssign, consts: dict[str, ast.expr],
+                         annotated: Iterable[str] = ("A", "Annotated")) -> ast.Call | None:
+    """The ``add_argument`` call sglang's ``add_cli_args_from_dataclass`` makes for one field
+    ``name: A[T, "help" | Arg(...)] = default`` (sglang 0.5.14+), built on the AST; None when the
+    field has no CLI surface (no metadata, ``no_cli=True``). Raises ValueError when the flag's
+    spelling cannot be known statically."""
+    annotation = item.annotation
+    if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
+        annotation = ast.parse(annotation.value, mode="eval").body
+    if not (isinstance(annotation, ast.Subscript) and _dotted(annotation.value).rsplit(".", 1)[-1] in annotated
+            and isinstance(annotation.slice, ast.Tuple) and len(annotation.slice.elts) >= 2
+            and isinstance(item.target, ast.Name)):
+        return None
+    raw, *metadata = annotation.slice.elts
+    meta: dict[str, ast.expr] | None = None
+    for m in metadata:  # the first Arg(...) or bare help string counts
+        if isinstance(m, ast.Call) and _dotted(m.func).rsplit(".", 1)[-1] == "Arg":
+            meta = dict(zip(_ARG_FIELDS, m.args))
+            meta.update({k.arg: k.value for k in m.keywords if k.arg})
+            break
+        if isinstance(m, ast.Constant) and isinstance(m.value, str):
+            meta = {}
+            break
+    if meta is None:
+        return None
+    def opt(name: str) -> Any:
+        node = meta.get(name) if meta is not None else None
+        if node is None or (isinstance(node, ast.Constant) and node.value is None):
+            return None
+        return _literal(node, consts)
+    if opt("no_cli"):
+        return None
+    names = [str(opt("cli_name") or "--" + item.target.id.replace("_", "-")), *map(str, opt("aliases") or [])]
+    call = ast.Call(func=ast.Name("add_argument"), args=[ast.Constant(n) for n in names], keywords=[])
+    def kw(name: str, value: ast.expr | None) -> None:
+        if value is not None and not (isinstance(value, ast.Constant) and value.value is None):
+            call.keywords.append(ast.keyword(arg=name, value=value))
+    if meta.get("action") is not None:  # custom action: action plus action_kwargs, nothing derived
+        kw("action", meta["action"])
+        extra = meta.get("action_kwargs")
+        if isinstance(extra, ast.Dict):
+            for k, v in zip(extra.keys, extra.values):
+                if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                    kw(k.value, v)
+        return call
+    inner = _unwrap_optional_hint(raw)
+    type_parser = meta.get("type_parser")
+    if isinstance(inner, ast.Subscript) and _base_name(inner) == "Literal":
+        values = inner.slice.elts if isinstance(inner.slice, ast.Tuple) else [inner.slice]
+        first = values[0] if values else None
+        scalar = type(first.value).__name__ if isinstance(first, ast.Constant) else "str"
+        kw("type", type_parser or ast.Name(scalar if scalar in ("int", "float") else "str"))
+        kw("choices", meta.get("choices") or ast.List(elts=list(values)))
+        return call
+    if _base_name(inner) in ("list", "List") and (isinstance(inner, ast.Subscript) or _dotted(inner) == "List") \
+            and type_parser is None:
+        elem = inner.slice.elts[0] if isinstance(inner, ast.Subscript) and isinstance(inner.slice, ast.Tuple) \
+            else inner.slice if isinstance(inner, ast.Subscript) else ast.Name("str")
+        kw("type", ast.Name(_dotted(elem) if _dotted(elem) in ("int", "float") else "str"))
+        kw("nargs", meta.get("nargs") or ast.Constant("+"))
+        kw("choices", meta.get("choices"))
+        return call
+    if _dotted(inner) == "bool":
+        kw("action", ast.Constant("store_true"))
+        return call
+    kw("type", type_parser or ast.Name(_dotted(inner) if _dotted(inner) in ("int", "float") else "str"))
+    kw("choices", meta.get("choices"))
+    kw("nargs", meta.get("nargs"))
+    return call
+
+
+def dataclass_cli_flags(cls: ast.ClassDef, classes: dict[str, ast.ClassDef], consts: dict[str, ast.expr],
+                        only: Sequence[str] | None = None, zero_arg: Iterable[str] = ()
+                        ) -> tuple[dict[str, Entry], list[str]]:
+    """The flags ``add_cli_args_from_dataclass(parser, cls[, fields=only])`` adds (bases'
+    fields first, like ``dataclasses.fields``) and the fields whose flag could not be read."""
+    fields: dict[str, ast.AnnAssign] = {}
+    def collect(c: ast.ClassDef, seen: frozenset[str]) -> None:
+        for base in c.bases:
+            parent = classes.get(_dotted(base).rsplit(".", 1)[-1])
+            if parent is not None and parent.name not in seen:
+                collect(parent, seen | {parent.name})
+        for item in _iter_dataclass_fields(c):
+            if isinstance(item.target, ast.Name) and not _dotted(item.annotation).startswith("ClassVar"):
+                fields[item.target.id] = item
+    collect(cls, frozenset({cls.name}))
+    table: dict[str, Entry] = {}
+    unread: list[str] = []
+    for name, item in fields.items():
+        if only is not None and name not in only:
+            continue
+        try:
+            call = annotated_field_call(item, consts)
+        except (ValueError, TypeError, SyntaxError):
+            unread.append(name)
+            continue
+        got = argparse_entry(call, consts, set(zero_arg)) if call is not None else None
+        if call is not None and got is None:
+            unread.append(name)
+        elif got is not None:
+            add_flag(table, *got)
+    return table, unread
+
+
+def sglang_dataclass_flags(src: Sources, text: str, function: str = "add_cli_args") -> dict[str, Entry]:
+    """The flags of every ``add_cli_args_from_dataclass(parser, Cls[, fields=[...]])`` call in
+    ``function`` of ``text`` (sglang 0.5.14+ declares most of ``ServerArgs``'s flags as
+    ``Annotated`` field metadata); LookupError when a field's flag cannot be read."""
+    tree = ast.parse(text)
+    consts = {**imported_constants(src, tree, "sglang"), **_module_constants(tree)}
+    zero_arg = _zero_arg_actions(tree) | imported_zero_arg_actions(src, tree, "sglang")
+    classes = {c.name: c for c in ast.walk(tree) if isinstance(c, ast.ClassDef)}
+    table: dict[str, Entry] = {}
+    for fn in ast.walk(tree):
+        if not (isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and fn.name == function):
+            continue
+        for node in ast.walk(fn):
+            if not (isinstance(node, ast.Call) and _dotted(node.func).endswith("add_cli_args_from_dataclass")):
+                continue
+            cls_node = node.args[1] if len(node.args) > 1 else _kw(node, "cls")
+            cls = classes.get(_dotted(cls_node).rsplit(".", 1)[-1])
+            if cls is None:
+                raise LookupError(f"{src.label}: add_cli_args_from_dataclass of {_dotted(cls_node) or '?'}, "
+                                  "a class not defined in its module; the extractor needs updating")
+            only_node = _kw(node, "fields")
+            try:
+                only = None if only_node is None else [str(f) for f in _literal(only_node, consts)]
+            except ValueError:
+                raise LookupError(f"{src.label}: add_cli_args_from_dataclass({cls.name}, fields=...) "
+                                  "names fields not known statically") from None
+            got, unread = dataclass_cli_flags(cls, classes, consts, only, zero_arg)
+            if unread:
+                raise LookupError(f"{src.label}: the flags of {cls.name} fields {', '.join(unread[:5])} "
+                                  "cannot be read statically; the extractor needs updating")
+            table.update(got)
+    return table
+
+
 def extract_sglang(src: Sources) -> Extracted:
     text = src.get("sglang/srt/server_args.py")
-    table, _ = argparse_flags(text, "add_cli_args")
+    table, _ = argparse_flags(text, "add_cli_args",
+                              extra_zero_arg=imported_zero_arg_actions(src, ast.parse(text), "sglang"))
+    if "add_cli_args_from_dataclass" in text:  # 0.5.14+: most flags are ServerArgs field metadata
+        table = merge(sglang_dataclass_flags(src, text), table)
     if text.count('"--') > 2 * len(table) + 10:  # the flags are declared some other way now
         raise LookupError(f"{src.label}: only {len(table)} static add_argument flags in server_args.py, which "
                           f"names {text.count(chr(34) + '--')} flag strings; the extractor needs updating")
@@ -921,16 +1219,55 @@ def _pins(src: Sources) -> dict[str, str]:
                                                      meta, re.M)}
 
 
+def arg_groups(src: Sources) -> dict[str, str]:
+    """Dynamo 1.x's argument groups: class name -> path, for every class with an
+    ``add_arguments`` method (``DynamoRuntimeArgGroup().add_arguments(parser)``)."""
+    out: dict[str, str] = {}
+    for path, text in sorted(src.files.items()):
+        if path.startswith("dynamo/") and path.endswith(".py") and "/tests/" not in path and "add_arguments" in text:
+            for node in ast.walk(ast.parse(text)):
+                if isinstance(node, ast.ClassDef) and any(isinstance(f, ast.FunctionDef) and f.name == "add_arguments"
+                                                          for f in node.body):
+                    out.setdefault(node.name, path)
+    return out
+
+
+def _used_groups(text: str, groups: dict[str, str]) -> set[str]:
+    return {n.func.id for n in ast.walk(ast.parse(text))
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in groups}
+
+
 def extract_dynamo(src: Sources) -> Extracted:
     cmds: dict[str, dict[str, Entry]] = {}
+    groups = arg_groups(src)
+    if any("flag_name=" in t for p, t in src.files.items() if p.startswith("dynamo/")):
+        helpers = src.find("dynamo/common/configuration/utils.py")
+        wrong = ["no dynamo/common/configuration/utils.py"] if helpers is None else check_wrappers(helpers)
+        if wrong:
+            raise LookupError(f"{src.label}: its argument helpers are not the ones the extractor reads "
+                              f"({'; '.join(wrong)}); the extractor needs updating")
     for component in ("frontend", "sglang", "vllm", "trtllm"):
         table: dict[str, Entry] = {}
+        own: list[str] = []
         for path, text in sorted(src.files.items()):
             if f"dynamo/{component}/" in path and path.endswith(".py") and "/tests/" not in path:
+                own.append(path)
                 if "add_argument" in text:
                     table = merge(table, argparse_flags(text)[0])
                 if '"flags"' in text:
                     table = merge(table, _dict_style_flags(text))
+        # the argument groups its files instantiate, from anywhere in dynamo/ (1.x: common/configuration)
+        todo = sorted({g for p in own if "add_arguments" in src.files[p] for g in _used_groups(src.files[p], groups)})
+        done: set[str] = set()
+        while todo:
+            group = todo.pop()
+            if group in done:
+                continue
+            done.add(group)
+            text = src.files[groups[group]]
+            if groups[group] not in own:
+                table = merge(table, argparse_flags(text, f"{group}.add_arguments")[0])
+            todo += sorted(_used_groups(text, groups) - done)
         if len(table) < 5:  # 1.x declares its arguments differently: not read rather than half read
             raise LookupError(f"{src.label}: only {len(table)} static argument definitions found for "
                               f"dynamo.{component}; the extractor needs updating")
@@ -941,9 +1278,21 @@ def extract_dynamo(src: Sources) -> Extracted:
                                             ("dynamo.vllm", "vllm", "vllm", "vllm serve")):
         if package in pins:
             wraps[command] = {"family": family, "version": pins[package], "command": inner}
+    dotted = ["dynamo.vllm"]
+    dynamic = src.find("dynamo/trtllm/dynamic_flags.py")
+    if dynamic is not None:  # 1.x: leftover "--trtllm.<group>.<key> value" words become engine options
+        try:
+            prefix = str(_literal(_module_constants(ast.parse(dynamic)).get("DYNAMIC_FLAG_PREFIX"), {}))
+        except ValueError:
+            raise LookupError(f"{src.label}: dynamo/trtllm/dynamic_flags.py without a literal "
+                              "DYNAMIC_FLAG_PREFIX; the extractor needs updating") from None
+        # a JSON-typed stem makes check() accept "<stem>.<dotted.key> value" (see dotted_json)
+        cmds["dynamo.trtllm"][prefix.rstrip(".")] = {"aliases": [], "choices": None, "takes_value": True,
+                                                     "type": "json"}
+        dotted.append("dynamo.trtllm")
     extra: dict[str, Any] = {"wraps": wraps, "pins": pins,
                              "abbreviations": sorted(cmds),
-                             "dashes_equal_underscores": ["dynamo.vllm"], "dotted_json": ["dynamo.vllm"]}
+                             "dashes_equal_underscores": ["dynamo.vllm"], "dotted_json": dotted}
     return cmds, extra
 
 
@@ -969,7 +1318,7 @@ def _families() -> dict[str, FamilySpec]:
 
 # The versions the reference InferenceX configs and ixhpc's examples pin most, plus those the
 # Dynamo releases below pin (so dynamo.sglang/dynamo.vllm find their engine's exact flags).
-SGLANG_VERSIONS = ("0.5.6.post2", "0.5.8.post1", "0.5.9", "0.5.10.post1", "0.5.14", "0.5.16")
+SGLANG_VERSIONS = ("0.5.6.post2", "0.5.8", "0.5.8.post1", "0.5.9", "0.5.10.post1", "0.5.12", "0.5.14", "0.5.16")
 VLLM_VERSIONS = ("0.12.0", "0.15.1", "0.16.0", "0.18.0", "0.19.0", "0.25.1")
 ROUTER_VERSIONS = ("0.2.4", "0.3.2")
 DYNAMO_VERSIONS = ("0.7.0.post1", "0.8.1.post1", "0.8.1.post2", "1.1.0")

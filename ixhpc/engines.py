@@ -136,6 +136,8 @@ class LaunchSpec(BaseModel):
     decode_urls: list[str] = []
     prefill_bootstrap_ports: list[Port] = []    # sglang router: one per prefill URL
     control_host: str | None = None             # dynamo: where etcd and NATS run
+    etcd_port: Port = 2379                      # dynamo: their client ports (a job gives them
+    nats_port: Port = 4222                      # ports of its own block: jobs share nodes)
     config_dir: str = "/tmp"                    # where generated engine config files go
     # sim only
     sim_gpu: str | None = None
@@ -222,12 +224,14 @@ def health_path(framework: str, role: str = "server") -> str | None:
     return engine(framework).health_path(role)
 
 
-def dynamo_services(host: str, data_dir: str = "/tmp/ixhpc-etcd") -> list[Launch]:
+def dynamo_services(host: str, etcd_port: str = "2379", nats_port: str = "4222",
+                    data_dir: str = "/tmp/ixhpc-etcd") -> list[Launch]:
     """etcd and NATS (JetStream), which a Dynamo frontend and its workers meet through."""
     return [
-        Launch(argv=["etcd", "--listen-client-urls", "http://0.0.0.0:2379",
-                     "--advertise-client-urls", f"http://{host}:2379", "--data-dir", data_dir]),
-        Launch(argv=["nats-server", "-js", "-p", "4222"]),
+        Launch(argv=["etcd", "--listen-client-urls", f"http://0.0.0.0:{etcd_port}",
+                     "--advertise-client-urls", f"http://{host}:{etcd_port}",
+                     "--data-dir", f"{data_dir}-{etcd_port}"]),
+        Launch(argv=["nats-server", "-js", "-p", nats_port]),
     ]
 
 
@@ -467,7 +471,8 @@ def _dynamo_env(spec: LaunchSpec, role: str) -> dict[str, str]:
     control = spec.control_host or (spec.host if role == "frontend" else None)
     if control is None:
         return env  # then ETCD_ENDPOINTS / NATS_SERVER must come from the job environment
-    return {**env, "ETCD_ENDPOINTS": f"http://{control}:2379", "NATS_SERVER": f"nats://{control}:4222"}
+    return {**env, "ETCD_ENDPOINTS": f"http://{control}:{spec.etcd_port}",
+            "NATS_SERVER": f"nats://{control}:{spec.nats_port}"}
 
 
 def _dynamo(spec: LaunchSpec, role: str) -> Launch:

@@ -340,7 +340,8 @@ def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model
     gpn = topo.gpus_per_node
     roles = _services(engine)
     # Dynamo's frontend and workers meet through etcd and NATS beside the frontend on node 0.
-    control: dict[str, Any] = {"control_host": shell.var("ROUTER_HOST")} if roles else {}
+    control: dict[str, Any] = {"control_host": shell.var("ROUTER_HOST"), "etcd_port": shell.var("ETCD_PORT"),
+                               "nats_port": shell.var("NATS_PORT")} if roles else {}
     args = p.ixhpc.engine_args
     for placed, w, extra in zip(topo.roles, p.workers(), (args.prefill, args.decode)):
         kind: engines.Role = "prefill" if placed.name == "prefill" else "decode"
@@ -374,7 +375,8 @@ def _services(engine: engines.Engine) -> list[Role]:
         return []
     names = ("etcd", "nats")
     return [Role(n, n.upper(), 0, 1, i, 0, svc.argv, None, f"dynamo {n} (control plane)")
-            for i, (n, svc) in enumerate(zip(names, engines.dynamo_services(shell.var("ROUTER_HOST"))))]
+            for i, (n, svc) in enumerate(zip(names, engines.dynamo_services(
+                shell.var("ROUTER_HOST"), shell.var("ETCD_PORT"), shell.var("NATS_PORT"))))]
 
 
 def _visible_gpus(names: list[str], gpn: int, slot: Slot, argv: list[str]) -> list[str]:

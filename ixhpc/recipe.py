@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +30,7 @@ from pydantic import AfterValidator, Field, ValidationError, field_validator, mo
 from ixhpc.engines import FRAMEWORKS
 from ixhpc.yamlmodel import (
     COUNT_MAX,
+    GPUS_MAX,
     ConfigError,
     Count,
     EnvName,
@@ -46,6 +47,7 @@ from ixhpc.yamlmodel import (
     Text,
     Tokens,
     found,
+    kebab,
     load_yaml,
     located_errors,
     printable,
@@ -100,6 +102,8 @@ RecipeEnvName = Annotated[EnvName, AfterValidator(_not_secret), AfterValidator(_
 # ixhpc's additions (the `ixhpc:` block of an entry).
 
 PER_CONC_MAX = 1024   # prompts per concurrency, load-generator processes
+MARCH_MARGIN = 200    # InferenceX's max-model-len margin in the March format
+CURRENT_MARGIN = 256  # ... and since 2026-04-20 (the current format)
 # Model sizes in billions of parameters (the simulated engine's): finite, at most 100T.
 ParamsB = Annotated[float, Field(gt=0, le=100_000, allow_inf_nan=False)]
 
@@ -166,8 +170,15 @@ class IxhpcBlock(StrictModel):
     benchmark: BenchmarkSettings = BenchmarkSettings()
     time_limit: Minutes | None = None       # None: the cluster profile's default
     health_timeout: Seconds = 1800          # to wait for the engines to be ready
-    max_model_len_margin: NonNegTokens = 200  # max-model-len = isl + osl + margin (InferenceX: 200)
+    # max-model-len = isl + osl + margin; None: InferenceX's for the file's format (March 200,
+    # current 256)
+    max_model_len_margin: NonNegTokens | None = None
     sim: SimSettings | None = None
+
+    def margin(self, current: bool) -> int:
+        if self.max_model_len_margin is not None:
+            return self.max_model_len_margin
+        return CURRENT_MARGIN if current else MARCH_MARGIN
 
 
 # --------------------------------------------------------------------------------------
@@ -196,12 +207,50 @@ class ConcForms(StrictModel):
         return self
 
 
+# Parallelism the current format added (pp, dcp-size, pcp-size): strict ints > 0, default 1.
+Parallel = Annotated[int, Field(gt=0, le=GPUS_MAX)]
+# Keys of a worker / search-space entry that only the current format has.
+CURRENT_WORKER_KEYS = ("pp", "dcp_size", "pcp_size", "hardware")
+
+
+def _dcp_divides(tp: int | None, dcp: int) -> None:
+    if tp is not None and tp % dcp:
+        raise ValueError(f"expected 'tp' ({tp}) divisible by 'dcp-size' ({dcp}), found a remainder "
+                         f"of {tp % dcp}")
+
+
 class Worker(StrictModel):
     num_worker: GpuCount
     tp: GpuCount
     ep: GpuCount
     dp_attn: bool
     additional_settings: list[Str] | None = None
+    # current format only (a March entry refuses them, see _march_workers)
+    pp: Parallel = 1
+    dcp_size: Parallel = 1
+    pcp_size: Parallel = 1
+    hardware: Text | None = None   # the GPU model this pool runs on (both pools or neither)
+
+    @model_validator(mode="after")
+    def _dcp(self) -> Worker:
+        _dcp_divides(self.tp, self.dcp_size)
+        return self
+
+
+def _march_workers(prefill: Worker, decode: Worker) -> None:
+    for role, w in (("prefill", prefill), ("decode", decode)):
+        new = [kebab(k) for k in CURRENT_WORKER_KEYS if k in w.model_fields_set]
+        if new:
+            raise ValueError(f"{role}.{new[0]}: expected a March-format worker key (pp, dcp-size, "
+                             f"pcp-size and hardware belong to the current format: an entry with "
+                             f"`scenarios:` instead of `seq-len-configs:`), found {', '.join(new)}")
+
+
+def _hardware_pair(prefill: Worker, decode: Worker) -> None:
+    if bool(prefill.hardware) != bool(decode.hardware):
+        set_, unset = ("prefill", "decode") if prefill.hardware else ("decode", "prefill")
+        raise ValueError(f"expected 'hardware' on both workers or on neither, found it on {set_} "
+                         f"only (add {unset}.hardware or remove {set_}.hardware)")
 
 
 class SingleNodeSearch(ConcForms):
@@ -215,6 +264,12 @@ class MultiNodeSearch(ConcForms):
     spec_decoding: SpecDecoding = "none"
     prefill: Worker
     decode: Worker
+
+    @model_validator(mode="after")
+    def _march(self) -> MultiNodeSearch:
+        if not isinstance(self, _CurrentMulti):
+            _march_workers(self.prefill, self.decode)
+        return self
 
 
 class AggEngine(Worker):
@@ -249,6 +304,12 @@ class MultiAggSearch(ConcForms):
     spec_decoding: SpecDecoding = "none"
     prefill: AggEngine
     decode: UnusedWorker
+
+    @model_validator(mode="after")
+    def _march(self) -> MultiAggSearch:
+        if not isinstance(self, _CurrentMulti):
+            _march_workers(self.prefill, self.decode)
+        return self
 
 
 class SingleNodeSeqLen(StrictModel):
@@ -293,6 +354,13 @@ class EntryBase(StrictModel):
         return self.ixhpc or IxhpcBlock()
 
 
+def _single_aggregated(v: bool) -> bool:
+    if v:
+        raise ValueError("expected false (a single-node entry runs one engine; prefill/decode "
+                         "disaggregation needs multinode: true), found true")
+    return v
+
+
 class SingleNodeEntry(EntryBase):
     multinode: bool = False   # always False here: entries with `multinode: true` are multi-node
     seq_len_configs: Annotated[list[SingleNodeSeqLen], Field(min_length=1)]
@@ -300,10 +368,7 @@ class SingleNodeEntry(EntryBase):
     @field_validator("disagg")
     @classmethod
     def _aggregated(cls, v: bool) -> bool:
-        if v:
-            raise ValueError("expected false (a single-node entry runs one engine; prefill/decode "
-                             "disaggregation needs multinode: true), found true")
-        return v
+        return _single_aggregated(v)
 
 
 class MultiNodeEntry(EntryBase):
@@ -322,7 +387,297 @@ class MultiAggEntry(EntryBase):
     seq_len_configs: Annotated[list[MultiAggSeqLen], Field(min_length=1)]
 
 
-Entry = SingleNodeEntry | MultiNodeEntry | MultiAggEntry
+# --------------------------------------------------------------------------------------
+# The current InferenceX format (since 2026-05): `scenarios:` instead of `seq-len-configs:`,
+# with `fixed-seq-len` and `agentic-coding` items, router / kv-p2p-transfer, pp / dcp-size /
+# pcp-size, per-worker hardware and KV offloading. The rules are those of InferenceX's
+# validation.py at 843c6254f (../shared/reference/inferencex-2026-08/SPEC.md sections 2-3),
+# stricter where InferenceX is lax (ints are ints, counts are > 0 except num-worker).
+
+ScenarioType = Literal["fixed-seq-len", "agentic-coding"]
+SCENARIO_TYPES: tuple[ScenarioType, ...] = ("fixed-seq-len", "agentic-coding")
+
+
+def _no_image_ref(v: str | None) -> str | None:
+    if v is not None and v.startswith("image:"):
+        raise ValueError(f"expected a version (not an image reference), found {found(v)}")
+    return v
+
+
+class ComponentMetadata(StrictModel):
+    """A component (the router) by name and version."""
+
+    name: Text
+    version: Annotated[Text, AfterValidator(_no_image_ref)]
+
+
+class OffloadBackend(StrictModel):
+    """The KV-offload backend (hicache, lmcache, mooncake...); version optional."""
+
+    name: Text
+    version: Annotated[Text, AfterValidator(_no_image_ref)] | None = None
+
+
+class _CurrentMulti:
+    """Marker: a current-format multi-node search-space entry (pp/dcp/pcp/hardware allowed)."""
+
+
+class FixedSingleSearch(SingleNodeSearch):
+    pp: Parallel = 1
+    dcp_size: Parallel = 1
+    pcp_size: Parallel = 1
+    router: ComponentMetadata | None = None
+
+    @model_validator(mode="after")
+    def _dcp(self) -> FixedSingleSearch:
+        _dcp_divides(self.tp, self.dcp_size)
+        return self
+
+
+class FixedDisaggSearch(MultiNodeSearch, _CurrentMulti):
+    decode: CurrentWorker   # num-worker 0: an aggregated arm (one engine, the prefill block)
+    router: ComponentMetadata | None = None
+    kv_p2p_transfer: Text | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> FixedDisaggSearch:
+        _hardware_pair(self.prefill, self.decode)
+        if self.decode.num_worker == 0 and self.prefill.num_worker != 1:
+            raise ValueError(f"expected prefill.num-worker 1 with decode.num-worker 0 (an "
+                             f"aggregated arm runs one engine), found {self.prefill.num_worker}")
+        return self
+
+    @property
+    def aggregated(self) -> bool:
+        return self.decode.num_worker == 0
+
+
+class FixedMultiAggSearch(MultiAggSearch, _CurrentMulti):
+    router: ComponentMetadata | None = None
+    kv_p2p_transfer: Text | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> FixedMultiAggSearch:
+        _hardware_pair(self.prefill, self.decode)
+        return self
+
+
+class FixedSingleSeqLen(StrictModel):
+    isl: Tokens
+    osl: Tokens
+    search_space: Annotated[list[FixedSingleSearch], Field(min_length=1)]
+
+
+class FixedDisaggSeqLen(StrictModel):
+    isl: Tokens
+    osl: Tokens
+    search_space: Annotated[list[FixedDisaggSearch], Field(min_length=1)]
+
+
+class FixedMultiAggSeqLen(StrictModel):
+    isl: Tokens
+    osl: Tokens
+    search_space: Annotated[list[FixedMultiAggSearch], Field(min_length=1)]
+
+
+class CurrentWorker(Worker):
+    """A worker of a current-format multi-node entry: InferenceX writes `num-worker: 0` for the
+    decode block of aggregated points (the prefill block's engine also decodes), also inside
+    disagg: true entries (an aggregated arm of a disaggregated sweep)."""
+
+    num_worker: NonNegGpuCount
+
+
+KvOffloading = Literal["none", "dram"]
+
+
+class AgenticSearch(ConcForms):
+    """One agentic-coding search-space entry: `tp` (single-node entries) or `prefill` and
+    `decode` (multi-node entries), never both."""
+
+    tp: GpuCount | None = None
+    pp: Parallel = 1
+    dcp_size: Parallel = 1
+    pcp_size: Parallel = 1
+    ep: GpuCount | None = None
+    dp_attn: bool | None = None
+    spec_decoding: SpecDecoding = "none"
+    prefill: CurrentWorker | None = None
+    decode: CurrentWorker | None = None
+    kv_offloading: KvOffloading | None = None
+    kv_offload_backend: OffloadBackend | None = None
+    router: ComponentMetadata | None = None
+    kv_p2p_transfer: Text | None = None
+
+    @model_validator(mode="after")
+    def _form(self) -> AgenticSearch:
+        workers = self.prefill is not None and self.decode is not None
+        if (self.tp is None) != workers or (self.tp is not None and (self.prefill or self.decode)):
+            raise ValueError("expected either tp (single-node entries) or both prefill and decode "
+                             "(multi-node entries), found " + self._found_form())
+        if self.tp is not None:
+            _dcp_divides(self.tp, self.dcp_size)
+            if self.kv_offloading is None:
+                raise ValueError("kv-offloading: expected none or dram (required with tp), found "
+                                 "it missing")
+        else:
+            explicit = [kebab(k) for k in ("pp", "dcp_size", "pcp_size") if k in self.model_fields_set]
+            if explicit:
+                raise ValueError(f"expected {explicit[0]} inside prefill/decode (an entry with "
+                                 f"workers takes its parallelism per worker), found it on the entry")
+            _hardware_pair(self.prefill, self.decode)  # type: ignore[arg-type]
+        kv = self.kv_offloading
+        if self.kv_offload_backend is not None and kv != "dram":
+            raise ValueError(f"kv-offload-backend: expected it only with kv-offloading: dram, found "
+                             f"kv-offloading {'missing' if kv is None else found(kv)}")
+        if kv == "dram" and self.kv_offload_backend is None:
+            raise ValueError("kv-offload-backend: expected a backend ({name, version}) with "
+                             "kv-offloading: dram, found it missing")
+        return self
+
+    def _found_form(self) -> str:
+        parts = [k for k in ("tp", "prefill", "decode") if getattr(self, k) is not None]
+        return " and ".join(parts) if parts else "neither"
+
+    @property
+    def offload(self) -> KvOffloading:
+        return self.kv_offloading or "none"
+
+
+class AgenticItem(StrictModel):
+    search_space: Annotated[list[AgenticSearch], Field(min_length=1)]
+    dram_utilization: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _dram(self) -> AgenticItem:
+        if self.dram_utilization is None and any(s.kv_offloading == "dram" for s in self.search_space):
+            raise ValueError("dram-utilization: expected a fraction in (0, 1] (kv-offloading: dram "
+                             "sizes the CPU DRAM budget with it), found it missing")
+        return self
+
+
+def _one_scenario(fixed: list[Any] | None, agentic: list[Any] | None) -> None:
+    if not fixed and not agentic:
+        raise ValueError("expected at least one non-empty scenario list (fixed-seq-len or "
+                         "agentic-coding), found none")
+
+
+class SingleScenarios(StrictModel):
+    fixed_seq_len: list[FixedSingleSeqLen] | None = None
+    agentic_coding: list[AgenticItem] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SingleScenarios:
+        _one_scenario(self.fixed_seq_len, self.agentic_coding)
+        return self
+
+
+class DisaggScenarios(StrictModel):
+    fixed_seq_len: list[FixedDisaggSeqLen] | None = None
+    agentic_coding: list[AgenticItem] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DisaggScenarios:
+        _one_scenario(self.fixed_seq_len, self.agentic_coding)
+        return self
+
+
+class MultiAggScenarios(StrictModel):
+    fixed_seq_len: list[FixedMultiAggSeqLen] | None = None
+    agentic_coding: list[AgenticItem] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> MultiAggScenarios:
+        _one_scenario(self.fixed_seq_len, self.agentic_coding)
+        return self
+
+
+class _CurrentEntry(EntryBase):
+    """What every current-format entry has (rules of SPEC.md section 2.7 in ``_cross``)."""
+
+    router: ComponentMetadata | None = None
+
+    @field_validator("framework")
+    @classmethod
+    def _known_framework(cls, v: str) -> str:
+        # InferenceX adds frameworks faster than ixhpc engines: such entries expand and are
+        # listed by `sweep`; render/submit refuse them (sweep.expand), validate warns.
+        return v
+
+    @property
+    def scenario_lists(self) -> tuple[list[Any], list[AgenticItem]]:
+        sc = self.scenarios  # type: ignore[attr-defined]
+        return list(sc.fixed_seq_len or ()), list(sc.agentic_coding or ())
+
+    def search_entries(self) -> Iterator[Any]:
+        fixed, agentic = self.scenario_lists
+        for item in [*fixed, *agentic]:
+            yield from item.search_space
+
+    @model_validator(mode="after")
+    def _cross(self) -> _CurrentEntry:
+        fixed, agentic = self.scenario_lists
+        if agentic and not self.runner.startswith("cluster:"):
+            raise ValueError(f"runner: expected a 'cluster:' runner for an entry with agentic-coding "
+                             f"scenarios, found {found(self.runner)}")
+        multinode = bool(getattr(self, "multinode", False))
+        for item in agentic:
+            for s in item.search_space:
+                if multinode and s.tp is not None:
+                    raise ValueError("agentic-coding: expected prefill and decode in the search-space "
+                                     "entries of a multinode entry, found tp")
+                if not multinode and s.tp is None:
+                    raise ValueError("agentic-coding: expected tp in the search-space entries of a "
+                                     "single-node entry, found prefill/decode (multi-node entries "
+                                     "need multinode: true)")
+                if not multinode and s.kv_p2p_transfer is not None:
+                    raise ValueError("agentic-coding: kv-p2p-transfer is only valid when "
+                                     "multinode=true")
+        entries = list(self.search_entries())
+        for name in ("router", "kv_p2p_transfer"):
+            top = getattr(self, name, None)
+            if top is not None and any(getattr(s, name, None) is not None for s in entries):
+                raise ValueError(f"{kebab(name)}: expected it either at the top level or in "
+                                 f"search-space entries, found both")
+        if self.disagg and getattr(self, "kv_p2p_transfer", None) is None and (
+                not entries or any(getattr(s, "kv_p2p_transfer", None) is None for s in entries)):
+            raise ValueError("kv-p2p-transfer: expected a KV transfer engine for disagg: true, at the "
+                             "top level or in every search-space entry, found it missing")
+        return self
+
+
+class CurrentSingleEntry(_CurrentEntry):
+    multinode: bool = False   # always False here
+    scenarios: SingleScenarios
+
+    @field_validator("disagg")
+    @classmethod
+    def _aggregated(cls, v: bool) -> bool:
+        return _single_aggregated(v)
+
+
+class CurrentDisaggEntry(_CurrentEntry):
+    multinode: Literal[True]
+    disagg: Literal[True]
+    kv_p2p_transfer: Text | None = None
+    scenarios: DisaggScenarios
+
+
+class CurrentMultiAggEntry(_CurrentEntry):
+    multinode: Literal[True]
+    kv_p2p_transfer: Text | None = None
+    scenarios: MultiAggScenarios
+
+
+MarchEntry = SingleNodeEntry | MultiNodeEntry | MultiAggEntry
+CurrentEntry = CurrentSingleEntry | CurrentDisaggEntry | CurrentMultiAggEntry
+Entry = MarchEntry | CurrentEntry
+CURRENT_ENTRIES = (CurrentSingleEntry, CurrentDisaggEntry, CurrentMultiAggEntry)
+
+
+def is_current(spec: EntryBase) -> bool:
+    """Whether an entry is in the current format (`scenarios:`), not the March one."""
+    return isinstance(spec, _CurrentEntry)
 
 # --------------------------------------------------------------------------------------
 # Loaded recipes.
@@ -351,9 +706,15 @@ class Recipes:
 
 
 def _entry_model(raw: Any) -> type[EntryBase]:
+    """The model for an entry as written: `seq-len-configs` (or a near spelling of it) is the
+    March format, anything else the current one (`scenarios:`)."""
+    march = isinstance(raw, dict) and "scenarios" not in raw and any(
+        isinstance(k, str) and k.startswith("seq-len") for k in raw)
     if not isinstance(raw, dict) or raw.get("multinode") is not True:
-        return SingleNodeEntry
-    return MultiNodeEntry if raw.get("disagg") is True else MultiAggEntry
+        return SingleNodeEntry if march else CurrentSingleEntry
+    if raw.get("disagg") is True:
+        return MultiNodeEntry if march else CurrentDisaggEntry
+    return MultiAggEntry if march else CurrentMultiAggEntry
 
 
 def fingerprint(raw: Any) -> str:
@@ -418,3 +779,29 @@ def validate_file(path: str | Path) -> list[str]:
         return exc.errors
     return parse_recipe(doc)[1]
 
+
+
+# --------------------------------------------------------------------------------------
+# runners.yaml: the March form (flat `label: [node, ...]`) and the current one (`labels:` the
+# same mapping, `hardware:` per-label CPU DRAM and GPUs per node, read for KV offloading).
+
+
+class RunnerHardware(StrictModel):
+    available_cpu_dram_mib: Annotated[int, Field(gt=0, le=2**40)]
+    gpus_per_node: GpuCount
+
+
+class RunnersFile(StrictModel):
+    labels: dict[Text, Annotated[list[Text], Field(min_length=1)]]
+    hardware: dict[Text, RunnerHardware] = {}
+
+
+def load_runners(path: str | Path) -> RunnersFile:
+    """Read runners.yaml in either form; ConfigError with every located problem."""
+    doc = load_yaml(path, "a mapping of runner labels to node names (or `labels:` and `hardware:`)")
+    data = doc.data
+    current = "labels" in data and not isinstance(data["labels"], list)
+    try:
+        return RunnersFile.model_validate(data if current else {"labels": data})
+    except ValidationError as exc:
+        raise ConfigError(located_errors(doc, (), exc, RunnersFile, strip=0 if current else 1)) from None

@@ -41,12 +41,14 @@ multi-node entries state.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.config import JsonDict
@@ -57,25 +59,43 @@ from ixhpc.errors import PlanError
 from ixhpc.point_metadata import DisaggRecord, MultiAggRecord, SingleRecord
 from ixhpc.profiles import ClusterProfile, profile_for_runner
 from ixhpc.recipe import (
+    CURRENT_WORKER_KEYS,
+    AgenticItem,
+    AgenticSearch,
     AggEngine,
+    ComponentMetadata,
+    CurrentWorker,
+    FixedDisaggSearch,
+    FixedSingleSearch,
     IxhpcBlock,
+    KvOffloading,
     LoadedEntry,
     MultiAggSearch,
+    OffloadBackend,
     Recipes,
+    RunnersFile,
+    ScenarioType,
     SingleNodeSearch,
     UnusedWorker,
     Worker,
+    is_current,
 )
 from ixhpc.topology import Topology, layout, worker_gpus
+from ixhpc.yamlmodel import ConfigError, format_path
 
 SEQ_LEN_NAMES = {"1k1k": (1024, 1024), "1k8k": (1024, 8192), "8k1k": (8192, 1024)}
 _SEQ_LEN_OF = {v: k for k, v in SEQ_LEN_NAMES.items()}
-EVAL_SEQ_LEN = SEQ_LEN_NAMES["1k8k"]
+_CURRENT_SEQ_LEN_OF = {v: k for k, v in SEQ_LEN_NAMES.items() if k != "1k8k"}  # 1k8k gone 2026-03-27
+EVAL_SEQ_LEN = SEQ_LEN_NAMES["1k8k"]            # March: evals on 1k8k
+CURRENT_EVAL_SEQ_LEN = SEQ_LEN_NAMES["8k1k"]    # current: evals on 8k1k
+MIN_EVAL_CONC = 16                              # current: lowest concurrency eval marking picks
+AGENTIC_DURATION = 3600                         # seconds; not a recipe field (InferenceX's default)
+DRAM_MIB_CAP = 2_861_022                        # InferenceX's "3 TB decimal" cap on CPU DRAM
 PointRecord = SingleRecord | MultiAggRecord | DisaggRecord
 
 
-def seq_len_name(isl: int, osl: int) -> str:
-    return _SEQ_LEN_OF.get((isl, osl), f"{isl}_{osl}")
+def seq_len_name(isl: int, osl: int, current: bool = False) -> str:
+    return (_CURRENT_SEQ_LEN_OF if current else _SEQ_LEN_OF).get((isl, osl), f"{isl}_{osl}")
 
 
 def conc_range(start: int, end: int, step: int) -> list[int]:
@@ -95,6 +115,10 @@ def _flag(metavar: str | None = None, exclusive: str | None = None, only: bool =
     ``description``): its metavar and the flags it excludes (``exclusive`` group; ``only``:
     the flag keeps only its kind, the group's other fields become False)."""
     return {"metavar": metavar, "exclusive": exclusive, "only": only}
+
+
+_FULL_SWEEP_ONLY = ("--model-prefix", "--precision", "--framework", "--runner-type", "--step-size",
+                    "--min-conc", "--max-conc", "--max-tp", "--max-ep", "--single-node", "--multi-node")
 
 
 class Filters(BaseModel):
@@ -125,10 +149,62 @@ class Filters(BaseModel):
                               json_schema_extra=_flag(exclusive="nodes", only=True))
     multi_node: bool = Field(default=True, description="only multi-node entries",
                              json_schema_extra=_flag(exclusive="nodes", only=True))
-    run_evals: bool = Field(default=False, description="mark the eval subset (run-eval: true) among all points",
+    run_evals: bool = Field(default=False, description="March-format files only: mark the eval subset "
+                            "(run-eval: true) among all points (current-format files mark it by default)",
                             json_schema_extra=_flag(exclusive="evals"))
-    evals_only: bool = Field(default=False, description="keep only the eval subset",
+    evals_only: bool = Field(default=False, description="keep only the eval subset (current format: also "
+                             "marks agentic rows and adds eval-only: true)",
                              json_schema_extra=_flag(exclusive="evals"))
+    no_evals: bool = Field(default=False, description="current-format files only: do not mark evals "
+                           "(they are marked by default)", json_schema_extra=_flag(exclusive="evals"))
+    all_evals: bool = Field(default=False, description="current-format files only: mark every 8k1k and "
+                            "agentic row for evals (multi-node rows merged) and keep only those",
+                            json_schema_extra=_flag())
+    scenario_type: tuple[ScenarioType, ...] = Field(
+        default=(), description="current-format files only: keep these scenario kinds",
+        json_schema_extra=_flag("TYPE"))
+    runner_node_filter: str | None = Field(
+        default=None, description="one row per node of the runner label whose name contains S "
+        "(needs --runner-config; full-sweep skips labels without one)", json_schema_extra=_flag("S"))
+    config_keys: tuple[str, ...] = Field(
+        default=(), description="test-config, current-format files only: these config keys (* and ? "
+        "glob); no full-sweep filters, ranges in steps of 2", json_schema_extra=_flag("KEY"))
+    conc: tuple[Annotated[int, Field(gt=0)], ...] = Field(
+        default=(), description="test-config only: keep these concurrencies", json_schema_extra=_flag("N"))
+
+    @property
+    def test_config(self) -> bool:
+        return bool(self.config_keys)
+
+    def given(self) -> list[str]:
+        """The flags (as --names) that differ from their defaults."""
+        return ["--" + n.replace("_", "-") for n, fi in Filters.model_fields.items()
+                if getattr(self, n) != fi.default]
+
+    def check(self, current: bool) -> None:
+        """The flags' combinations and the format they apply to (ConfigError, one line each)."""
+        errors: list[str] = []
+        if self.all_evals and self.no_evals:
+            errors.append("--all-evals and --no-evals exclude each other")
+        only = ("--run-evals",) if current else ("--no-evals", "--all-evals", "--scenario-type",
+                                                  "--config-keys", "--conc")
+        bad = [flag for flag in self.given() if flag in only]
+        if bad:
+            errors.append(f"{', '.join(bad)}: only for {'March' if current else 'current'}-format "
+                          f"files (`{'seq-len-configs' if current else 'scenarios'}:`), and these files "
+                          f"are in the {'current' if current else 'March'} format")
+        if current and SEQ_LEN_NAMES["1k8k"] in self.seq_lens:
+            errors.append("--seq-lens 1k8k: not a choice for current-format files (1k1k, 8k1k; "
+                          "InferenceX removed 1k8k)")
+        if self.test_config:
+            full = [f for f in self.given() if f in _FULL_SWEEP_ONLY]
+            if full:
+                errors.append(f"{', '.join(full)}: full-sweep flags; test-config takes --config-keys, "
+                              f"--conc, --seq-lens and the eval/scenario/runner flags")
+        elif self.conc:
+            errors.append("--conc: only with test-config (--config-keys)")
+        if errors:
+            raise ConfigError(errors)
 
     def keeps_entry(self, key: str, e: LoadedEntry) -> bool:
         s = e.spec
@@ -195,6 +271,12 @@ def add_filter_args(parser: argparse.ArgumentParser) -> None:
             kw.update(nargs="+", default=[], type=_seq_len)
         elif field.annotation == tuple[str, ...]:
             kw.update(nargs="+", default=[])
+        elif field.annotation == tuple[ScenarioType, ...]:
+            kw.update(nargs="+", default=[], choices=get_args(ScenarioType))
+        elif name == "conc":
+            kw.update(nargs="+", default=[], type=_int_at_least(1))
+        elif field.annotation == str | None:
+            kw.update(default=None)
         else:
             kw.update(type=_int_at_least(_minimum(field)), default=field.default)
         target.add_argument("--" + name.replace("_", "-"), **kw)
@@ -257,6 +339,15 @@ class _Point(BaseModel):
     run_eval: bool = False
     site: Site | None = None          # None: no profile serves the runner (matrix output only)
     ixhpc: IxhpcBlock = IxhpcBlock()
+    # the current format's (defaults: what a March-format point means)
+    recipe_format: Literal["march", "current"] = "march"
+    scenario_type: Literal["fixed-seq-len"] = "fixed-seq-len"
+    router: ComponentMetadata | None = None
+    kv_p2p_transfer: str | None = None
+    entry_disagg: bool | None = None  # the entry's disagg, where the shape's differs (aggregated arm)
+    eval_conc: int | None = None      # multi-node: the concurrency the eval runs at
+    eval_all_concs: bool = False      # multi-node --all-evals: evals at every concurrency
+    eval_only: bool = False           # --evals-only / --all-evals output
 
     def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
         """(role, number of workers, GPUs per worker), in job order."""
@@ -297,15 +388,24 @@ class _Point(BaseModel):
     def arch(self) -> str | None:
         return self.site.arch if self.site else None
 
+    @property
+    def current(self) -> bool:
+        return self.recipe_format == "current"
+
     def to_inferencex_row(self) -> dict[str, Any]:
-        """The point as one InferenceX matrix row (single-node: conc is one int)."""
-        return {
+        """The point as one InferenceX matrix row (single-node: conc is one int), in the layout
+        of the generator of its recipe format."""
+        row = {
             "image": self.image, "model": self.model, "model-prefix": self.model_prefix,
             "precision": self.precision, "framework": self.framework, "runner": self.runner,
             "isl": self.isl, "osl": self.osl, "spec-decoding": self.spec_decoding,
             "max-model-len": self.max_model_len, "exp-name": self.exp_name,
-            "disagg": self.disagg, "run-eval": self.run_eval, **self._row_shape(),
+            "disagg": self.disagg if self.entry_disagg is None else self.entry_disagg,
+            "run-eval": self.run_eval, **self._row_shape(),
         }
+        if self.current:
+            row.update(_optional_row_keys(self))
+        return row
 
     def _row_shape(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -341,12 +441,18 @@ class SinglePoint(_Point):
     tp: int
     ep: int
     dp_attn: bool
+    pp: int = 1
+    dcp_size: int = 1
+    pcp_size: int = 1
 
     def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
         return (("server", 1, worker_gpus(self.tp, self.ep)),)
 
     def _row_shape(self) -> dict[str, Any]:
-        return {"tp": self.tp, "ep": self.ep, "dp-attn": self.dp_attn, "conc": self.conc[0]}
+        shape = {"tp": self.tp, "ep": self.ep, "dp-attn": self.dp_attn, "conc": self.conc[0]}
+        if self.current:
+            shape.update({"pp": self.pp, "dcp-size": self.dcp_size, "pcp-size": self.pcp_size})
+        return shape
 
     def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
         return SingleRecord(**common, tp=self.tp, ep=self.ep, dp_attn=self.dp_attn)
@@ -359,8 +465,8 @@ class _MultiNode(_Point):
     multinode: ClassVar[bool] = True
 
     def _row_shape(self) -> dict[str, Any]:
-        return {"prefill": self.workers()[0].model_dump(by_alias=True, exclude_none=True),
-                "decode": self.workers()[1].model_dump(by_alias=True, exclude_none=True),
+        prefill, decode = self.workers()
+        return {"prefill": worker_row(prefill, self.current), "decode": worker_row(decode, self.current),
                 "conc": list(self.conc)}
 
     def workers(self) -> tuple[Worker, Worker]:
@@ -438,60 +544,301 @@ RunPoint = Annotated[SinglePoint | MultiAggPoint | DisaggPoint, Field(discrimina
 PointKind = Literal["single", "multi-agg", "disagg"]
 
 
+def worker_row(w: Worker, current: bool) -> dict[str, Any]:
+    """A worker block as the generator writes it: as written, plus (current format) pp,
+    dcp-size and pcp-size with their defaults."""
+    row = w.model_dump(by_alias=True, exclude_none=True,
+                       exclude=None if current else set(CURRENT_WORKER_KEYS))
+    return row
+
+
+def _optional_row_keys(p: _Point | _AgenticPoint) -> dict[str, Any]:
+    """The current format's optional row keys, present only when set."""
+    out: dict[str, Any] = {}
+    if p.router is not None:
+        out["router"] = p.router.model_dump()
+    if isinstance(p, (_MultiNode, AgenticMultiPoint)):
+        if p.kv_p2p_transfer is not None:
+            out["kv-p2p-transfer"] = p.kv_p2p_transfer
+        if p.eval_conc is not None:
+            out["eval-conc"] = p.eval_conc
+        if p.eval_all_concs:
+            out["eval-all-concs"] = True
+    if p.eval_only:
+        out["eval-only"] = True
+    return out
+
+
+class _AgenticPoint(BaseModel):
+    """An agentic-coding point (current format): a multi-turn coding trace replayed at a
+    concurrency for ``duration`` seconds, no isl/osl. Listed by ``sweep``; running them is
+    issue 19 (``expand`` refuses them, so placement never sees one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    multinode: ClassVar[bool]
+
+    key: str
+    config_key: str
+    source: str
+    recipe_fingerprint: str
+    image: str
+    model: str
+    model_prefix: str
+    precision: str
+    framework: str
+    runner: str
+    exp_name: str
+    spec_decoding: str
+    conc: list[int]
+    kv_offloading: KvOffloading
+    kv_offload_backend: OffloadBackend | None = None
+    total_cpu_dram_gb: int | None       # None: no runner config to size it with (kv-offloading dram)
+    duration: int = AGENTIC_DURATION
+    router: ComponentMetadata | None = None
+    run_eval: bool | None = None        # None: eval marking did not run (--no-evals)
+    eval_conc: int | None = None
+    eval_all_concs: bool = False
+    eval_only: bool = False
+    site: Site | None = None
+    ixhpc: IxhpcBlock = IxhpcBlock()
+    recipe_format: Literal["current"] = "current"
+    scenario_type: Literal["agentic-coding"] = "agentic-coding"
+
+    @property
+    def resolved(self) -> bool:
+        return self.site is not None
+
+    @property
+    def cluster(self) -> str | None:
+        return self.site.cluster if self.site else None
+
+    @property
+    def partition(self) -> str | None:
+        return self.site.partition if self.site else None
+
+    @property
+    def nodes(self) -> int | None:
+        return None
+
+    @property
+    def gpus(self) -> int | None:
+        return None
+
+    def to_inferencex_row(self) -> dict[str, Any]:
+        if self.total_cpu_dram_gb is None:
+            raise ConfigError(f"{self.config_key}: kv-offloading: dram sizes total-cpu-dram-gb from the "
+                              f"runner's hardware: give --runner-config (runners.yaml with `hardware:`)")
+        row: dict[str, Any] = {
+            "image": self.image, "model": self.model, "model-prefix": self.model_prefix,
+            "precision": self.precision, "framework": self.framework, "runner": self.runner,
+            "spec-decoding": self.spec_decoding, **self._row_shape(),
+            "kv-offloading": self.kv_offloading, "total-cpu-dram-gb": self.total_cpu_dram_gb,
+            "duration": self.duration, "exp-name": self.exp_name, "scenario-type": self.scenario_type,
+        }
+        if self.kv_offload_backend is not None:
+            row["kv-offload-backend"] = self.kv_offload_backend.model_dump(exclude_none=True)
+        if self.run_eval is not None:
+            row["run-eval"] = self.run_eval
+        row.update(_optional_row_keys(self))
+        return row
+
+    def _row_shape(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class AgenticSinglePoint(_AgenticPoint):
+    kind: Literal["agentic-single"] = "agentic-single"
+    multinode: ClassVar[bool] = False
+    tp: int
+    pp: int = 1
+    dcp_size: int = 1
+    pcp_size: int = 1
+    ep: int = 1
+    dp_attn: bool = False
+
+    def _row_shape(self) -> dict[str, Any]:
+        return {"tp": self.tp, "pp": self.pp, "dcp-size": self.dcp_size, "pcp-size": self.pcp_size,
+                "ep": self.ep, "dp-attn": self.dp_attn, "conc": self.conc[0]}
+
+
+class AgenticMultiPoint(_AgenticPoint):
+    kind: Literal["agentic-multi"] = "agentic-multi"
+    multinode: ClassVar[bool] = True
+    disagg: bool
+    prefill: CurrentWorker
+    decode: CurrentWorker
+    kv_p2p_transfer: str | None = None
+
+    def _row_shape(self) -> dict[str, Any]:
+        return {"prefill": worker_row(self.prefill, True), "decode": worker_row(self.decode, True),
+                "conc": list(self.conc), "disagg": self.disagg}
+
+
+AgenticPoint = AgenticSinglePoint | AgenticMultiPoint
+# Every point `sweep` lists (RunPoint: the ones placement can run).
+AnyPoint = Annotated[SinglePoint | MultiAggPoint | DisaggPoint | AgenticSinglePoint | AgenticMultiPoint,
+                     Field(discriminator="kind")]
+
+
 # --------------------------------------------------------------------------------------
 # Expansion.
 
 
 def expand(recipes: Recipes, filters: Filters | None = None,
            cluster: ClusterProfile | None = None,
-           profiles: dict[str, ClusterProfile] | None = None) -> list[RunPoint]:
-    """All run points of the recipes, in file order, with eval marking applied.
+           profiles: dict[str, ClusterProfile] | None = None,
+           runners: RunnersFile | None = None) -> list[RunPoint]:
+    """The run points that can run (render, submit): ``expand_all`` without agentic points or
+    frameworks ixhpc has no engine for -- a PlanError names them."""
+    from ixhpc.engines import FRAMEWORKS
 
-    With ``cluster`` every kept entry's runner must be served by it (else UserError, since
+    points = _expand(recipes, filters, cluster, profiles, runners, runnable=True)
+    agentic = [p for p in points if isinstance(p, _AgenticPoint)]
+    if agentic:
+        keys = sorted({p.config_key for p in agentic})
+        raise PlanError(f"agentic points cannot run yet (issue 19): {len(agentic)} agentic-coding "
+                        f"point(s) of {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}; "
+                        f"--scenario-type fixed-seq-len leaves them out")
+    unknown = sorted({p.framework for p in points if p.framework not in FRAMEWORKS})
+    if unknown:
+        raise PlanError(f"framework(s) {', '.join(unknown)}: ixhpc has no engine for them yet "
+                        f"(`sweep` lists their points; --framework selects others)")
+    return cast(list[RunPoint], points)
+
+
+def expand_all(recipes: Recipes, filters: Filters | None = None,
+               cluster: ClusterProfile | None = None,
+               profiles: dict[str, ClusterProfile] | None = None,
+               runners: RunnersFile | None = None) -> list[AnyPoint]:
+    """All points of the recipes (agentic ones too), in generation order, with eval marking
+    applied: InferenceX's rules for the recipes' format (a call takes one format).
+
+    With ``cluster`` every kept entry's runner must be served by it (else ConfigError, since
     such a point could not run there). Without it, each runner is resolved through the
     first profile that serves it (``profiles``, default: built-ins + user file); runners
-    no profile serves leave the point unresolved (enough for matrix output).
+    no profile serves leave the point unresolved (enough for matrix output). ``runners``
+    (runners.yaml) gives --runner-node-filter its nodes and KV offloading its DRAM budget.
     """
+    return _expand(recipes, filters, cluster, profiles, runners, runnable=False)
+
+
+def recipe_format(recipes: Recipes) -> bool:
+    """Whether the recipes are in the current format (ConfigError if they mix formats)."""
+    first: dict[bool, LoadedEntry] = {}
+    for e in recipes.entries.values():
+        first.setdefault(is_current(e.spec), e)
+    if len(first) > 1:
+        m, c = first[False], first[True]
+        raise ConfigError(f"one call takes one recipe format: {m.file}:{m.line}: {m.key} is in the "
+                          f"March format (seq-len-configs), {c.file}:{c.line}: {c.key} in the current "
+                          f"one (scenarios); run them separately")
+    return True in first
+
+
+def _expand(recipes: Recipes, filters: Filters | None, cluster: ClusterProfile | None,
+            profiles: dict[str, ClusterProfile] | None, runners: RunnersFile | None,
+            runnable: bool) -> list[AnyPoint]:
     filters = filters or Filters()
+    current = recipe_format(recipes)
+    filters.check(current)
+    if filters.runner_node_filter is not None and runners is None:
+        raise ConfigError("--runner-node-filter needs --runner-config (the nodes of each runner label)")
     if cluster is None and profiles is None:
         from ixhpc.profiles import load_profiles
         profiles = load_profiles()
-    points: list[RunPoint] = []
+    points: list[AnyPoint] = []
     unserved: list[str] = []
-    for key, entry in recipes.entries.items():
+    for key in _selected_keys(recipes, filters):
+        entry = recipes.entries[key]
         if not filters.keeps_entry(key, entry):
+            continue
+        runner_values = _runner_values(entry.spec.runner, filters, runners)
+        if not runner_values:
             continue
         prof = cluster or profile_for_runner(entry.spec.runner, profiles=profiles)
         if cluster is not None and cluster.partition_for(entry.spec.runner) is None:
             unserved.append(f"{entry.file}:{entry.line}: {key}: cluster '{cluster.name}' serves "
                             f"no runner '{entry.spec.runner}' (it serves: "
                             f"{', '.join(cluster.runners) or 'none'})")
-            continue
-        points.extend(_entry_points(key, entry, filters, prof))
-    if unserved:
-        from ixhpc.yamlmodel import ConfigError
+            if not (runnable and current):
+                continue
+        if current:
+            points.extend(_current_points(key, entry, filters, prof, runner_values, runners))
+        else:
+            for point in _entry_points(key, entry, filters, prof):
+                points.extend(_per_runner([point], runner_values))
+    if unserved and not (runnable and any(isinstance(p, _AgenticPoint) for p in points)):
         raise ConfigError(unserved)
     points = _unique_keys(points)
-    if filters.run_evals or filters.evals_only:
-        points = mark_evals(points)
-        if filters.evals_only:
-            points = [p for p in points if p.run_eval]
+    if not current:
+        if filters.run_evals or filters.evals_only:
+            points = cast(list[AnyPoint], mark_evals(cast(list[RunPoint], points)))
+            if filters.evals_only:
+                points = [p for p in points if p.run_eval]
+        return points
+    if not filters.no_evals:
+        points = mark_current_evals(points, include_agentic=filters.evals_only or filters.all_evals)
+        if filters.all_evals:
+            points = mark_all_evals(points)
+    if filters.evals_only or filters.all_evals:
+        points = [p.model_copy(update={"eval_only": True}) for p in points if p.run_eval]
     return points
+
+
+def _selected_keys(recipes: Recipes, f: Filters) -> list[str]:
+    """Every key in file order, or (test-config) the --config-keys matches: globs (* ?) in
+    mapping order, first occurrence wins; a key or glob that matches nothing is an error."""
+    if not f.test_config:
+        return list(recipes.entries)
+    out: dict[str, None] = {}
+    missing = []
+    for pattern in f.config_keys:
+        if "*" in pattern or "?" in pattern:
+            found = [k for k in recipes.entries if fnmatch.fnmatch(k, pattern)]
+        else:
+            found = [pattern] if pattern in recipes.entries else []
+        if not found:
+            missing.append(pattern)
+        out.update(dict.fromkeys(found))
+    if missing:
+        raise ConfigError(f"--config-keys: no config key matches {', '.join(map(repr, missing))} "
+                          f"(in {', '.join(recipes.files)})")
+    return list(out)
+
+
+def _runner_values(label: str, f: Filters, runners: RunnersFile | None) -> list[str]:
+    """The runner each row names: the label, or (--runner-node-filter S) its nodes whose name
+    contains S -- test-config also the label itself if it contains S, without repeats."""
+    wanted = f.runner_node_filter
+    if wanted is None or runners is None:
+        return [label]
+    nodes = runners.labels.get(label, [])
+    if f.test_config:
+        return [n for n in dict.fromkeys([label, *nodes]) if wanted in n]
+    return [n for n in nodes if wanted in n]
+
+
+def _per_runner(points: list[Any], runner_values: list[str]) -> list[Any]:
+    """Each point once per runner value (the label itself: the points as they are)."""
+    if len(runner_values) == 1 and runner_values[0] == points[0].runner:
+        return points
+    return [p.model_copy(update={"runner": r}) for p in points for r in runner_values]
 
 
 def _entry_points(key: str, entry: LoadedEntry, f: Filters,
                   prof: ClusterProfile | None) -> Iterator[RunPoint]:
+    """A March-format entry's points."""
     spec = entry.spec
     extras = spec.extras
     site = _site(spec.runner, prof)
-    for slc in spec.seq_len_configs:
+    for slc in spec.seq_len_configs:  # type: ignore[union-attr]
         if f.seq_lens and (slc.isl, slc.osl) not in f.seq_lens:
             continue
         common: dict[str, Any] = dict(
             config_key=key, source=entry.file, recipe_fingerprint=entry.fingerprint,
             image=spec.image, model=spec.model, model_prefix=spec.model_prefix,
             precision=spec.precision, framework=spec.framework, runner=spec.runner,
-            isl=slc.isl, osl=slc.osl, max_model_len=slc.isl + slc.osl + extras.max_model_len_margin,
+            isl=slc.isl, osl=slc.osl, max_model_len=slc.isl + slc.osl + extras.margin(False),
             exp_name=f"{spec.model_prefix}_{seq_len_name(slc.isl, slc.osl)}", ixhpc=extras,
             site=site,
         )
@@ -499,18 +846,29 @@ def _entry_points(key: str, entry: LoadedEntry, f: Filters,
             if isinstance(item, SingleNodeSearch):
                 yield from _single_points(key, slc, item, f, common)
                 continue
-            concs = _select_concs(item, f, multinode=True)
-            if not concs:
-                continue
-            if isinstance(item, MultiAggSearch):
-                w = item.prefill
-                shape = "agg-" + _shape_single(w.tp, w.ep, w.dp_attn, item.spec_decoding)
-                yield MultiAggPoint(key=_point_key(key, slc, shape, concs), spec_decoding=item.spec_decoding,
-                                    conc=concs, prefill=item.prefill, decode=item.decode, **common)
-            else:
-                yield DisaggPoint(key=_point_key(key, slc, _shape_multi(item), concs),
-                                  spec_decoding=item.spec_decoding, conc=concs,
-                                  prefill=item.prefill, decode=item.decode, **common)
+            yield from _multi_points(key, slc, item, f, common)
+
+
+def _multi_points(key: str, slc: Any, item: Any, f: Filters, common: dict[str, Any]) -> Iterator[RunPoint]:
+    concs = _select_concs(item, f, multinode=True)
+    if not concs:
+        return
+    if isinstance(item, MultiAggSearch) or (isinstance(item, FixedDisaggSearch) and item.aggregated):
+        w = item.prefill
+        shape = "agg-" + _shape_single(w.tp, w.ep, w.dp_attn, item.spec_decoding) + _parallel(w)
+        yield MultiAggPoint(key=_point_key(key, slc, shape, concs), spec_decoding=item.spec_decoding,
+                            conc=concs, prefill=AggEngine.model_validate(item.prefill.model_dump()),
+                            decode=UnusedWorker.model_validate(item.decode.model_dump()), **common)
+    else:
+        shape = _shape_multi(item) + _parallel(item.prefill, "p") + _parallel(item.decode, "d")
+        yield DisaggPoint(key=_point_key(key, slc, shape, concs), spec_decoding=item.spec_decoding,
+                          conc=concs, prefill=item.prefill, decode=item.decode, **common)
+
+
+def _parallel(x: Any, prefix: str = "") -> str:
+    """The key part of the current format's parallelism beyond tp/ep (empty at the defaults)."""
+    return "".join(f"-{prefix}{name}{getattr(x, attr)}" for name, attr in
+                   (("pp", "pp"), ("dcp", "dcp_size"), ("pcp", "pcp_size")) if getattr(x, attr, 1) != 1)
 
 
 def _single_points(key: str, slc: Any, item: SingleNodeSearch, f: Filters,
@@ -521,16 +879,145 @@ def _single_points(key: str, slc: Any, item: SingleNodeSearch, f: Filters,
     if f.max_ep is not None:
         ep = min(ep, f.max_ep)
     dp_attn = bool(item.dp_attn)
-    shape = _shape_single(item.tp, ep, dp_attn, item.spec_decoding)
+    shape = _shape_single(item.tp, ep, dp_attn, item.spec_decoding) + _parallel(item)
+    extra: dict[str, Any] = {}
+    if isinstance(item, FixedSingleSearch):
+        extra = {"pp": item.pp, "dcp_size": item.dcp_size, "pcp_size": item.pcp_size}
     for c in _select_concs(item, f):
         yield SinglePoint(key=_point_key(key, slc, shape, [c]), spec_decoding=item.spec_decoding,
-                          conc=[c], tp=item.tp, ep=ep, dp_attn=dp_attn, **common)
+                          conc=[c], tp=item.tp, ep=ep, dp_attn=dp_attn, **extra, **common)
+
+
+def _current_points(key: str, entry: LoadedEntry, f: Filters, prof: ClusterProfile | None,
+                    runner_values: list[str], runners: RunnersFile | None) -> Iterator[AnyPoint]:
+    """A current-format entry's points: fixed-seq-len first, then agentic-coding (SPEC.md 5)."""
+    spec = entry.spec
+    extras = spec.extras
+    fixed, agentic = spec.scenario_lists  # type: ignore[union-attr]
+    top_router = getattr(spec, "router", None)
+    top_transfer = getattr(spec, "kv_p2p_transfer", None)
+    base: dict[str, Any] = dict(
+        config_key=key, source=entry.file, recipe_fingerprint=entry.fingerprint, image=spec.image,
+        model=spec.model, model_prefix=spec.model_prefix, precision=spec.precision,
+        framework=spec.framework, runner=spec.runner, ixhpc=extras, site=_site(spec.runner, prof),
+        recipe_format="current")
+    if not f.scenario_type or "fixed-seq-len" in f.scenario_type:
+        for slc in fixed:
+            if f.seq_lens and (slc.isl, slc.osl) not in f.seq_lens:
+                continue
+            common = dict(base, isl=slc.isl, osl=slc.osl,
+                          max_model_len=slc.isl + slc.osl + extras.margin(True),
+                          exp_name=f"{spec.model_prefix}_{seq_len_name(slc.isl, slc.osl, True)}")
+            for item in slc.search_space:
+                common["router"] = item.router or top_router
+                if isinstance(item, SingleNodeSearch):
+                    for point in _single_points(key, slc, item, f, common):
+                        yield from _per_runner([point], runner_values)
+                    continue
+                common["entry_disagg"] = spec.disagg
+                for multi in _multi_points(key, slc, item, f,
+                                           dict(common, kv_p2p_transfer=item.kv_p2p_transfer or top_transfer)):
+                    yield from _per_runner([multi], runner_values)
+    if f.scenario_type and "agentic-coding" not in f.scenario_type:
+        return
+    for n, item in enumerate(agentic):
+        for i, s in enumerate(item.search_space):
+            concs = _agentic_concs(s, f)
+            if not concs:
+                continue
+            dram = _dram_gb(entry, (key, "scenarios", "agentic-coding", n, "search-space", i), item, s,
+                            runners)  # once per entry, with the label's hardware
+            common = dict(base, spec_decoding=s.spec_decoding, kv_offloading=s.offload,
+                          kv_offload_backend=s.kv_offload_backend, total_cpu_dram_gb=dram,
+                          router=s.router or top_router)
+            kv = "" if s.offload == "none" else f"kv{s.offload}-{s.kv_offload_backend.name}"
+            if s.tp is not None:
+                spec_part = "" if s.spec_decoding == "none" else f"_spec-{s.spec_decoding}"
+                shape = dict(tp=s.tp, pp=s.pp, dcp_size=s.dcp_size, pcp_size=s.pcp_size,
+                             ep=s.ep if s.ep is not None else 1, dp_attn=bool(s.dp_attn))
+                for c in concs:
+                    single = AgenticSinglePoint(
+                        key=_agentic_key(key, n, i, c), conc=[c], **shape, **common,
+                        exp_name=f"{spec.model_prefix}_tp{s.tp}_conc{c}_{kv or 'kvnone'}{spec_part}")
+                    yield from _per_runner([single], runner_values)
+                continue
+            assert s.prefill is not None and s.decode is not None
+            name = f"{spec.model_prefix}_{_tag(s.prefill, 'p')}_{_tag(s.decode, 'd')}"
+            for runner in runner_values:
+                for c in concs:   # one concurrency per allocation (InferenceX: at most 1)
+                    yield AgenticMultiPoint(
+                        key=_agentic_key(key, n, i, c), conc=[c], disagg=spec.disagg,
+                        prefill=s.prefill, decode=s.decode,
+                        kv_p2p_transfer=s.kv_p2p_transfer or top_transfer,
+                        exp_name=f"{name}_conc{c}" + (f"_{kv}" if kv else ""),
+                        **dict(common, runner=runner))
+
+
+def _tag(w: Worker, role: str) -> str:
+    return f"{role}{w.num_worker}x{w.tp}" + (f"ep{w.ep}" if w.ep != 1 else "") + ("dpa" if w.dp_attn else "")
+
+
+def _agentic_key(key: str, item: int, entry: int, conc: int) -> str:
+    return names.key(f"{key}_agentic{item}-{entry}_c{conc}")
+
+
+def _agentic_concs(s: AgenticSearch, f: Filters) -> list[int]:
+    """An agentic entry's concurrencies: --min-conc/--max-conc only filter (no fallback)."""
+    concs = list(s.conc_list) if s.conc_list else conc_range(s.conc_start, s.conc_end, f.step_size)  # type: ignore[arg-type]
+    if f.min_conc is not None:
+        concs = [c for c in concs if c >= f.min_conc]
+    if f.max_conc is not None:
+        concs = [c for c in concs if c <= f.max_conc]
+    if f.conc:
+        concs = [c for c in concs if c in f.conc]
+    return concs
+
+
+def _dram_gb(entry: LoadedEntry, path: tuple[str | int, ...], item: AgenticItem, s: AgenticSearch,
+             runners: RunnersFile | None) -> int | None:
+    """total-cpu-dram-gb (SPEC.md 5.6): the CPU DRAM one engine replica's GPUs may offload KV
+    to, in decimal GB, exactly as InferenceX computes it (Decimal, truncated); 0 without dram
+    offloading, None without a runner config."""
+    if s.offload != "dram":
+        return 0
+    if runners is None:
+        return None
+    runner = entry.spec.runner
+    where = f"{entry.file}:{entry.line}: {format_path(path)}"
+    hw = runners.hardware.get(runner)
+    if hw is None:
+        raise ConfigError(f"{where}: runner '{runner}' requires 'available-cpu-dram-mib' and "
+                          f"'gpus-per-node' in the runner config's hardware (kv-offloading: dram); "
+                          f"hardware keys: {', '.join(runners.hardware) or 'none'}")
+    gpn = hw.gpus_per_node
+    if s.tp is not None:
+        g = s.tp * s.pp * s.pcp_size
+        if g > gpn:
+            raise ConfigError(f"{where}: tp*pp*pcp-size {g} exceeds gpus-per-node {gpn} of '{runner}'")
+    else:
+        w = s.prefill
+        assert w is not None
+        r = w.tp * w.pp * w.pcp_size
+        if (r > gpn and r % gpn) or (r <= gpn and gpn % r):
+            raise ConfigError(f"{where}: a prefill replica of {r} GPUs does not tile the "
+                              f"{gpn}-GPU nodes of '{runner}'")
+        g = gpn if r > gpn else r
+    mib = min(hw.available_cpu_dram_mib, DRAM_MIB_CAP)
+    u = Decimal(str(item.dram_utilization))
+    return int(Decimal(mib) * 1048576 * u * g / gpn / 1_000_000_000)
 
 
 def _select_concs(item: Any, f: Filters, multinode: bool = False) -> list[int]:
     """The item's concurrencies after --min-conc/--max-conc (rules in the module doc).
     As in InferenceX, a multi-node range is expanded first and then filtered like a list,
-    while a single-node range has its ends moved."""
+    while a single-node range has its ends moved. test-config's --conc keeps its values."""
+    concs = _min_max_concs(item, f, multinode)
+    if f.conc:
+        concs = [c for c in concs if c in f.conc]
+    return concs
+
+
+def _min_max_concs(item: Any, f: Filters, multinode: bool) -> list[int]:
     if item.conc_list is not None or multinode:
         concs = list(item.conc_list or conc_range(item.conc_start, item.conc_end, f.step_size))
         if f.min_conc is not None:
@@ -581,23 +1068,35 @@ def _point_key(key: str, slc: Any, shape: str, concs: Sequence[int]) -> str:
     return names.key(f"{key}_{slc.isl}x{slc.osl}_{shape}_c{names.concs(concs)}")
 
 
-def _unique_keys(points: list[RunPoint]) -> list[RunPoint]:
-    """Points whose keys collide (same shape, different additional-settings...) get a short
-    hash of their full definition appended: deterministic for the same recipe."""
+def _unique_keys(points: list[AnyPoint]) -> list[AnyPoint]:
+    """Points whose keys collide (same shape, different additional-settings, one per node...)
+    get a short hash of their full definition appended: deterministic for the same recipe;
+    identical points (a concurrency written twice) then a counter."""
     counts: dict[str, int] = defaultdict(int)
     for p in points:
         counts[p.key] += 1
-    out = []
+    if len(counts) == len(points):
+        return points
+    out: list[AnyPoint] = []
+    seen: dict[str, int] = defaultdict(int)
     for p in points:
         if counts[p.key] > 1:
-            digest = hashlib.sha256(json.dumps(p.to_inferencex_row(), sort_keys=True).encode())
-            p = p.model_copy(update={"key": names.key(f"{p.key}_{digest.hexdigest()[:8]}")})
+            digest = hashlib.sha256(json.dumps(_row_or_dump(p), sort_keys=True).encode())
+            key = names.key(f"{p.key}_{digest.hexdigest()[:8]}")
+            seen[key] += 1
+            if seen[key] > 1:
+                key = names.key(f"{key}_{seen[key]}")
+            p = p.model_copy(update={"key": key})
         out.append(p)
     return out
 
 
+def _row_or_dump(p: AnyPoint) -> Any:
+    return p.model_dump(mode="json", exclude={"key"}) if isinstance(p, _AgenticPoint) else p.to_inferencex_row()
+
+
 # --------------------------------------------------------------------------------------
-# Eval marking (rule in the module doc).
+# Eval marking, March format (rule in the module doc).
 
 
 def mark_evals(points: list[RunPoint]) -> list[RunPoint]:
@@ -614,4 +1113,85 @@ def mark_evals(points: list[RunPoint]) -> list[RunPoint]:
             top = max(m.conc[0] for m in at_tp)
             marked.update(m.key for m in at_tp if m.conc[0] == top)
     return [p.model_copy(update={"run_eval": p.key in marked}) for p in points]
-    return [p.model_copy(update={"run_eval": i in marked}) for i, p in enumerate(points)]
+
+
+# --------------------------------------------------------------------------------------
+# Eval marking, current format (SPEC.md 7.2-7.3; InferenceX's mark_eval_entries and
+# mark_all_eval_entries). Ties go to the first point in generation order.
+
+_EVAL_IGNORED = ("conc", "run-eval", "eval-only", "eval-conc", "eval-all-concs", "exp-name")
+
+
+def _eval_group(p: AnyPoint) -> str:
+    """A multi-node point's eval group: its whole row but the concurrency-specific keys."""
+    row = p.to_inferencex_row()
+    return json.dumps({k: v for k, v in row.items() if k not in _EVAL_IGNORED}, sort_keys=True)
+
+
+def _fixed_8k1k(p: AnyPoint) -> bool:
+    return isinstance(p, _Point) and (p.isl, p.osl) == CURRENT_EVAL_SEQ_LEN
+
+
+def mark_current_evals(points: list[AnyPoint], include_agentic: bool) -> list[AnyPoint]:
+    """Single-node 8k1k points at the max and upper-median concurrency >= 16 of their group;
+    per multi-node group the point with the highest eligible concurrency (eval-conc); with
+    ``include_agentic`` also the single-node agentic point of highest concurrency per (model,
+    runner, framework, precision) and multi-node agentic points like multi-node ones."""
+    singles: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    multi: dict[str, tuple[int, int]] = {}
+    agentic: dict[tuple[str, ...], int] = {}
+    for i, p in enumerate(points):
+        if isinstance(p, SinglePoint):
+            if _fixed_8k1k(p) and p.conc[0] >= MIN_EVAL_CONC:
+                singles[(p.model, p.runner, p.framework, p.precision, p.isl, p.osl,
+                         p.spec_decoding, p.dp_attn)].append(i)
+        elif _fixed_8k1k(p) or (include_agentic and isinstance(p, AgenticMultiPoint)):
+            eligible = [c for c in p.conc if c >= MIN_EVAL_CONC]
+            if eligible:
+                group, top = _eval_group(p), max(eligible)
+                if group not in multi or top > multi[group][0]:
+                    multi[group] = (top, i)
+        elif include_agentic and isinstance(p, AgenticSinglePoint):
+            group4 = (p.model, p.runner, p.framework, p.precision)
+            if group4 not in agentic or p.conc[0] > points[agentic[group4]].conc[0]:
+                agentic[group4] = i
+    marked: set[int] = set(agentic.values())
+    for members in singles.values():
+        concs = sorted({points[i].conc[0] for i in members})
+        chosen = {concs[-1], concs[len(concs) // 2]}
+        marked.update(i for i in members if points[i].conc[0] in chosen)
+    eval_conc = {i: top for top, i in multi.values()}
+    marked.update(eval_conc)
+    return [p.model_copy(update={"run_eval": i in marked, **(
+        {"eval_conc": eval_conc[i]} if i in eval_conc else {})}) for i, p in enumerate(points)]
+
+
+def mark_all_evals(points: list[AnyPoint]) -> list[AnyPoint]:
+    """--all-evals: every 8k1k single-node and single-node agentic point is marked; 8k1k
+    multi-node points and multi-node agentic points are merged per eval group into the
+    group's first point (its concurrencies the sorted union)."""
+    out: list[AnyPoint] = []
+    first: dict[str, int] = {}
+    for p in points:
+        if isinstance(p, (SinglePoint, AgenticSinglePoint)):
+            out.append(p.model_copy(update={"run_eval": True}) if _fixed_8k1k(p) or
+                       isinstance(p, AgenticSinglePoint) else p)
+            continue
+        if not (_fixed_8k1k(p) or isinstance(p, AgenticMultiPoint)):
+            out.append(p)
+            continue
+        group = _eval_group(p)
+        at = first.setdefault(group, len(out))
+        concs = sorted(set(p.conc) | (set(out[at].conc) if at < len(out) else set()))
+        base = p if at == len(out) else out[at]
+        update: dict[str, Any] = {"conc": concs, "run_eval": True}
+        if isinstance(p, AgenticMultiPoint):
+            update["eval_conc"] = concs[-1]
+        else:
+            update.update(eval_all_concs=True, eval_conc=None)
+        merged = base.model_copy(update=update)
+        if at == len(out):
+            out.append(merged)
+        else:
+            out[at] = merged
+    return out

@@ -522,9 +522,13 @@ def _unwrap(tp: Any) -> Any:
 
 
 def located_errors(doc: Located, prefix: Path_, exc: ValidationError,
-                   model: type[BaseModel]) -> list[str]:
+                   model: type[BaseModel], strip: int = 0) -> list[str]:
+    """Located lines of a validation error; ``strip``: leading location parts that the file does
+    not have (a wrapper the data was put in before validation)."""
     out = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if p != "[key]")
+        loc = tuple(p for p in err["loc"] if p != "[key]")[strip:]
+        if strip:
+            err = {**err, "loc": tuple(err["loc"])}  # _describe reads the full location
         out.append((doc.line(prefix + loc), doc.error(prefix + loc, _describe(err, model))))
     return [text for _, text in sorted(out, key=lambda t: t[0])]

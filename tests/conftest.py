@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = "IXHPC_REFERENCE_DIR"
 REQUIRE_REFERENCE = "IXHPC_REQUIRE_REFERENCE"
 INFERENCEX_SNAPSHOT = "inferencex-2026-03"   # what the sweep and recipe tests compare against
+INFERENCEX_CURRENT = "inferencex-2026-08"    # the current format (scenarios:), SPEC.md beside it
 
 
 def reference_root() -> Path:
@@ -41,6 +42,13 @@ def reference_path(*parts: str) -> Path:
 def inferencex() -> Path:
     """The InferenceX snapshot: master configs, runners.yaml and the generator's expected output."""
     return reference_path(INFERENCEX_SNAPSHOT)
+
+
+@pytest.fixture
+def inferencex_current() -> Path:
+    """The current-format InferenceX snapshot: masters, runners.yaml (labels + hardware),
+    expected matrices, SPEC.md's examples."""
+    return reference_path(INFERENCEX_CURRENT)
 
 
 @pytest.fixture

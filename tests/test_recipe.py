@@ -13,41 +13,7 @@ from ixhpc.cli import main
 from ixhpc.recipe import MultiNodeEntry, SingleNodeEntry, load_recipe_files, validate_file
 from ixhpc.yamlmodel import ConfigError
 
-GOOD = """\
-sim-single:
-  image: none
-  model: sim/m
-  model-prefix: sim
-  precision: fp8
-  framework: sim
-  runner: mi355x
-  seq-len-configs:
-  - isl: 128
-    osl: 64
-    search-space:
-    - tp: 8
-      conc-start: 2
-      conc-end: 8
-"""
-
-MULTI = """\
-mn:
-  image: img
-  model: m
-  model-prefix: p
-  precision: fp4
-  framework: sim
-  runner: gb200
-  multinode: true
-  disagg: true
-  seq-len-configs:
-  - isl: 1024
-    osl: 1024
-    search-space:
-    - conc-list: [4, 8]
-      prefill: {num-worker: 1, tp: 4, ep: 4, dp-attn: true}
-      decode: {num-worker: 2, tp: 8, ep: 8, dp-attn: false}
-"""
+from recipe_samples import GOOD, MULTI
 
 LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): ")
 
@@ -97,7 +63,7 @@ def test_ixhpc_block_defaults_and_values(tmp_path: Path) -> None:
     # Defaults: InferenceX's benchmark settings.
     d = load_recipe_files([write(tmp_path, GOOD, "d.yaml")]).entries["sim-single"].spec.extras
     assert (d.benchmark.random_range_ratio, d.benchmark.num_prompts_factor, d.benchmark.ignore_eos) == (0.8, 10, True)
-    assert d.benchmark.warmups(8) == 16 and d.max_model_len_margin == 200
+    assert d.benchmark.warmups(8) == 16 and d.margin(current=False) == 200 and d.margin(current=True) == 256
 
 
 # (name, file content, expected line, fragment of the message)

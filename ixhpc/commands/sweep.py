@@ -1,8 +1,10 @@
 """`ixhpc sweep`: expand recipes into run points, as InferenceX matrix rows or a table.
 
-Accepts InferenceX's `generate_sweep_configs.py full-sweep` flags, so
-``ixhpc sweep full-sweep --config-files A.yaml B.yaml --runner-config runners.yaml ...``
-prints the same rows (as a multiset) as InferenceX does for the same files.
+Accepts InferenceX's `generate_sweep_configs.py` flags, so
+``ixhpc sweep full-sweep --config-files A.yaml B.yaml --runner-config runners.yaml ...`` and
+``ixhpc sweep test-config --config-keys 'dsr1-*' --config-files ...`` print the same rows (as a
+multiset) as InferenceX does for the same files, with the rules of the files' format (March:
+`seq-len-configs`, current: `scenarios`). Agentic points are listed here; they cannot run yet.
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ixhpc.sweep import RunPoint
+    from ixhpc.sweep import AnyPoint
+
+
+SUBCOMMANDS = ("full-sweep", "test-config")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="FILE",
-                        help="recipe files (the word `full-sweep` is accepted and ignored, "
-                             "for InferenceX compatibility)")
+                        help="recipe files; a first word `full-sweep` (the default) or "
+                             "`test-config` (needs --config-keys) names InferenceX's subcommand")
     parser.add_argument("--config-files", nargs="+", default=[], metavar="FILE",
                         help="recipe / InferenceX master config files")
     parser.add_argument("--runner-config", metavar="FILE",
-                        help="InferenceX runners.yaml: --runner-type labels are checked against it")
+                        help="InferenceX runners.yaml (either form): --runner-type labels are "
+                             "checked against it; --runner-node-filter and KV offloading read it")
     parser.add_argument("--format", choices=("inferencex", "table"), default="table",
                         help="inferencex: a JSON array of matrix rows; table: for people")
     parser.add_argument("--json", action="store_true",
@@ -39,14 +45,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ixhpc import profiles, sweep
     from ixhpc.errors import ConfigError
-    from ixhpc.recipe import load_recipe_files
+    from ixhpc.recipe import load_recipe_files, load_runners
 
-    files = [f for f in args.files if f != "full-sweep"] + list(args.config_files)
+    words = list(args.files)
+    mode = words.pop(0) if words and words[0] in SUBCOMMANDS else "full-sweep"
+    files = words + list(args.config_files)
     if not files:
         raise ConfigError("no recipe files given (FILE... or --config-files)")
     filters = sweep.filters_from_args(args)
+    if mode == "test-config" and not filters.config_keys:
+        raise ConfigError("test-config needs --config-keys KEY... (globs * and ? allowed)")
+    if mode == "full-sweep" and filters.config_keys and args.files and args.files[0] == "full-sweep":
+        raise ConfigError("--config-keys is a test-config flag (ixhpc sweep test-config ...)")
+    runners = None
     if args.runner_config:
-        _check_runner_types(args.runner_config, filters.runner_type)
+        runners = load_runners(args.runner_config)
+        unknown = sorted(set(filters.runner_type) - set(runners.labels))
+        if unknown:
+            raise ConfigError(f"invalid runner type(s) {', '.join(unknown)}; "
+                              f"{args.runner_config} defines: {', '.join(sorted(runners.labels))}")
     recipes = load_recipe_files(files)
     known = profiles.load_profiles(args.profiles)
     cluster = None
@@ -55,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"unknown cluster profile '{args.cluster}' "
                             f"(known: {', '.join(sorted(known))})")
         cluster = known[args.cluster]
-    points = sweep.expand(recipes, filters, cluster=cluster, profiles=known)
+    points = sweep.expand_all(recipes, filters, cluster=cluster, profiles=known, runners=runners)
     if args.json:
         _emit(json.dumps([p.model_dump(mode="json") for p in points], indent=1))
     elif args.format == "inferencex":
@@ -77,26 +94,7 @@ def _emit(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _check_runner_types(path: str, wanted: tuple[str, ...]) -> None:
-    """Load runners.yaml (label -> list of runner names) and check --runner-type against it."""
-    from ixhpc.yamlmodel import ConfigError, found, load_yaml
-
-    doc = load_yaml(path, "a mapping of runner labels to runner names")
-    bad = [doc.error((label,), f"expected a runner label (a string), found {found(label)}")
-           for label in doc.data if not isinstance(label, str)]
-    bad += [doc.error((label,), "expected a non-empty list of runner names, found "
-                      + (found(names) if not isinstance(names, list) else "an empty or mixed list"))
-            for label, names in doc.data.items() if isinstance(label, str)
-            and (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names))]
-    if bad:
-        raise ConfigError(bad)
-    unknown = sorted(set(wanted) - set(doc.data))
-    if unknown:
-        raise ConfigError(f"invalid runner type(s) {', '.join(unknown)}; "
-                        f"{path} defines: {', '.join(sorted(doc.data))}")
-
-
-def _table(points: list[RunPoint]) -> str:
+def _table(points: list[AnyPoint]) -> str:
     header = ("KEY", "RUNNER", "CLUSTER/PARTITION", "NODES", "GPUS", "CONC", "EVAL")
     rows = [(p.key, p.runner, f"{p.cluster}/{p.partition}" if p.resolved else "-",
              str(p.nodes if p.nodes is not None else "-"), str(p.gpus if p.gpus is not None else "-"),

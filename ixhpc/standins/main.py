@@ -176,11 +176,11 @@ def _llmapi_launch(args: list[str], env: Mapping[str, str]) -> int:
         print("trtllm-llmapi-launch: expected a command to launch", file=sys.stderr)
         return parsing.EXIT_USAGE
     if commands.rank(env) != 0:
-        print(f"ixhpc stand-in: trtllm-llmapi-launch rank {commands.rank(env)}: an MPI worker of rank 0's "
-              "server; waiting to be stopped", flush=True)
         import signal
 
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        print(f"ixhpc stand-in: trtllm-llmapi-launch rank {commands.rank(env)}: an MPI worker of rank 0's "
+              "server; waiting to be stopped", flush=True)
         while True:
             time.sleep(3600)
     os.environ[WRAPPER_ENV] = "trtllm-llmapi-launch"
