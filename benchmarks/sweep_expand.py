@@ -1,8 +1,15 @@
-"""Median time to load, validate and fully expand both InferenceX reference files.
+"""Median time to load, validate and fully expand InferenceX's master files, both formats.
 
-Target: under 0.5 s (InferenceX's own generator takes under 1 s for the same). Measured
-in-process after one warm-up run; also prints the end-to-end CLI time for reference.
-Reference dir: $IXHPC_REFERENCE or <repo>/../shared/reference/inferencex-2026-03.
+* March 2026 files (``seq-len-configs``): target under 0.5 s (InferenceX's generator of the
+  time took under 1 s for the same).
+* Current files (2026-08, ``scenarios``, 1820 rows with eval marking as the generator's
+  default): target under a third of InferenceX's generator for the same files and flags.
+  With ``$IXHPC_INFERENCEX`` pointing at an InferenceX checkout its generator
+  (``utils/matrix_logic/generate_sweep_configs.py full-sweep``) is timed side by side.
+
+Measured in-process after one warm-up run; also prints the end-to-end CLI time.
+Reference dirs: $IXHPC_REFERENCE (March) / $IXHPC_REFERENCE_CURRENT, default
+<repo>/../shared/reference/inferencex-2026-{03,08}.
 """
 
 from __future__ import annotations
@@ -16,39 +23,70 @@ from pathlib import Path
 
 RUNS = 7
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("IXHPC_REFERENCE")
-                 or REPO.parent / "shared" / "reference" / "inferencex-2026-03")
-FILES = [REFERENCE / "nvidia-master.yaml", REFERENCE / "amd-master.yaml"]
+SHARED = REPO.parent / "shared" / "reference"
+MARCH = Path(os.environ.get("IXHPC_REFERENCE") or SHARED / "inferencex-2026-03")
+CURRENT = Path(os.environ.get("IXHPC_REFERENCE_CURRENT") or SHARED / "inferencex-2026-08")
+sys.path.insert(0, str(REPO))   # this tree's ixhpc, whatever is installed
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
-def once() -> tuple[float, int]:
+def files(ref: Path) -> list[Path]:
+    return [ref / "nvidia-master.yaml", ref / "amd-master.yaml"]
+
+
+def once(ref: Path, current: bool) -> tuple[float, int]:
     from ixhpc.profiles import load_profiles
-    from ixhpc.recipe import load_recipe_files
-    from ixhpc.sweep import Filters, expand
+    from ixhpc.recipe import load_recipe_files, load_runners
+    from ixhpc.sweep import Filters, expand_all
 
     t0 = time.perf_counter()
-    points = expand(load_recipe_files(FILES), Filters(run_evals=True), profiles=load_profiles())
+    runners = load_runners(ref / "runners.yaml") if current else None
+    points = expand_all(load_recipe_files(files(ref)), Filters() if current else Filters(run_evals=True),
+                        profiles=load_profiles(), runners=runners)
     rows = [p.to_inferencex_row() for p in points]
     return time.perf_counter() - t0, len(rows)
 
 
-def main() -> None:
-    once()
+def median_of(argv: list[str], runs: int = 3, cwd: Path | None = None) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, capture_output=True, check=True, cwd=cwd, env=ENV)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(ref: Path, current: bool, label: str, target: str) -> None:
+    if not ref.exists():
+        print(f"{label}: reference data absent ({ref}), skipped")
+        return
+    once(ref, current)
     times, n = [], 0
     for _ in range(RUNS):
-        dt, n = once()
+        dt, n = once(ref, current)
         times.append(dt)
-    print(f"load+validate+expand {len(FILES)} files -> {n} rows: median {statistics.median(times):.3f} s "
-          f"(min {min(times):.3f}, max {max(times):.3f}, {RUNS} runs; target < 0.5 s)")
+    print(f"{label}: load+validate+expand {len(files(ref))} files -> {n} rows: median "
+          f"{statistics.median(times):.3f} s (min {min(times):.3f}, max {max(times):.3f}, {RUNS} runs; "
+          f"target {target})")
     argv = [sys.executable, "-m", "ixhpc", "sweep", "full-sweep", "--format", "inferencex",
-            "--config-files", *map(str, FILES)]
-    cli = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True)
-        cli.append(time.perf_counter() - t0)
-    print(f"`ixhpc sweep full-sweep --format inferencex` end to end (incl. interpreter start): "
-          f"median {statistics.median(cli):.3f} s")
+            "--config-files", *map(str, files(ref))]
+    if current:
+        argv += ["--runner-config", str(ref / "runners.yaml")]
+    ours = median_of(argv)
+    print(f"  `ixhpc sweep full-sweep --format inferencex` end to end (incl. interpreter start): "
+          f"median {ours:.3f} s")
+    checkout = os.environ.get("IXHPC_INFERENCEX")
+    if current and checkout:
+        gen = Path(checkout) / "utils" / "matrix_logic" / "generate_sweep_configs.py"
+        theirs = median_of([sys.executable, str(gen), "full-sweep", "--config-files", *map(str, files(ref)),
+                            "--runner-config", str(ref / "runners.yaml")], cwd=Path(checkout))
+        print(f"  InferenceX's generator, same files and flags, end to end: median {theirs:.3f} s "
+              f"(ixhpc/InferenceX = {ours / theirs:.2f}; target < 0.33)")
+
+
+def main() -> None:
+    bench(MARCH, False, "March 2026 files", "< 0.5 s")
+    bench(CURRENT, True, "current (2026-08) files", "< 1/3 of InferenceX's generator")
 
 
 if __name__ == "__main__":

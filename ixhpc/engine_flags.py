@@ -52,6 +52,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ixhpc.errors import main_guard
+
 DATA_DIR = Path(__file__).with_name("engine_flags")
 TYPES = ("str", "int", "float", "bool", "json", "path", "list", "unknown")
 
@@ -1402,6 +1404,7 @@ def regenerate(names: Sequence[str], data_dir: Path = DATA_DIR) -> int:
     return 0
 
 
+@main_guard("python -m ixhpc.engine_flags")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ixhpc.engine_flags", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)

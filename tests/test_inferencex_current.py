@@ -205,18 +205,20 @@ BROKEN = [  # (edit of a recipe, line, what the one error says)
     (DISAGG.replace("{num-worker: 1, tp: 4,", "{hardware: b200, num-worker: 1, tp: 4,"), 16,
      "'hardware' on both workers or on neither"),
     (AGENTIC.replace("cluster:b300-nv", "b300"), 1, "expected a 'cluster:' runner"),
-    (AGENTIC.replace("    - dram-utilization: 0.8\n      search-space:", "    - search-space:"), 11,
+    (AGENTIC.replace("    - dram-utilization: 0.8\n      search-space:", "    - search-space:"), 10,
      "dram-utilization: expected a fraction"),
-    (AGENTIC.replace("dram-utilization: 0.8", "dram-utilization: 0.8\n      duration: 1800"), 12,
+    (AGENTIC.replace("dram-utilization: 0.8", "dram-utilization: 0.8\n      duration: 1800"), 11,
      "unknown key 'duration'"),
-    (AGENTIC.replace("dram-utilization: 0.8", "dram-utilization: 0.8\n      trace-source: x"), 12,
+    (AGENTIC.replace("dram-utilization: 0.8", "dram-utilization: 0.8\n      trace-source: x"), 11,
      "unknown key 'trace-source'"),
-    (AGENTIC.replace("kv-offloading: dram, kv-offload-backend: {name: hicache}", "kv-offloading: dram"), 13,
+    (AGENTIC.replace("kv-offloading: dram, kv-offload-backend: {name: hicache}", "kv-offloading: dram"), 12,
      "kv-offload-backend: expected a backend"),
-    (AGENTIC.replace("kv-offloading: dram,", "kv-offloading: none,"), 13,
+    (AGENTIC.replace("kv-offloading: dram,", "kv-offloading: none,"), 12,
      "kv-offload-backend: expected it only with kv-offloading: dram"),
     (AGENTIC.replace("{tp: 4,", "{prefill: {num-worker: 1, tp: 4, ep: 1, dp-attn: false}, "
-                     "decode: {num-worker: 1, tp: 4, ep: 1, dp-attn: false},"), 13,
+                     "decode: {num-worker: 1, tp: 4, ep: 1, dp-attn: false},"), 1,
+     "expected tp in the search-space entries of a single-node entry"),
+    (AGENTIC.replace("{tp: 4,", "{tp: 4, decode: {num-worker: 1, tp: 4, ep: 1, dp-attn: false},"), 12,
      "expected either tp (single-node entries) or both prefill and decode"),
     (AGENTIC.replace("runner: cluster:b300-nv", "runner: cluster:b300-nv\n  multinode: true"), 1,
      "expected prefill and decode in the search-space entries of a multinode entry"),
@@ -231,7 +233,7 @@ def test_broken_current_entries_are_located_errors(tmp_path: Path, text: str, li
 
 
 def test_all_errors_at_once_with_hints(tmp_path: Path) -> None:
-    text = ENTRY.replace("tp: 8,", "tp: 8, dcp: 2,").replace("model-prefix: q", "model-prefx: q")
+    text = ENTRY.replace("tp: 8,", "tp: 8, dcp-siz: 2,").replace("model-prefix: q", "model-prefx: q")
     errors = validate_file(write(tmp_path, text))
     assert len(errors) == 3, errors   # the unknown key, its hint, and the missing model-prefix
     assert any("did you mean 'model-prefix'?" in e for e in errors)
@@ -316,10 +318,10 @@ def test_test_config_and_runner_node_filter(capsys: pytest.CaptureFixture[str], 
     test = rows(capsys, [base[0], "test-config", *base[1:], "--config-keys", "ex1-*",
                          "--runner-node-filter", "b200", "--conc", "8", "64"])
     assert collections.Counter((r["runner"], r["conc"]) for r in test) == {
-        (runner, c): 1 for runner in ("b200", "b200-nb_0", "b200-cw_0") for c in (8, 64)}
+        (runner, c): 2 if c == 8 else 1 for runner in ("b200", "b200-nb_0", "b200-cw_0") for c in (8, 64)}
     assert main([base[0], "test-config", *base[1:], "--config-keys", "nope-*"]) == 2
     assert "no config key matches 'nope-*'" in capsys.readouterr().err
-    assert main([base[0], "full-sweep", *base[1:], "--run-evals"]) == 2
+    assert main([base[0], "full-sweep", *base[1:-1], "--run-evals"]) == 2
     assert main([base[0], "full-sweep", *base[1:], "--seq-lens", "1k8k"]) == 2
 
 
@@ -358,7 +360,7 @@ def test_agentic_points_cannot_run(tmp_path: Path, capsys: pytest.CaptureFixture
                                                             "{name: hicache}", "kv-offloading: none"))
     with pytest.raises(PlanError, match=r"agentic points cannot run yet \(issue 19\)"):
         runs.plan(runs.RunTarget(path, get_profile("local"), Filters()), tmp_path / "run", "run")
-    assert main(["render", str(path), "--cluster", "local"]) == PlanError.exit_code
+    assert main(["render", str(path), "--cluster", "local", "-o", str(tmp_path / "out")]) == PlanError.exit_code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "agentic points cannot run yet (issue 19)" in err[0]
     assert main(["sweep", str(path)]) == 0   # listed

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ixhpc.errors import main_guard
 from ixhpc.standins import commands, flagtable, parsing
 
 CONFIG_ENV = "IXHPC_STANDIN_CONFIG"      # the job's stand-in config (JSON)
@@ -109,6 +110,7 @@ def record(argv: list[str], command: str, env: Mapping[str, str], extra: dict[st
     return path
 
 
+@main_guard("ixhpc stand-in")  # ixhpc's own failures only; engine-style errors are the stand-ins'
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     env = os.environ if env is None else env
