@@ -22,6 +22,7 @@ prefixed ``PREFILL_``/``DECODE_`` for that role) also become engine flags.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -206,16 +207,45 @@ def launch(spec: LaunchSpec) -> Launch:
     return out
 
 
+# Writes one config file, then runs the rest: ``sh -c SCRIPT NAME CONTENT PATH ARGV...``.
+_WRITER = ["sh", "-c", 'printf "%s\\n" "$1" > "$2" && shift 2 && exec "$@"', "ixhpc-write-config"]
+
+
 def build(spec: LaunchSpec) -> list[str]:
     """One self-contained argv: ``env K=V ...``, then a writer per config file, then argv."""
     out = launch(spec)
     argv = list(out.argv)
     for path, content in reversed(out.files.items()):
-        argv = ["sh", "-c", 'printf "%s\\n" "$1" > "$2" && shift 2 && exec "$@"',
-                "ixhpc-write-config", content, path, *argv]
+        argv = [*_WRITER, content, path, *argv]
     if out.env:
         argv = ["env", *(f"{k}={v}" for k, v in out.env.items()), *argv]
     return argv
+
+
+@dataclass(frozen=True)
+class Built:
+    """A ``build`` argv taken apart again (for the plan as data)."""
+
+    env: tuple[tuple[str, str], ...]
+    files: tuple[tuple[str, str], ...]      # (path, content), in writing order
+    program: tuple[str, ...]
+
+
+def unbuild(argv: Sequence[str]) -> Built:
+    """The inverse of ``build``, also with the ``env`` prefix placement merges into it."""
+    rest = list(argv)
+    env: list[tuple[str, str]] = []
+    if rest[:1] == ["env"]:
+        rest = rest[1:]
+        while rest and "=" in rest[0] and not rest[0].startswith("-"):
+            name, _, value = rest.pop(0).partition("=")
+            env.append((name, value))
+    files: list[tuple[str, str]] = []
+    while rest[:len(_WRITER)] == _WRITER and len(rest) >= len(_WRITER) + 2:
+        content, path = rest[len(_WRITER)], rest[len(_WRITER) + 1]
+        files.append((path, content))
+        rest = rest[len(_WRITER) + 2:]
+    return Built(tuple(env), tuple(files), tuple(rest))
 
 
 def health_path(framework: str, role: str = "server") -> str | None:

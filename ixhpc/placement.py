@@ -84,6 +84,7 @@ class JobPlan:
     step_env: list[tuple[str, str]]   # the recipe's env: on each role's and bench step's command
     roles: list[Role]
     prepare_command: str               # "" or the image import to run before any role
+    bench_argv: list[str]              # the client's program (the plan as data shows it)
     bench_command: str
     header: list[str]
     placement: list[str]
@@ -176,6 +177,7 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
         if runtime.name != "none":
             role.here = shell.command(_python(role.argv, runtime))
     prepare = runtime.prepare(spec)
+    bench = _bench_argv(first, roles)
     plan = JobPlan(
         key=key, kind=first.kind, points=list(group), concs=concs,
         sbatch=_sbatch(first, topo, profile, run_dir, run_id, key),
@@ -183,7 +185,8 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
         step_env=env,
         roles=roles,
         prepare_command=shell.command(_host_python(prepare)) if prepare else "",
-        bench_command=_bench_command(first, roles, runtime, spec, env),
+        bench_argv=bench,
+        bench_command=_bench_command(first, bench, runtime, spec, env),
         header=_header(first, key, concs),
         placement=[f"node {r.node_index}{'-' + str(r.node_index + r.nnodes - 1) if r.nnodes > 1 else ''}: "
                    f"{r.name} ({r.comment})" for r in roles],
@@ -440,8 +443,9 @@ def _host_python(argv: list[str]) -> list[str]:
     return [shell.var("IXHPC_PYTHON"), *argv[1:]] if argv[:1] == ["python"] else argv
 
 
-def _bench_command(p: RunPoint, roles: list[Role], runtime: containers.Runtime,
-                   spec: containers.ContainerSpec, env: list[tuple[str, str]]) -> str:
+def _bench_argv(p: RunPoint, roles: list[Role]) -> list[str]:
+    """The load generator's program, run once per concurrency (CONC, NUM_PROMPTS, NUM_WARMUPS
+    are the script's per-concurrency values)."""
     front = next(r for r in roles if r.name in ("router", "server"))
     b = p.ixhpc.benchmark
     argv = ["python", "-m", "ixhpc.bench",
@@ -455,6 +459,12 @@ def _bench_command(p: RunPoint, roles: list[Role], runtime: containers.Runtime,
         argv.append("--ignore-eos")
     if b.client_workers > 1:
         argv += ["--workers", str(b.client_workers)]
+    return argv
+
+
+def _bench_command(p: RunPoint, argv: list[str], runtime: containers.Runtime,
+                   spec: containers.ContainerSpec, env: list[tuple[str, str]]) -> str:
+    b = p.ixhpc.benchmark
     flags = ["srun", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0", "--job-name=bench",
              f"--output={ScriptPaths.bench_log_text('CONC')}"]
     if b.client_workers > 1:  # a one-task step is bound to one CPU where Slurm confines steps

@@ -801,7 +801,21 @@ def load_runners(path: str | Path) -> RunnersFile:
     doc = load_yaml(path, "a mapping of runner labels to node names (or `labels:` and `hardware:`)")
     data = doc.data
     current = "labels" in data and not isinstance(data["labels"], list)
+    labels, prefix = (data["labels"], ("labels",)) if current else (data, ())
+    if not isinstance(labels, dict):
+        raise ConfigError([doc.error(prefix, f"expected a mapping of runner labels to node names, "
+                                             f"found {found(labels)}")])
+    bad = [doc.error(prefix + (label,), f"expected a runner label (a string), found {found(label)}")
+           for label in labels if not isinstance(label, str)]
+    bad += [doc.error(prefix + (label,), "expected a non-empty list of runner names, found "
+                      + (found(names) if not isinstance(names, list) else "an empty or mixed list"))
+            for label, names in labels.items() if isinstance(label, str) and (
+                not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names))]
     try:
-        return RunnersFile.model_validate(data if current else {"labels": data})
+        runners = RunnersFile.model_validate({**data, "labels": {}} if bad and current else
+                                             data if current else {"labels": {} if bad else data})
     except ValidationError as exc:
-        raise ConfigError(located_errors(doc, (), exc, RunnersFile, strip=0 if current else 1)) from None
+        bad += located_errors(doc, (), exc, RunnersFile, strip=0 if current else 1)
+    if bad:
+        raise ConfigError(bad)
+    return runners

@@ -756,17 +756,17 @@ def _expand(recipes: Recipes, filters: Filters | None, cluster: ClusterProfile |
         if not runner_values:
             continue
         prof = cluster or profile_for_runner(entry.spec.runner, profiles=profiles)
-        if cluster is not None and cluster.partition_for(entry.spec.runner) is None:
+        if current:
+            made = list(_current_points(key, entry, filters, prof, runner_values, runners))
+        else:
+            made = [q for p in _entry_points(key, entry, filters, prof) for q in _per_runner([p], runner_values)]
+        if made and cluster is not None and cluster.partition_for(entry.spec.runner) is None:
             unserved.append(f"{entry.file}:{entry.line}: {key}: cluster '{cluster.name}' serves "
                             f"no runner '{entry.spec.runner}' (it serves: "
                             f"{', '.join(cluster.runners) or 'none'})")
-            if not (runnable and current):
+            if not runnable:
                 continue
-        if current:
-            points.extend(_current_points(key, entry, filters, prof, runner_values, runners))
-        else:
-            for point in _entry_points(key, entry, filters, prof):
-                points.extend(_per_runner([point], runner_values))
+        points.extend(made)
     if unserved and not (runnable and any(isinstance(p, _AgenticPoint) for p in points)):
         raise ConfigError(unserved)
     points = _unique_keys(points)

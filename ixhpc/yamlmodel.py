@@ -45,6 +45,13 @@ class StrictModel(BaseModel):
     )
 
 
+class SnakeStrictModel(BaseModel):
+    """Base of YAML-facing models whose keys are snake_case as written (srt-slurm recipes):
+    unknown keys are errors, the models are frozen; no alias generator."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]

@@ -116,7 +116,7 @@ def test_runner_config_both_forms(inferencex: Path, inferencex_current: Path, tm
         load_runners(bad)
     lines = err.value.errors  # type: ignore[attr-defined]
     assert all(LOCATED.match(x) for x in lines), lines
-    assert any(":2: labels.b200: expected at least 1 item" in x for x in lines)
+    assert any(":2: labels.b200: expected a non-empty list of runner names" in x for x in lines)
     assert any("did you mean 'available-cpu-dram-mib'" in x or "unknown key 'cpu-dram'" in x for x in lines)
 
 

@@ -1,0 +1,88 @@
+"""The plan as data: every process of every job, for people and diffs (`render --plan-json`).
+
+One JSON document per run: its jobs, and in each job every role's program (without the
+``srun`` line and container wrapper), the environment it gets with where each variable comes
+from, its GPUs, ports, node placement, the config files written for it, and the benchmark
+steps. Values the job only knows when it runs (hosts, ports) appear as ``${NAME}``: the job
+script's variables, whose rule the document states. docs/contracts.md describes the format.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ixhpc import engines
+from ixhpc.placement import MAX_ROLES, JobPlan, Role
+
+FORMAT = "ixhpc-plan"
+VERSION = 1
+Origin = Literal["recipe", "ixhpc", "engine"]
+_MARK = re.compile("\x00([A-Za-z_][A-Za-z0-9_]*)\x00")
+_WORKER = re.compile(r"(prefill|decode)-(\d+)\Z")
+# What the job script computes at run time, for readers of the ${NAME} placeholders.
+PORT_RULE = (f"PORT_BASE = 20000 + (SLURM_JOB_ID mod 1000) * {2 * MAX_ROLES}; a role's port is "
+             f"PORT_BASE + port_offset, its KV side channel PORT_BASE + kv_port_offset")
+
+
+def document(run_id: str, cluster: str, plans: Sequence[JobPlan],
+             recipe_env: Sequence[str] = (), visibility_env: Sequence[str] = ()) -> dict[str, Any]:
+    """The whole run's plan; ``recipe_env``/``visibility_env`` name the variables that come
+    from the recipe's ``ixhpc.env`` and from ixhpc's GPU slicing (the rest: the engine's)."""
+    return {"format": FORMAT, "version": VERSION, "run_id": run_id, "cluster": cluster,
+            "port_rule": PORT_RULE,
+            "jobs": [_job(p, set(recipe_env), set(visibility_env)) for p in plans]}
+
+
+def _job(plan: JobPlan, recipe_env: set[str], visibility_env: set[str]) -> dict[str, Any]:
+    return {
+        "key": plan.key, "kind": plan.kind, "concurrencies": plan.concs,
+        "sbatch": plan.sbatch,
+        "result_keys": {str(c): plan.result_key(c) for c in plan.concs},
+        "processes": [_process(r, recipe_env, visibility_env) for r in plan.roles],
+        "benchmark": _benchmark(plan),
+    }
+
+
+def _process(role: Role, recipe_env: set[str], visibility_env: set[str]) -> dict[str, Any]:
+    built = engines.unbuild(role.argv)
+    worker = _WORKER.match(role.name)
+    return {
+        "role": role.name,
+        "worker": int(worker.group(2)) if worker else None,
+        "node_index": role.node_index, "nodes": role.nnodes, "tasks_per_node": role.tasks_per_node,
+        "gpus_per_node": role.gpus,
+        "port_offset": role.port_index,
+        "kv_port_offset": role.kv_port_index if role.kv_port else None,
+        "health_path": role.health_path,
+        "argv": [shown(a) for a in built.program],
+        "env": [{"name": k, "value": shown(v), "origin": _origin(k, recipe_env, visibility_env)}
+                for k, v in built.env],
+        "files": [{"path": shown(path), "content": shown(content)} for path, content in built.files],
+    }
+
+
+def _origin(name: str, recipe_env: set[str], visibility_env: set[str]) -> Origin:
+    if name in recipe_env:
+        return "recipe"
+    return "ixhpc" if name in visibility_env else "engine"
+
+
+def _benchmark(plan: JobPlan) -> list[dict[str, Any]]:
+    """One client run per concurrency, with the script's per-concurrency values filled in."""
+    bench = plan.points[0].ixhpc.benchmark
+    steps = []
+    for conc in plan.concs:
+        values = {"CONC": str(conc), "NUM_PROMPTS": str(conc * bench.num_prompts_factor),
+                  "NUM_WARMUPS": str(bench.warmups(conc))}
+        argv = [shown(a, values) for a in plan.bench_argv]
+        steps.append({"conc": conc, "result_key": plan.result_key(conc), "argv": argv})
+    return steps
+
+
+def shown(value: str, values: dict[str, str] | None = None) -> str:
+    """A planned word with the script's variables as ``${NAME}`` (or their known value)."""
+    known = values or {}
+    return _MARK.sub(lambda m: known.get(m.group(1), "${" + m.group(1) + "}"), value)
+
