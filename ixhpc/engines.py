@@ -101,7 +101,6 @@ def engine(framework: str) -> Engine:
     return ENGINES[family]
 
 
-DEFAULT_MTP_STEPS = 3
 _SETTING = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 
 
@@ -179,6 +178,19 @@ class LaunchSpec(BaseModel):
     def settings(self) -> dict[str, str]:
         # Each one matched _SETTING when validated: the key is everything before the first '='.
         return {key: value for key, _, value in (s.partition("=") for s in self.additional_settings)}
+
+    @property
+    def world(self) -> int:
+        """GPUs of one engine per pipeline stage: max(tp, ep), as topology counts them. An
+        InferenceX `tp: 1, ep: 16, dp-attn` item is a 16-GPU engine (attention DP 16, experts
+        over 16), which engines spell as tensor-parallel size 16, not 1."""
+        return max(self.tp, self.ep)
+
+    @property
+    def uses_mtp(self) -> bool:
+        """Speculative decoding runs where tokens are decoded: a server or a decode worker,
+        never a prefill worker (as srt-slurm's disaggregated recipes launch them)."""
+        return self.spec_decoding == "mtp" and self.role != "prefill"
 
     def setting(self, key: str) -> str | None:
         """``PREFILL_KEY`` / ``DECODE_KEY`` for that role, else plain ``KEY``."""
@@ -291,8 +303,9 @@ def _number(spec: LaunchSpec, key: str, kind: type[int] | type[float]) -> int | 
                         f"found {value!r}") from None
 
 
-def _mtp_steps(spec: LaunchSpec) -> int:
-    return int(_number(spec, "MTP_SIZE", int)) if spec.setting("MTP_SIZE") is not None else DEFAULT_MTP_STEPS
+def _mtp_steps(spec: LaunchSpec) -> int | None:
+    """The recipe's MTP depth (``MTP_SIZE``); None: the engine's own default, never a guess."""
+    return int(_number(spec, "MTP_SIZE", int)) if spec.setting("MTP_SIZE") is not None else None
 
 
 def _spec_decoding(spec: LaunchSpec, supported: tuple[str, ...] = ("none", "mtp")) -> None:
@@ -344,11 +357,11 @@ def _sglang_engine_args(spec: LaunchSpec, role: str) -> list[str]:
     """Engine flags shared by ``sglang.launch_server`` and ``dynamo.sglang``."""
     _spec_decoding(spec)
     args = ["--model-path", spec.model, "--served-model-name", spec.name,
-            "--tp-size", str(spec.tp), "--trust-remote-code"]
+            "--tp-size", str(spec.world), "--trust-remote-code"]
     if spec.ep > 1:
         args += ["--ep-size", str(spec.ep)]
     if spec.dp_attn:
-        args += ["--enable-dp-attention", "--dp-size", str(spec.tp)]
+        args += ["--enable-dp-attention", "--dp-size", str(spec.world)]
     if spec.pp > 1:
         args += ["--pp-size", str(spec.pp)]
     if spec.max_model_len:
@@ -357,10 +370,12 @@ def _sglang_engine_args(spec: LaunchSpec, role: str) -> list[str]:
         args += ["--disaggregation-mode", role]
         if spec.bootstrap_port is not None:
             args += ["--disaggregation-bootstrap-port", str(spec.bootstrap_port)]
-    if spec.spec_decoding == "mtp":
+    if spec.uses_mtp:
+        args += ["--speculative-algorithm", "EAGLE"]
         steps = _mtp_steps(spec)
-        args += ["--speculative-algorithm", "EAGLE", "--speculative-num-steps", str(steps),
-                 "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", str(steps + 1)]
+        if steps is not None:
+            args += ["--speculative-num-steps", str(steps), "--speculative-eagle-topk", "1",
+                     "--speculative-num-draft-tokens", str(steps + 1)]
     if spec.nnodes > 1:
         args += ["--dist-init-addr", f"{spec.head_host}:{spec.dist_port}", "--nnodes", str(spec.nnodes)]
     return [*args, *_tuning(spec, "sglang")]
@@ -392,7 +407,7 @@ def _vllm_engine_args(spec: LaunchSpec, role: str) -> list[str]:
     _spec_decoding(spec)
     # vLLM's data-parallel attention: each DP rank holds whole attention heads (TP 1) and the
     # MoE layers spread over all ranks with expert parallelism.
-    tp, dp = (1, spec.tp) if spec.dp_attn else (spec.tp, 1)
+    tp, dp = (1, spec.world) if spec.dp_attn else (spec.world, 1)
     args = ["--served-model-name", spec.name, "--tensor-parallel-size", str(tp), "--trust-remote-code"]
     if dp > 1:
         args += ["--data-parallel-size", str(dp)]
@@ -402,9 +417,10 @@ def _vllm_engine_args(spec: LaunchSpec, role: str) -> list[str]:
         args += ["--pipeline-parallel-size", str(spec.pp)]
     if spec.max_model_len:
         args += ["--max-model-len", str(spec.max_model_len)]
-    if spec.spec_decoding == "mtp":
-        args += ["--speculative-config",
-                 f'{{"method": "mtp", "num_speculative_tokens": {_mtp_steps(spec)}}}']
+    if spec.uses_mtp:
+        steps = _mtp_steps(spec)
+        tokens = "" if steps is None else f', "num_speculative_tokens": {steps}'
+        args += ["--speculative-config", f'{{"method": "mtp"{tokens}}}']
     if role in ("prefill", "decode") and spec.family == "vllm":
         args += ["--kv-transfer-config", '{"kv_connector": "NixlConnector", "kv_role": "kv_both"}']
     if spec.nnodes > 1 and dp > 1:
@@ -421,8 +437,8 @@ def _vllm_engine_args(spec: LaunchSpec, role: str) -> list[str]:
 def _vllm_ranked(spec: LaunchSpec, argv: list[str]) -> list[str]:
     """Multi-node vLLM: rank 0 serves the API, the other nodes run --headless. With data
     parallelism each node starts at its first DP rank; otherwise it gets --node-rank."""
-    if spec.dp_attn and spec.tp > 1:
-        local = spec.tp // spec.nnodes
+    if spec.dp_attn and spec.world > 1:
+        local = spec.world // spec.nnodes
         return _ranked(spec, argv, None, f'--headless --data-parallel-start-rank "$((r * {local}))"')
     return _ranked(spec, argv, not_head="--headless")
 
@@ -451,8 +467,10 @@ def _trt_llm_api(spec: LaunchSpec, role: str) -> dict[str, Any]:
     opts: dict[str, Any] = {"enable_attention_dp": spec.dp_attn}
     if role in ("prefill", "decode"):
         opts["cache_transceiver_config"] = {"backend": "DEFAULT"}
-    if spec.spec_decoding == "mtp":
-        opts["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": _mtp_steps(spec)}
+    if spec.uses_mtp:
+        steps = _mtp_steps(spec)
+        opts["speculative_config"] = {"decoding_type": "MTP",
+                                      **({} if steps is None else {"num_nextn_predict_layers": steps})}
     return opts
 
 
@@ -461,7 +479,7 @@ def _trt_mpi(spec: LaunchSpec, argv: list[str]) -> tuple[list[str], int]:
     makes rank 0 the server and the other ranks its workers."""
     if spec.nnodes == 1:
         return argv, 1
-    gpus = spec.tp * spec.pp
+    gpus = spec.world * spec.pp
     _need(spec, gpus % spec.nnodes == 0, f"tp x pp = {gpus} GPUs do not split over {spec.nnodes} nodes")
     return ["trtllm-llmapi-launch", *argv], gpus // spec.nnodes
 
@@ -480,7 +498,7 @@ def _trt(spec: LaunchSpec, role: str) -> Launch:
     _need(spec, role != "frontend", "TensorRT-LLM has no frontend role (use router)")
     path = _config_path(spec, "llm-api")
     argv = ["trtllm-serve", "serve", spec.model, "--host", spec.host, "--port", str(spec.port),
-            "--backend", "pytorch", "--tp_size", str(spec.tp), "--ep_size", str(spec.ep),
+            "--backend", "pytorch", "--tp_size", str(spec.world), "--ep_size", str(spec.ep),
             "--pp_size", str(spec.pp), "--trust_remote_code"]
     if spec.max_model_len:
         argv += ["--max_seq_len", str(spec.max_model_len)]
@@ -521,7 +539,7 @@ def _dynamo(spec: LaunchSpec, role: str) -> Launch:
         return Launch(argv=_vllm_ranked(spec, argv), env={**env, **_nixl_env(spec, role)})
     # dynamo-trt: the engine options live in the --extra-engine-args YAML
     path = _config_path(spec, "engine")
-    engine = {"backend": "pytorch", "tensor_parallel_size": spec.tp, "moe_expert_parallel_size": spec.ep,
+    engine = {"backend": "pytorch", "tensor_parallel_size": spec.world, "moe_expert_parallel_size": spec.ep,
               "pipeline_parallel_size": spec.pp, "trust_remote_code": True,
               **({"max_seq_len": spec.max_model_len} if spec.max_model_len else {}),
               **_trt_llm_api(spec, role)}
@@ -549,7 +567,7 @@ def _atom(spec: LaunchSpec, role: str) -> Launch:
     # the model under its path, so clients must send `model` = the path.
     argv = ["python3", "-m", "atom.entrypoints.openai_server", "--model", spec.model,
             "--host", spec.host, "--server-port", str(spec.port),
-            "--tensor-parallel-size", str(spec.tp)]
+            "--tensor-parallel-size", str(spec.world)]
     if spec.ep > 1:
         argv.append("--enable-expert-parallel")
     if spec.dp_attn:
@@ -558,8 +576,9 @@ def _atom(spec: LaunchSpec, role: str) -> Launch:
         argv += ["--max-model-len", str(spec.max_model_len)]
     if spec.precision in ("fp8", "fp4"):
         argv += ["--kv_cache_dtype", "fp8"]
-    if spec.spec_decoding == "mtp":
-        argv += ["--method", "mtp", "--num-speculative-tokens", str(_mtp_steps(spec))]
+    if spec.uses_mtp:
+        steps = _mtp_steps(spec)
+        argv += ["--method", "mtp", *([] if steps is None else ["--num-speculative-tokens", str(steps)])]
     return Launch(argv=[*argv, *_tuning(spec, "atom"), *spec.extra_args])
 
 

@@ -7,6 +7,14 @@ master-config schema (``image``, ``model``, ``model-prefix``, ``precision``, ``f
 ixhpc's own additions live under ONE optional key per entry, ``ixhpc:`` (see
 ``IxhpcBlock``), validated just as strictly.
 
+Both of InferenceX's formats are recipes: an entry with ``seq-len-configs`` is the March 2026
+format (``SingleNodeEntry``, ``MultiNodeEntry``, ``MultiAggEntry``); any other entry is read in
+the current one (``scenarios:`` with ``fixed-seq-len`` and ``agentic-coding`` items, router,
+kv-p2p-transfer, pp/dcp-size/pcp-size, per-worker hardware, KV offloading: ``Current*Entry``,
+the rules of ../shared/reference/inferencex-2026-08/SPEC.md sections 2-3, stricter where
+InferenceX is lax). ``load_runners`` reads runners.yaml in both forms (flat labels, or
+``labels:`` + ``hardware:``).
+
 Every problem is reported as ``FILE:LINE: key.path: expected X, found Y``, all of them at
 once: the YAML is composed into nodes (which carry line numbers) and built into plain
 Python values with a ``path -> line`` map beside them; pydantic's error locations (which use

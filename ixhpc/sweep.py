@@ -28,6 +28,24 @@ points with the highest tp AND the highest concurrency among that tp are marked,
 the points with the lowest tp and the highest concurrency among that tp. Multi-node points
 are never marked. ``--evals-only`` keeps only the marked points.
 
+Current-format files (``scenarios:``, InferenceX since 2026-05; rules of
+../shared/reference/inferencex-2026-08/SPEC.md sections 4-7) expand with the current rules:
+``max-model-len = isl + osl + 256``; exp-name ``1k1k``/``8k1k`` else ``<isl>_<osl>`` (no more
+``1k8k``); rows carry pp/dcp-size/pcp-size, router, kv-p2p-transfer; fixed-seq-len points come
+before agentic-coding ones per key. Agentic points (``AgenticSinglePoint``: one per
+concurrency; ``AgenticMultiPoint``: one per concurrency, workers as written) have no isl/osl,
+a ``duration`` of 3600 s and ``total-cpu-dram-gb`` (Decimal, as InferenceX: capped CPU DRAM
+x utilization x the GPUs of one replica / GPUs per node); ``--seq-lens``, ``--max-tp``,
+``--max-ep`` do not apply to them and ``--max-conc`` only filters. Eval marking is on by
+default (``--no-evals`` turns it off): 8k1k single-node points at the max and upper-median
+concurrency >= 16 of their group, the best multi-node point per group (``eval-conc``);
+``--evals-only`` / ``--all-evals`` also mark agentic points and keep only the marked ones.
+``test-config`` (``--config-keys`` globs, ``--conc``) takes no full-sweep filters and steps
+ranges by 2. ``--runner-node-filter`` emits a row per matching node of the runner label.
+A call takes one format; flags of the other format are refused. ``expand_all`` returns every
+point (``sweep`` lists them); ``expand`` (render, submit) refuses agentic points (issue 19)
+and frameworks ixhpc has no engine for.
+
 A point is one of three shapes (``kind``): ``single`` (one engine per concurrency),
 ``multi-agg`` (``multinode: true, disagg: false``: ONE engine, the prefill block's tp/ep,
 spanning ceil(GPUs / GPUs-per-node) nodes and serving both phases; the decode block has

@@ -16,7 +16,7 @@ import re
 import stat
 import types
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -163,6 +163,7 @@ class Located:
     file: str
     data: Any
     lines: dict[Path_, int]
+    warnings: list[str] = field(default_factory=list)  # e.g. duplicate keys read as PyYAML does
 
     def line(self, path: Iterable[str | int | float]) -> int:
         p = tuple(path)
@@ -186,9 +187,12 @@ def format_path(path: Iterable[str | int | float]) -> str:
     return out
 
 
-def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe entries") -> Located:
+def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe entries",
+              duplicates: str = "error") -> Located:
     """Read one YAML file into a ``Located`` mapping, or raise ConfigError with every located
-    problem that can be found before the content is interpreted."""
+    problem that can be found before the content is interpreted. ``duplicates="last"``: a key
+    written twice in one mapping keeps its last value, with a warning (PyYAML's reading, which
+    srt-slurm recipes rely on), instead of an error."""
     name = str(path)
     text = _decode(name, read_bounded(name, path))
     tabs = [f"{name}:{i}: expected spaces for indentation, found a tab character"
@@ -201,6 +205,7 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
         if node is None:
             raise ConfigError([f"{name}:1: expected {what}, found an empty file"])
         builder = _Builder(loader, name, loader.ixhpc_nodes)
+        builder.keep_last = duplicates == "last"
         data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -226,7 +231,7 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
     if not isinstance(data, dict):
         raise ConfigError([f"{name}:{node.start_mark.line + 1}: expected {what}, "
                            f"found {_kind(data)}"])
-    return Located(name, data, builder.lines)
+    return Located(name, data, builder.lines, builder.warnings)
 
 
 def read_bounded(name: str, path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -294,6 +299,8 @@ class _Builder:
         self.budget = own + self.expansion
         self.lines: dict[Path_, int] = {}
         self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.keep_last = False
         self.scalars: dict[tuple[str, str], Any] = {}   # tp: 8, dp-attn: false... built once
         self.building: set[int] = set()                  # collections being built (recursion)
         self.merged: dict[int, list[_Pair] | None] = {}  # a merge source's pairs (None: in progress)
@@ -329,11 +336,13 @@ class _Builder:
                 if key is None:
                     continue
                 if key in out:
-                    self.errors.append(
+                    (self.warnings if self.keep_last else self.errors).append(
                         f"{self.name}:{knode.start_mark.line + 1}: {format_path(path + (key,))}: "
                         f"expected each key once, found a duplicate key (first at line "
-                        f"{self.lines[path + (key,)]})")
-                    continue
+                        f"{self.lines[path + (key,)]})" + ("; the last value is used"
+                                                            if self.keep_last else ""))
+                    if not self.keep_last:
+                        continue
                 self.lines[path + (key,)] = knode.start_mark.line + 1
                 out[key] = self.build(vnode, path + (key,))
             return out

@@ -26,6 +26,7 @@ from ixhpc import engines, render, runs
 from ixhpc.profiles import load_profiles
 from ixhpc.rundir import Layout
 from ixhpc.standins import commands, files, flagtable, main, parsing
+from ixhpc.standins.commands import DEFAULT_MTP
 from ixhpc.sweep import Filters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +145,7 @@ def test_sglang_workers_and_router_map_onto_the_simulated_engine(tmp_path):
     assert (s.kind, s.role, s.host, s.port, s.model) == ("engine", "prefill", "node1", 8001, "dsr1")
     assert (s.tp, s.ep, s.dp, s.max_model_len, s.bootstrap_port, s.max_prefill_tokens) == (4, 4, 4, 2248, 9001, 8192)
     d = _plan_of(engines.launch(_spec("sglang", "decode", spec_decoding="mtp")), tmp_path)
-    assert (d.role, d.spec_tokens, d.metrics) == ("decode", engines.DEFAULT_MTP_STEPS, ["sglang"])
+    assert (d.role, d.spec_tokens, d.metrics) == ("decode", DEFAULT_MTP["sglang"], ["sglang"])
     r = _plan_of(engines.launch(_spec("sglang", "router", prefill_urls=["http://a:1", "http://b:1"],
                                       decode_urls=["http://c:2", "http://d:2"],
                                       prefill_bootstrap_ports=[8998, 8999])), tmp_path)
@@ -155,10 +156,10 @@ def test_sglang_workers_and_router_map_onto_the_simulated_engine(tmp_path):
 def test_vllm_trt_atom_servers_map_onto_the_simulated_engine(tmp_path):
     v = _plan_of(engines.launch(_spec("vllm", "server", dp_attn=True, spec_decoding="mtp")), tmp_path)
     assert (v.model, v.tp, v.dp, v.ep, v.max_model_len, v.spec_tokens, v.metrics) == (
-        "dsr1", 1, 4, 4, 2248, engines.DEFAULT_MTP_STEPS, ["vllm"])
+        "dsr1", 1, 4, 4, 2248, DEFAULT_MTP["vllm"], ["vllm"])
     t = _plan_of(engines.launch(_spec("trt", "server", dp_attn=True, spec_decoding="mtp")), tmp_path)
     assert (t.model, t.tp, t.ep, t.dp, t.port, t.spec_tokens, t.metrics_path) == (
-        "/models/dsr1", 4, 4, 4, 8001, engines.DEFAULT_MTP_STEPS, "/prometheus/metrics")
+        "/models/dsr1", 4, 4, 4, 8001, DEFAULT_MTP["trt"], "/prometheus/metrics")
     r = _plan_of(engines.launch(_spec("trt", "router", prefill_urls=["http://a:1"], decode_urls=["http://c:2"])),
                  tmp_path)
     assert (r.kind, r.host, r.port, r.prefill, r.decode) == ("router", "node1", 8001, ["http://a:1"], ["http://c:2"])

@@ -305,12 +305,6 @@ class Dynamo(Model):
             else self.version
 
 
-class SweepSection(Model):
-    """``benchmark.sweep``: accepted, unused (SPEC 4.7, 17.15)."""
-
-    model_config = {"extra": "allow"}
-
-
 class Benchmark(Model):
     type: SStr = "manual"
     isl: SInt | None = None

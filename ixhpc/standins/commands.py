@@ -165,6 +165,12 @@ def _etcd_endpoint(env: Mapping[str, str]) -> str:
     return env.get("ETCD_ENDPOINTS", "http://localhost:2379").split(",")[0].rstrip("/")
 
 
+# Draft tokens per step when MTP is on and its depth is not given: each engine's own default
+# for DeepSeek-style models (sglang's auto-chosen EAGLE steps 3; vLLM, TensorRT-LLM and ATOM
+# take the model's one next-token layer).
+DEFAULT_MTP = {"sglang": 3, "vllm": 1, "trt": 1, "atom": 1}
+
+
 def _sglang(p: parsing.Parsed, command: str, env: Mapping[str, str]) -> Serve:
     idle = _idle(p, "--node-rank")
     if idle:
@@ -172,7 +178,7 @@ def _sglang(p: parsing.Parsed, command: str, env: Mapping[str, str]) -> Serve:
     mode = p.text("--disaggregation-mode") or "null"
     role = "both" if mode == "null" else mode
     steps = p.integer("--speculative-num-draft-tokens", 0) - 1 if p.get("--speculative-num-draft-tokens") \
-        else p.integer("--speculative-num-steps", 0)
+        else p.integer("--speculative-num-steps", DEFAULT_MTP["sglang"] if p.get("--speculative-algorithm") else 0)
     s = Serve("engine", host=p.text("--host") or "127.0.0.1", port=p.integer("--port", 30000),
               model=p.text("--served-model-name") or p.text("--model-path") or "default",
               role=role, tp=p.integer("--tp-size", 1), ep=p.integer("--ep-size", 1), dp=p.integer("--dp-size", 1),
@@ -216,7 +222,7 @@ def _vllm(p: parsing.Parsed, command: str, env: Mapping[str, str]) -> Serve:
               ep=p.integer("--tensor-parallel-size", 1) * p.integer("--data-parallel-size", 1)
               if p.get("--enable-expert-parallel") else 1,
               max_model_len=_opt_int(p, "--max-model-len"),
-              spec_tokens=int(spec.get("num_speculative_tokens", 0) or 0),
+              spec_tokens=int(spec.get("num_speculative_tokens", DEFAULT_MTP["vllm"] if spec else 0) or 0),
               stream_interval=p.integer("--stream-interval", 1), max_batch=_opt_int(p, "--max-num-seqs"),
               max_prefill_tokens=_opt_int(p, "--max-num-batched-tokens"), metrics=["vllm"])
     if command == "dynamo.vllm":
@@ -250,7 +256,8 @@ def _trt_spec(opts: dict[str, Any]) -> int:
     spec = opts.get("speculative_config") or {}
     if not isinstance(spec, dict):
         return 0
-    return int(spec.get("num_nextn_predict_layers") or spec.get("max_draft_len") or 0)
+    default = DEFAULT_MTP["trt"] if spec else 0
+    return int(spec.get("num_nextn_predict_layers") or spec.get("max_draft_len") or default)
 
 
 def _trt_serve(p: parsing.Parsed, options: Table | None) -> Serve:
@@ -298,7 +305,7 @@ def _atom(p: parsing.Parsed) -> Serve:
                  model=model, tp=p.integer("--tensor-parallel-size", 1),
                  ep=p.integer("--tensor-parallel-size", 1) if p.get("--enable-expert-parallel") else 1,
                  max_model_len=_opt_int(p, "--max-model-len"),
-                 spec_tokens=p.integer("--num-speculative-tokens", 0) if p.text("--method") else 0,
+                 spec_tokens=p.integer("--num-speculative-tokens", DEFAULT_MTP["atom"]) if p.text("--method") else 0,
                  max_batch=_opt_int(p, "--max-num-seqs"), max_prefill_tokens=_opt_int(p, "--max-num-batched-tokens"),
                  metrics=["atom"])
 
