@@ -459,6 +459,10 @@ def _bench_argv(p: RunPoint, roles: list[Role]) -> list[str]:
         argv.append("--ignore-eos")
     if b.client_workers > 1:
         argv += ["--workers", str(b.client_workers)]
+    if b.temperature:
+        argv += ["--temperature", str(b.temperature)]
+    if b.chat_template:
+        argv.append("--use-chat-template")
     return argv
 
 

@@ -136,6 +136,8 @@ class BenchmarkSettings(StrictModel):
     ignore_eos: bool = True
     request_rate: float = Field(math.inf, gt=0)  # requests/s: finite up to COUNT_MAX, or inf
     client_workers: Annotated[int, Field(gt=0, le=PER_CONC_MAX)] = 1  # ixhpc.bench --workers (InferenceX: 1)
+    temperature: float = Field(0.0, ge=0, le=100)  # 0: greedy, as InferenceX and srt-slurm send
+    chat_template: bool = False  # prompts as chat messages: the server applies its model's template
 
     @field_validator("request_rate", mode="before")
     @classmethod

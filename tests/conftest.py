@@ -52,6 +52,13 @@ def inferencex_current() -> Path:
 
 
 @pytest.fixture
+def srt_slurm() -> Path:
+    """srt-slurm recipes: recipes-inferencex/ (469 files InferenceX vendors),
+    recipes-srt-slurm/ (srt-slurm v1.0.68's own that InferenceX names) and SPEC.md."""
+    return reference_path("srt-slurm")
+
+
+@pytest.fixture
 def slurm(request: pytest.FixtureRequest) -> dict[str, str]:
     """Environment for Slurm clients pointing at the running local cluster.
 

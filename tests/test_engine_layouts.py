@@ -59,3 +59,19 @@ def test_mtp_only_on_the_roles_that_decode(framework: str) -> None:
     speculative = ("EAGLE", "mtp", "MTP")
     assert not any(s in flat[0] for s in speculative), framework
     assert any(s in flat[1] for s in speculative), framework
+
+
+def test_the_client_sends_temperature_zero_and_can_use_the_chat_template() -> None:
+    from ixhpc.bench import client
+    from ixhpc.bench.__main__ import build_parser
+    from ixhpc.bench.dataset import Prompt
+
+    prompt = Prompt("a b c", 3, 8)
+    body = client._payload(client.ClientConfig(base_url="http://x", model="m"), prompt)
+    assert body["temperature"] == 0.0 and body["prompt"] == "a b c"
+    args = build_parser().parse_args(["--base-url", "http://x", "--isl", "3", "--osl", "8",
+                                      "--max-concurrency", "1", "--use-chat-template"])
+    assert args.use_chat_template and args.temperature == 0.0
+    chat = client._payload(client.ClientConfig(base_url="http://x", model="m",
+                                                endpoint="/v1/chat/completions"), prompt)
+    assert chat["messages"] == [{"role": "user", "content": "a b c"}] and "prompt" not in chat

@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:8000")
     p.add_argument("--model", help="model name (default: the first one the server lists)")
     p.add_argument("--endpoint", default="/v1/completions", choices=("/v1/completions", "/v1/chat/completions"))
+    p.add_argument("--use-chat-template", action="store_true",
+                   help="apply the model's chat template to each prompt: sent as a user message to "
+                        "/v1/chat/completions, where the server applies the template its model ships "
+                        "(this client has no tokenizer); same as --endpoint /v1/chat/completions")
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     p.add_argument("--isl", type=int, required=True, help="input sequence length (tokens)")
     p.add_argument("--osl", type=int, required=True, help="output sequence length (tokens)")
     p.add_argument("--random-range-ratio", type=float, default=1.0, help="lengths uniform in [ratio*len, len]")
@@ -115,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                                      args.seed + 1, token_ids)
     n_workers = min(args.workers, args.max_concurrency)
     cfg = client.ClientConfig(
-        base_url=args.base_url, model=model, endpoint=args.endpoint, ignore_eos=args.ignore_eos,
+        base_url=args.base_url, model=model, ignore_eos=args.ignore_eos, temperature=args.temperature,
+        endpoint="/v1/chat/completions" if args.use_chat_template else args.endpoint,
         max_concurrency=args.max_concurrency, request_rate=args.request_rate,
         request_timeout=args.request_timeout, seed=args.seed,
         token_clock=args.token_clock, stall_timeout=args.stall_timeout, max_line_bytes=args.max_line_bytes,
@@ -143,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
                 "max_concurrency": args.max_concurrency, "request_rate": args.request_rate,
                 "num_warmups": args.num_warmups, "ignore_eos": args.ignore_eos, "seed": args.seed,
                 "timer_start": client.TIMER_START, "token_clock": cfg.token_clock,
+                "endpoint": cfg.endpoint, "temperature": cfg.temperature,
+                "stall_timeout": cfg.stall_timeout, "max_line_bytes": cfg.max_line_bytes,
                 "workers": n_workers,
             },
             "failure": failure,

@@ -80,6 +80,7 @@ class ClientConfig:
     stall_timeout: float = 300.0  # seconds a request may receive nothing (inf: no limit)
     max_line_bytes: int = 1 << 20  # longest SSE event (line) accepted
     token_clock: str = "kernel_receive"  # one of TOKEN_CLOCKS; stated in the result's config
+    temperature: float = 0.0  # greedy, as InferenceX's and srt-slurm's clients send it
 
 
 class StreamError(Exception):
@@ -99,6 +100,7 @@ def _payload(cfg: ClientConfig, prompt: Prompt) -> dict[str, Any]:
         "stream": True,
         "stream_options": {"include_usage": True},
         "ignore_eos": cfg.ignore_eos,
+        "temperature": cfg.temperature,
     }
     if cfg.endpoint.endswith("/chat/completions"):
         text = prompt.prompt if isinstance(prompt.prompt, str) else " ".join(map(str, prompt.prompt))

@@ -55,19 +55,23 @@ def _expansion_errors(path: str, engine_check: bool) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ixhpc.errors import ConfigError
     from ixhpc.recipe import load_recipe_files, validate_file
+    from ixhpc.srtslurm import file_errors as srt_file_errors
 
     failed = False
+    srt = {path: srt_file_errors(path) for path in args.files}  # None: not an srt-slurm recipe
     for path in args.files:
-        errors = validate_file(path) or _expansion_errors(path, args.engine_check)
+        errors = srt[path] if srt[path] is not None else (
+            validate_file(path) or _expansion_errors(path, args.engine_check))
         if errors:
             failed = True
             print("\n".join(errors), file=sys.stderr)
         else:
             print(f"{path}: OK")
-    if not failed and len(args.files) > 1:
+    own = [path for path in args.files if srt[path] is None]
+    if not failed and len(own) > 1:
         # Files valid one by one may still clash: a config key defined in two of them.
         try:
-            load_recipe_files(args.files)
+            load_recipe_files(own)
         except ConfigError as exc:
             print("\n".join(exc.errors), file=sys.stderr)
             failed = True

@@ -3,9 +3,10 @@
 ``load_recipe(path)`` reads one recipe file (``file.yaml`` or ``file.yaml:selector``), expands
 it into concrete deployments (plain, override and ``sweep:`` forms; SPEC.md 3), validates each
 as srtctl does at load (SPEC.md 4, 5.1) plus the topology preflight of 5.2 and the late
-checks of 5.3 (which srtctl only finds at submission or after workers are up) and returns them, or raises ``ConfigError`` with every
-located problem of every variant at once. ``is_srt_recipe(doc)`` is the one place that tells
-an srt-slurm recipe from an InferenceX/ixhpc one (by its top-level keys).
+checks of 5.3 (which srtctl finds only at submission or once workers are up), and returns
+them, or raises ``ConfigError`` with every located problem of every variant at once.
+``is_srt_recipe(doc)`` is the one place that tells an srt-slurm recipe from an
+InferenceX/ixhpc one (by its top-level keys).
 
 A ``Deployment`` carries what launching needs (name, model/container, nodes, GPUs per node,
 workers per role with their GPUs, engine config and environment per role, frontend,

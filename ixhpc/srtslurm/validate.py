@@ -223,8 +223,9 @@ def rules(r: Recipe, doc: Located) -> list[str]:
         for role in ("prefill", "decode", "aggregated"):
             m = getattr(be.vllm_config, role) or {}
             if _get(m, "data-parallel-size") is not None and _get(m, "headless") is not None:
-                err(("backend", "vllm_config", role, "headless" if "headless" in m else role), "expected no headless with "
-                    "data-parallel-size and dp_launch_mode per_node (srtctl places the ranks)")
+                err(("backend", "vllm_config", role, "headless" if "headless" in m else role),
+                    "expected no headless with data-parallel-size and dp_launch_mode per_node "
+                    "(srtctl places the ranks)")
 
     # Tachometer / power telemetry consistency
     tach = r.observability.tachometer
