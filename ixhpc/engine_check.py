@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ixhpc import engines
+from ixhpc.errors import ConfigError
 
 if TYPE_CHECKING:
     from ixhpc.placement import JobPlan, Role
@@ -371,7 +372,13 @@ def check_points(points: Sequence[RunPoint], entries: Mapping[str, LoadedEntry] 
             continue
         seen.add(key)
         sources[point.config_key] = point.source
-        _check_roles(point, role_argvs(flat, gpus_per_node), out)
+        try:
+            roles = role_argvs(flat, gpus_per_node)
+        except ConfigError as exc:  # a setting the engine cannot express (engines.expressible...)
+            for e in exc.errors:
+                out.errors[out.locate(point.source, (point.config_key,), e)] = None
+            continue
+        _check_roles(point, roles, out)
     return out.report(sources)
 
 
@@ -404,10 +411,10 @@ def _shape_key(point: RunPoint) -> tuple[object, ...]:
 
     shape: tuple[object, ...]
     if isinstance(point, SinglePoint):
-        shape = (point.tp, point.ep, point.dp_attn)
+        shape = (point.tp, point.ep, point.dp_attn, point.pp, point.dcp_size, point.pcp_size)
     else:
-        shape = tuple((w.num_worker, w.tp, w.ep, w.dp_attn, tuple(w.additional_settings or ()))
-                      for w in point.workers())
+        shape = tuple((w.num_worker, w.tp, w.ep, w.dp_attn, w.pp, w.dcp_size, w.pcp_size,
+                       tuple(w.additional_settings or ())) for w in point.workers())
     # max-model-len is left out: it only ever gives a number to --max-model-len (or its kind)
     return (point.config_key, point.kind, point.spec_decoding, point.site, shape)
 

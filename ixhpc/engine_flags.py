@@ -1323,7 +1323,7 @@ def _families() -> dict[str, FamilySpec]:
 SGLANG_VERSIONS = ("0.5.6.post2", "0.5.8", "0.5.8.post1", "0.5.9", "0.5.10.post1", "0.5.12", "0.5.14", "0.5.16")
 VLLM_VERSIONS = ("0.12.0", "0.15.1", "0.16.0", "0.18.0", "0.19.0", "0.25.1")
 ROUTER_VERSIONS = ("0.2.4", "0.3.2")
-DYNAMO_VERSIONS = ("0.7.0.post1", "0.8.1.post1", "0.8.1.post2", "1.1.0")
+DYNAMO_VERSIONS = ("0.7.0.post1", "0.8.1", "0.8.1.post1", "0.8.1.post2", "1.1.0")
 # Families not read from a release, and why (regenerate leaves their files as they are).
 HAND_WRITTEN = {
     "trt": "PyPI holds only placeholder sdists for tensorrt-llm (the wheels live on pypi.nvidia.com, "

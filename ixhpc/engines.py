@@ -14,6 +14,16 @@ placement never matches framework names.
 ``sh -c`` that writes each file from its arguments) for callers that take a bare argv.
 Values are only ever argv elements: no shell string is built from a recipe value.
 
+Parallelism beyond tp/ep (the current InferenceX format's ``pp``, ``dcp-size``, ``pcp-size``)
+is spelled as each engine spells it (the flag data of ``ixhpc.engine_flags``): SGLang (and
+dynamo.sglang) ``--pp-size``, ``--dcp-size``, ``--enable-prefill-context-parallel
+--attn-cp-size`` (its ``--tp-size`` then counts the attention CP ranks too); vLLM (and
+dynamo.vllm) ``--pipeline-parallel-size``, ``--decode-context-parallel-size``,
+``--prefill-context-parallel-size``; TensorRT-LLM ``--pp_size`` (dynamo.trtllm:
+``pipeline_parallel_size``). A value an engine has no setting for (context parallelism on
+TensorRT-LLM, anything but tp/ep on ATOM and the simulated engine) is a ConfigError, never
+dropped; a flag the image's engine version lacks is ``ixhpc.engine_check``'s located error.
+
 Recipe ``additional-settings`` (``KEY=VALUE``, as InferenceX passes them to its launch
 scripts) are exported as environment variables; the tuning keys in ``TUNING`` (optionally
 prefixed ``PREFILL_``/``DECODE_`` for that role) also become engine flags.
@@ -55,6 +65,11 @@ TUNING: dict[str, dict[str, str]] = {
              "GPU_MEM_FRACTION": "--gpu-memory-utilization"},
 }
 KvPortField = Literal["bootstrap_port", "nixl_port"]
+FAMILY_NAMES = {"sglang": "SGLang", "vllm": "vLLM", "trt": "TensorRT-LLM", "dynamo-sglang": "Dynamo (SGLang)",
+                "dynamo-vllm": "Dynamo (vLLM)", "dynamo-trt": "Dynamo (TensorRT-LLM)", "atom": "ATOM",
+                "sim": "the simulated engine"}
+_PARALLEL_WHAT = {"pp": "pipeline-parallel", "dcp-size": "decode-context-parallel",
+                  "pcp-size": "prefill-context-parallel"}
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,9 @@ class LaunchSpec(BaseModel):
     ep: int = Field(1, gt=0)
     dp_attn: bool = False
     pp: int = Field(1, gt=0)
+    dcp_size: int = Field(1, gt=0)              # decode context parallel (splits tp's GPUs)
+    pcp_size: int = Field(1, gt=0)              # prefill context parallel (adds GPUs)
+    gpu_rule: Literal["march", "current"] = "march"  # the recipe format's GPU count (world)
     max_model_len: int | None = Field(None, gt=0)
     host: str = "0.0.0.0"
     port: Port = 8000
@@ -181,10 +199,21 @@ class LaunchSpec(BaseModel):
 
     @property
     def world(self) -> int:
-        """GPUs of one engine per pipeline stage: max(tp, ep), as topology counts them. An
-        InferenceX `tp: 1, ep: 16, dp-attn` item is a 16-GPU engine (attention DP 16, experts
-        over 16), which engines spell as tensor-parallel size 16, not 1."""
+        """GPUs of one engine per pipeline stage, as topology counts them. March format:
+        max(tp, ep) (an InferenceX `tp: 1, ep: 16, dp-attn` item is a 16-GPU engine, which
+        engines spell as tensor-parallel size 16, not 1); current format: tp x pcp-size."""
+        if self.gpu_rule == "current":
+            return self.tp * self.pcp_size
         return max(self.tp, self.ep)
+
+    def expressible(self, pp: bool = False, dcp: bool = False, pcp: bool = False) -> None:
+        """Refuse the parallelism settings (other than 1) this engine has no setting for."""
+        for ok, name, value in ((pp, "pp", self.pp), (dcp, "dcp-size", self.dcp_size),
+                                (pcp, "pcp-size", self.pcp_size)):
+            if value != 1 and not ok:
+                raise ConfigError(f"framework {self.framework}, role {self.role}: {name} {value} "
+                                  f"cannot be expressed: {FAMILY_NAMES[self.family]} has no "
+                                  f"{_PARALLEL_WHAT[name]} setting ixhpc can pass; expected {name}: 1")
 
     @property
     def uses_mtp(self) -> bool:
@@ -356,6 +385,7 @@ def _hostport(url: str) -> str:
 def _sglang_engine_args(spec: LaunchSpec, role: str) -> list[str]:
     """Engine flags shared by ``sglang.launch_server`` and ``dynamo.sglang``."""
     _spec_decoding(spec)
+    spec.expressible(pp=True, dcp=True, pcp=True)
     args = ["--model-path", spec.model, "--served-model-name", spec.name,
             "--tp-size", str(spec.world), "--trust-remote-code"]
     if spec.ep > 1:
@@ -364,6 +394,10 @@ def _sglang_engine_args(spec: LaunchSpec, role: str) -> list[str]:
         args += ["--enable-dp-attention", "--dp-size", str(spec.world)]
     if spec.pp > 1:
         args += ["--pp-size", str(spec.pp)]
+    if spec.dcp_size > 1:
+        args += ["--dcp-size", str(spec.dcp_size)]
+    if spec.pcp_size > 1:
+        args += ["--enable-prefill-context-parallel", "--attn-cp-size", str(spec.pcp_size)]
     if spec.max_model_len:
         args += ["--context-length", str(spec.max_model_len)]
     if role in ("prefill", "decode"):
@@ -405,9 +439,12 @@ def _sglang(spec: LaunchSpec, role: str) -> Launch:
 
 def _vllm_engine_args(spec: LaunchSpec, role: str) -> list[str]:
     _spec_decoding(spec)
+    spec.expressible(pp=True, dcp=True, pcp=True)
     # vLLM's data-parallel attention: each DP rank holds whole attention heads (TP 1) and the
-    # MoE layers spread over all ranks with expert parallelism.
-    tp, dp = (1, spec.world) if spec.dp_attn else (spec.world, 1)
+    # MoE layers spread over all ranks with expert parallelism. Its prefill context parallel
+    # ranks multiply the world like pp (not part of --tensor-parallel-size).
+    base = spec.world // spec.pcp_size
+    tp, dp = (1, base) if spec.dp_attn else (base, 1)
     args = ["--served-model-name", spec.name, "--tensor-parallel-size", str(tp), "--trust-remote-code"]
     if dp > 1:
         args += ["--data-parallel-size", str(dp)]
@@ -415,6 +452,10 @@ def _vllm_engine_args(spec: LaunchSpec, role: str) -> list[str]:
         args.append("--enable-expert-parallel")
     if spec.pp > 1:
         args += ["--pipeline-parallel-size", str(spec.pp)]
+    if spec.dcp_size > 1:
+        args += ["--decode-context-parallel-size", str(spec.dcp_size)]
+    if spec.pcp_size > 1:
+        args += ["--prefill-context-parallel-size", str(spec.pcp_size)]
     if spec.max_model_len:
         args += ["--max-model-len", str(spec.max_model_len)]
     if spec.uses_mtp:
@@ -464,6 +505,7 @@ def _nixl_env(spec: LaunchSpec, role: str) -> dict[str, str]:
 def _trt_llm_api(spec: LaunchSpec, role: str) -> dict[str, Any]:
     """LLM-API options with no trtllm-serve flag (passed as --extra_llm_api_options YAML)."""
     _spec_decoding(spec)
+    spec.expressible(pp=True)
     opts: dict[str, Any] = {"enable_attention_dp": spec.dp_attn}
     if role in ("prefill", "decode"):
         opts["cache_transceiver_config"] = {"backend": "DEFAULT"}
@@ -563,6 +605,7 @@ def _atom(spec: LaunchSpec, role: str) -> Launch:
     _need(spec, role == "server", "ATOM serves single-node aggregated points only")
     _need(spec, spec.nnodes == 1, "ATOM runs on one node")
     _spec_decoding(spec)
+    spec.expressible()
     # ATOM's HTTP port is --server-port (its --port is an internal engine port) and it serves
     # the model under its path, so clients must send `model` = the path.
     argv = ["python3", "-m", "atom.entrypoints.openai_server", "--model", spec.model,
@@ -592,6 +635,7 @@ def _sim(spec: LaunchSpec, role: str) -> Launch:
                             "--port", str(spec.port), "--prefill", *spec.prefill_urls,
                             "--decode", *spec.decode_urls, *spec.extra_args])
     _need(spec, role != "frontend", "the simulated engine has no frontend role (use router)")
+    spec.expressible()   # it models tp and ep only
     from ixhpc.sim.model import BYTES_PER_PARAM
 
     _need(spec, spec.precision in (None, *BYTES_PER_PARAM),

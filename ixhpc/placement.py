@@ -10,6 +10,15 @@ Layout (relative node index within the allocation; nodes per role by ixhpc.topol
     and the benchmark client on node 0;
     disaggregated: prefill workers first, then the decode workers; the router (frontend)
     and the benchmark client run on node 0 beside prefill worker 0.
+
+A disaggregated point whose prefill and decode pools name different ``hardware`` (the current
+format) is ONE Slurm heterogeneous job: component 0 holds the prefill workers (the router and
+the client beside prefill worker 0), on the partition serving the prefill hardware;
+component 1 the decode workers, on the decode hardware's partition. Its script has one
+``#SBATCH`` block per component, separated by ``#SBATCH hetjob``; every ``srun`` names its
+``--het-group`` and a node relative to that group; node indices count group 0's nodes, then
+group 1's (``SLURM_JOB_NODELIST_HET_GROUP_<N>``). Slurm's submitit cannot submit one, so
+``ixhpc.submission`` hands it to ``sbatch`` itself.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ixhpc import __version__, containers, engines, names, shell
+from ixhpc.bench.validity import stall_timeout
 from ixhpc.errors import ConfigError, PlanError
 from ixhpc.profiles import ClusterProfile
 from ixhpc.rundir import Layout, ScriptPaths
@@ -67,6 +77,8 @@ class Role:
     kv_port: bool = False  # also gets <var>_KV_PORT: its KV-transfer side channel
     command: str = ""      # the rendered srun line
     here: str = ""         # inside the point's container on its node: the program alone
+    het_group: int | None = None   # a heterogeneous job: its component
+    group_first_node: int = 0      # the first node of its component (srun --relative counts from it)
 
     @property
     def kv_port_index(self) -> int:
@@ -92,6 +104,10 @@ class JobPlan:
     container: containers.ContainerSpec
     version: str = __version__
     standins: str = ""                 # the script's one line putting the engine stand-ins first
+    # a heterogeneous job: the options of components 1.. (``sbatch`` is component 0's) and
+    # each component's (partition, nodes)
+    het_sbatch: list[dict[str, str | bool]] = dataclasses.field(default_factory=list)
+    het_groups: list[tuple[str, int]] = dataclasses.field(default_factory=list)
 
     @property
     def script_name(self) -> str:
@@ -103,7 +119,11 @@ class JobPlan:
 
     @property
     def directives(self) -> list[str]:
-        return directives(self.sbatch)
+        """#SBATCH option strings; a heterogeneous job's components separated by ``hetjob``."""
+        out = directives(self.sbatch)
+        for opts in self.het_sbatch:
+            out += ["hetjob", *directives(opts)]
+        return out
 
     def point_for(self, conc: int) -> RunPoint:
         return next(p for p in self.points if conc in p.conc)
@@ -162,8 +182,12 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
     key = job_key(group)
     concs = sorted({c for p in group for c in p.conc})
     model = _model_path(first, profile)
-    roles = (_disagg_roles(first, topo, profile, model) if isinstance(first, DisaggPoint)
-             else _aggregated_roles(first, topo, model))
+    _check_pools(first, profile)
+    try:
+        roles = (_disagg_roles(first, topo, profile, model) if isinstance(first, DisaggPoint)
+                 else _aggregated_roles(first, topo, model))
+    except ConfigError as exc:  # what an engine cannot run, said at the recipe entry
+        raise ConfigError([f"{first.source}: {first.config_key}: {e}" for e in exc.errors]) from None
     if len(roles) > MAX_ROLES:
         raise PlanError(f"{first.config_key}: {len(roles)} roles in one job; expected at most "
                         f"{MAX_ROLES} (each job has a block of {2 * MAX_ROLES} ports)")
@@ -178,15 +202,19 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
             role.here = shell.command(_python(role.argv, runtime))
     prepare = runtime.prepare(spec)
     bench = _bench_argv(first, roles)
+    components = _components(first, topo, profile, run_dir, run_id, key)
     plan = JobPlan(
         key=key, kind=first.kind, points=list(group), concs=concs,
-        sbatch=_sbatch(first, topo, profile, run_dir, run_id, key),
+        sbatch=components[0],
+        het_sbatch=components[1:],
+        het_groups=([(str(o["partition"]), int(o["nodes"])) for o in components]
+                    if len(components) > 1 else []),
         variables=_variables(first, run_dir, key),
         step_env=env,
         roles=roles,
         prepare_command=shell.command(_host_python(prepare)) if prepare else "",
         bench_argv=bench,
-        bench_command=_bench_command(first, bench, runtime, spec, env),
+        bench_command=_bench_command(first, bench, runtime, spec, env, topo.heterogeneous),
         header=_header(first, key, concs),
         placement=[f"node {r.node_index}{'-' + str(r.node_index + r.nnodes - 1) if r.nnodes > 1 else ''}: "
                    f"{r.name} ({r.comment})" for r in roles],
@@ -196,30 +224,77 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
     return plan
 
 
+def _check_pools(p: RunPoint, profile: ClusterProfile) -> None:
+    """A point whose pools name different hardware runs each pool where that hardware is."""
+    if isinstance(p, DisaggPoint) and p.heterogeneous and p.pools is None:
+        known = ", ".join(f"{x.name} ({', '.join(x.runners) or 'no runner labels'})" for x in profile.partitions)
+        raise PlanError(f"{p.source}: {p.config_key}: prefill hardware '{p.prefill.hardware}' and decode "
+                        f"hardware '{p.decode.hardware}' differ, and cluster '{profile.name}' has no "
+                        f"partition serving each (a partition serves a hardware named as one of its "
+                        f"runner labels or as its name); partitions: {known}")
+
+
+def _components(p: RunPoint, topo: Topology, profile: ClusterProfile, run_dir: Path, run_id: str,
+                key: str) -> list[dict[str, str | bool]]:
+    """The job's sbatch options; a heterogeneous job's per component (component 0 first: the
+    job-wide options -- name, output, requeue -- only there)."""
+    if not (isinstance(p, DisaggPoint) and p.pools is not None):
+        return [_sbatch(p, topo, profile, run_dir, run_id, key)]
+    out = []
+    for i, (site, role) in enumerate(zip(p.pools, topo.roles)):
+        opts = _sbatch(p, topo, profile, run_dir, run_id, key, partition=site.partition,
+                       nodes=role.nodes, gpn=site.gpus_per_node)
+        if i:
+            for name in ("job-name", "output", "no-requeue"):
+                opts.pop(name, None)
+        out.append(opts)
+    return out
+
+
 def _expand(path: str | None) -> str | None:
     # A quoted "~" would reach the job literally: resolve it for the submitting user now.
     return str(Path(path).expanduser()) if path else None
 
 
+def _more(p: RunPoint, w: Any, hardware: bool = True) -> str:
+    """A current-format engine's pp/dcp-size/pcp-size (always, as the point carries them) and
+    hardware (when set); "" for a March-format point."""
+    if not p.current:
+        return ""
+    hw = f" on {w.hardware}" if hardware and getattr(w, "hardware", None) else ""
+    return f" pp{w.pp} dcp{w.dcp_size} pcp{w.pcp_size}{hw}"
+
+
 def _shape(p: RunPoint) -> str:
     if isinstance(p, SinglePoint):
-        return f"tp{p.tp} ep{p.ep} dp-attn {p.dp_attn}"
+        return f"tp{p.tp} ep{p.ep}{_more(p, p)} dp-attn {p.dp_attn}"
     if isinstance(p, MultiAggPoint):
-        return f"one aggregated engine tp{p.prefill.tp} ep{p.prefill.ep} dp-attn {p.prefill.dp_attn}"
-    return (f"prefill {p.prefill.num_worker}x(tp{p.prefill.tp} ep{p.prefill.ep}) / decode "
-            f"{p.decode.num_worker}x(tp{p.decode.tp} ep{p.decode.ep})")
+        w = p.prefill
+        return f"one aggregated engine tp{w.tp} ep{w.ep}{_more(p, w)} dp-attn {w.dp_attn}"
+    return (f"prefill {p.prefill.num_worker}x(tp{p.prefill.tp} ep{p.prefill.ep}{_more(p, p.prefill)}) / decode "
+            f"{p.decode.num_worker}x(tp{p.decode.tp} ep{p.decode.ep}{_more(p, p.decode)})")
 
 
 def _header(p: RunPoint, key: str, concs: list[int]) -> list[str]:
     shape = _shape(p)
-    return [_comment(x) for x in (
+    where = f"on partition {p.partition} of cluster {p.cluster}"
+    if isinstance(p, DisaggPoint) and p.pools is not None and p.topology is not None:
+        pre, dec = p.topology.roles
+        where = (f"as a heterogeneous job of cluster {p.cluster}: prefill {pre.nodes} node(s) on "
+                 f"partition {p.pools[0].partition}, decode {dec.nodes} node(s) on partition "
+                 f"{p.pools[1].partition}")
+    lines = [
         f"ixhpc job {key}",
         f"recipe entry {p.config_key} ({p.source})",
         f"{p.model} {p.precision} on {p.runner} with {p.framework}; image {p.image}",
         f"isl {p.isl} osl {p.osl} max-model-len {p.max_model_len}; {shape}; spec-decoding {p.spec_decoding}",
-        f"{p.nodes} node(s), {p.gpus} GPU(s) on partition {p.partition} of cluster {p.cluster}; "
-        f"concurrencies {' '.join(map(str, concs))}",
-    )]
+    ]
+    if p.current:
+        router = f"{p.router.name} {p.router.version}" if p.router else "not set"
+        transfer = p.kv_p2p_transfer if not isinstance(p, SinglePoint) and p.kv_p2p_transfer else "not set"
+        lines.append(f"current InferenceX format; router {router}; kv-p2p-transfer {transfer}")
+    lines.append(f"{p.nodes} node(s), {p.gpus} GPU(s) {where}; concurrencies {' '.join(map(str, concs))}")
+    return [_comment(x) for x in lines]
 
 
 def _comment(text: str) -> str:
@@ -228,17 +303,20 @@ def _comment(text: str) -> str:
 
 
 def _sbatch(p: RunPoint, topo: Topology, profile: ClusterProfile, run_dir: Path, run_id: str,
-            key: str) -> dict[str, str | bool]:
+            key: str, partition: str | None = None, nodes: int | None = None,
+            gpn: int | None = None) -> dict[str, str | bool]:
+    """The job's options (partition, nodes, gpn: one component of a heterogeneous job's)."""
     minutes = p.ixhpc.time_limit or profile.time_limit
+    nodes = topo.nodes if nodes is None else nodes
     opts: dict[str, str | bool] = {
         "job-name": f"ixhpc-{run_id}-{key}"[:200],
-        "partition": str(p.partition),
-        "nodes": str(topo.nodes),
+        "partition": partition or str(p.partition),
+        "nodes": str(nodes),
         "ntasks-per-node": "1",
         "time": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
         "output": str(Layout.of(run_dir).job_log_pattern(key)),
     }
-    gpn = p.gpus_per_node or profile.gpus_per_node
+    gpn = gpn or p.gpus_per_node or profile.gpus_per_node
     if profile.use_gpus_per_node:
         opts["gpus-per-node"] = str(gpn)
     else:
@@ -248,8 +326,8 @@ def _sbatch(p: RunPoint, topo: Topology, profile: ClusterProfile, run_dir: Path,
     opts["no-requeue"] = True
     if profile.use_exclusive:
         opts["exclusive"] = True
-    if profile.use_segment and profile.nvlink_domain_nodes and topo.nodes <= profile.nvlink_domain_nodes:
-        opts["segment"] = str(topo.nodes)
+    if profile.use_segment and profile.nvlink_domain_nodes and nodes <= profile.nvlink_domain_nodes:
+        opts["segment"] = str(nodes)
     for name in ("account", "qos", "reservation"):
         if getattr(profile, name):
             opts[name] = str(getattr(profile, name))
@@ -301,6 +379,12 @@ def _model_path(p: RunPoint, profile: ClusterProfile) -> str:
     return f"{_expand(profile.model_dir)}/{p.model}" if profile.model_dir else p.model
 
 
+def _parallel(p: RunPoint, w: Any) -> dict[str, Any]:
+    """An engine's parallelism beyond tp/ep (``w``: the point or its worker block) and the GPU
+    rule of the point's recipe format."""
+    return {"pp": w.pp, "dcp_size": w.dcp_size, "pcp_size": w.pcp_size, "gpu_rule": p.recipe_format}
+
+
 def _launch(p: RunPoint, model: str, role: engines.Role, tp: int, ep: int, dp_attn: bool, var: str,
             extra: list[str], settings: list[str] | None = None, **more: Any) -> engines.LaunchSpec:
     sim = p.ixhpc.sim
@@ -321,15 +405,13 @@ def _launch(p: RunPoint, model: str, role: engines.Role, tp: int, ep: int, dp_at
 def _aggregated_roles(p: SinglePoint | MultiAggPoint, topo: Topology, model: str) -> list[Role]:
     """One engine serving both phases (single-node, or multi-node aggregated): the server,
     from node 0 on over as many nodes as it needs, its head (rank 0) on node 0."""
-    if isinstance(p, SinglePoint):
-        tp, ep, dp_attn, settings = p.tp, p.ep, p.dp_attn, None
-    else:
-        w = p.prefill
-        tp, ep, dp_attn, settings = w.tp, w.ep, w.dp_attn, w.additional_settings
+    w: Any = p if isinstance(p, SinglePoint) else p.prefill
+    tp, ep, dp_attn = w.tp, w.ep, w.dp_attn
+    settings = None if isinstance(p, SinglePoint) else p.prefill.additional_settings
     (slot,) = topo.role("server").slots
     span = {"nnodes": slot.nnodes, "head_host": shell.var("SERVER_HOST")} if slot.nnodes > 1 else {}
     spec = _launch(p, model, "server", tp, ep, dp_attn, "SERVER", p.ixhpc.engine_args.server,
-                   settings, **span)
+                   settings, **span, **_parallel(p, w))
     comment = f"{p.framework} engine, tp {tp}"
     if slot.nnodes > 1:
         comment += f" ep {ep}, {topo.gpus} GPU(s) on {slot.nnodes} node(s)"
@@ -340,7 +422,6 @@ def _aggregated_roles(p: SinglePoint | MultiAggPoint, topo: Topology, model: str
 
 def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model: str) -> list[Role]:
     engine = engines.engine(p.framework)
-    gpn = topo.gpus_per_node
     roles = _services(engine)
     # Dynamo's frontend and workers meet through etcd and NATS beside the frontend on node 0.
     control: dict[str, Any] = {"control_host": shell.var("ROUTER_HOST"), "etcd_port": shell.var("ETCD_PORT"),
@@ -349,17 +430,23 @@ def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model
     for placed, w, extra in zip(topo.roles, p.workers(), (args.prefill, args.decode)):
         kind: engines.Role = "prefill" if placed.name == "prefill" else "decode"
         kv = engine.kv_port(kind)   # side channel besides HTTP: per worker, so packed ones never collide
+        gpn = placed.gpus_per_node or topo.gpus_per_node
+        # a heterogeneous job: the role's own component, nodes counted from its first
+        het: dict[str, Any] = ({"het_group": placed.het_group, "group_first_node": placed.first_node}
+               if placed.het_group is not None else {})
+        where = f" on {w.hardware}" if het and w.hardware else ""
         for i, slot in enumerate(placed.slots):
             var = f"{kind.upper()}_{i}"
             kv_arg: dict[str, Any] = {kv: shell.var(f"{var}_KV_PORT")} if kv else {}
             spec = _launch(p, model, kind, w.tp, w.ep, w.dp_attn, var, extra, w.additional_settings,
-                           nnodes=slot.nnodes, head_host=shell.var(f"{var}_HOST"), **control, **kv_arg)
+                           nnodes=slot.nnodes, head_host=shell.var(f"{var}_HOST"), **control, **kv_arg,
+                           **_parallel(p, w))
             argv = _visible_gpus(profile.gpu_visibility_env, gpn, slot, engines.build(spec))
             roles.append(Role(f"{kind}-{i}", var, placed.first_node + slot.node, slot.nnodes, len(roles),
                               gpn if slot.gpus < gpn else slot.gpus, argv, engine.health_path(),
-                              f"{kind} worker {i}: tp {w.tp} ep {w.ep}, {placed.worker_gpus} GPU(s) "
-                              f"on {slot.nnodes} node(s)", engines.launch(spec).tasks_per_node,
-                              kv_port=kv is not None))
+                              f"{kind} worker {i}: tp {w.tp} ep {w.ep}{_more(p, w, hardware=False)}, "
+                              f"{placed.worker_gpus} GPU(s) on {slot.nnodes} node(s){where}",
+                              engines.launch(spec).tasks_per_node, kv_port=kv is not None, **het))
     urls = {k: [f"http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}"
                 for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
     bootstrap = [shell.var(r.var + "_KV_PORT") for r in roles if r.name.startswith("prefill")
@@ -370,6 +457,10 @@ def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model
     roles.append(Role("router", "ROUTER", 0, 1, len(roles), 0, engines.build(spec),
                       engine.health_path("router"),
                       "router: sends each request to a prefill worker, then to a decode worker"))
+    if topo.heterogeneous:  # the router (and Dynamo's etcd and NATS) beside prefill worker 0
+        for role in roles:
+            if role.het_group is None:
+                role.het_group = 0
     return roles
 
 
@@ -411,9 +502,10 @@ def _container_spec(p: RunPoint, profile: ClusterProfile, run_dir: Path) -> cont
 
 def _srun(role: Role, runtime: containers.Runtime, spec: containers.ContainerSpec,
           profile: ClusterProfile) -> str:
-    flags = ["srun", "--overlap", f"--nodes={role.nnodes}",
+    het = [f"--het-group={role.het_group}"] if role.het_group is not None else []
+    flags = ["srun", "--overlap", *het, f"--nodes={role.nnodes}",
              f"--ntasks={role.nnodes * role.tasks_per_node}",
-             f"--ntasks-per-node={role.tasks_per_node}", f"--relative={role.node_index}",
+             f"--ntasks-per-node={role.tasks_per_node}", f"--relative={role.node_index - role.group_first_node}",
              f"--job-name={role.name}"]
     if role.gpus:
         flags.append(f"--gpus-per-node={role.gpus}" if profile.use_gpus_per_node
@@ -455,6 +547,7 @@ def _bench_argv(p: RunPoint, roles: list[Role]) -> list[str]:
             "--num-prompts", shell.var("NUM_PROMPTS"), "--max-concurrency", shell.var("CONC"),
             "--num-warmups", shell.var("NUM_WARMUPS"), "--request-rate", str(b.request_rate),
             "--seed", "0", "--output", ScriptPaths.bench_json_text("CONC")]
+    argv += ["--stall-timeout", stall_timeout(p.ixhpc.time_limit)]  # well under the time limit
     if b.ignore_eos:
         argv.append("--ignore-eos")
     if b.client_workers > 1:
@@ -467,9 +560,10 @@ def _bench_argv(p: RunPoint, roles: list[Role]) -> list[str]:
 
 
 def _bench_command(p: RunPoint, argv: list[str], runtime: containers.Runtime,
-                   spec: containers.ContainerSpec, env: list[tuple[str, str]]) -> str:
+                   spec: containers.ContainerSpec, env: list[tuple[str, str]], het: bool = False) -> str:
     b = p.ixhpc.benchmark
-    flags = ["srun", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0", "--job-name=bench",
+    flags = ["srun", "--overlap", *(["--het-group=0"] if het else []), "--nodes=1", "--ntasks=1",
+             "--relative=0", "--job-name=bench",
              f"--output={ScriptPaths.bench_log_text('CONC')}"]
     if b.client_workers > 1:  # a one-task step is bound to one CPU where Slurm confines steps
         flags.append(f"--cpus-per-task={b.client_workers}")

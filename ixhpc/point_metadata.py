@@ -6,6 +6,12 @@ Three shapes, told apart by (multinode, disagg) as the flat record spells them: 
 (tp/ep/dp_attn), multi-node aggregated (the InferenceX worker blocks, no per-role totals) and
 disaggregated (worker blocks and per-role nodes/GPUs). Strict and closed: a string is not a
 number, 1 is not a bool and an unknown key is an error. ``record()`` is the flat dict (no None).
+
+Points of a current-format recipe (``scenarios:``) add ``recipe_format: "current"`` and their
+parallelism beyond tp/ep (``pp``, ``dcp_size``, ``pcp_size``; per worker for multi-node points,
+with the worker's ``hardware`` when set), the ``router_name``/``router_version`` and
+``kv_p2p_transfer`` when set; the KV-offload keys are the agentic points' (issue 19: none
+runs yet). A March-format record has none of them (absent = not applicable).
 """
 
 from __future__ import annotations
@@ -52,6 +58,15 @@ class _Record(BaseModel):
     gpus: Pos
     conc: Pos                       # this one benchmark's concurrency
     recipe_fingerprint: StrictStr
+    # current-format points only (absent: a March-format point, or not set)
+    recipe_format: Literal["current"] | None = None
+    router_name: StrictStr | None = None
+    router_version: StrictStr | None = None
+    kv_p2p_transfer: StrictStr | None = None
+    kv_offloading: Literal["none", "dram"] | None = None
+    kv_offload_backend_name: StrictStr | None = None
+    kv_offload_backend_version: StrictStr | None = None
+    total_cpu_dram_gb: NonNeg | None = None
     # added by the job
     job_id: StrictStr | None = None
     node_list: StrictStr | None = None
@@ -79,6 +94,9 @@ class SingleRecord(_Record):
     tp: Pos
     ep: Pos
     dp_attn: StrictBool
+    pp: Pos | None = None           # current format (pp, dcp_size, pcp_size: all or none)
+    dcp_size: Pos | None = None
+    pcp_size: Pos | None = None
 
 
 class _Workers(_Record):
@@ -90,6 +108,15 @@ class _Workers(_Record):
     decode_tp: Pos
     decode_ep: Pos
     decode_dp_attn: StrictBool
+    # current format: each worker's pp/dcp-size/pcp-size, and its hardware when set
+    prefill_pp: Pos | None = None
+    prefill_dcp_size: Pos | None = None
+    prefill_pcp_size: Pos | None = None
+    prefill_hardware: StrictStr | None = None
+    decode_pp: Pos | None = None
+    decode_dcp_size: Pos | None = None
+    decode_pcp_size: Pos | None = None
+    decode_hardware: StrictStr | None = None
 
 
 class MultiAggRecord(_Workers):
@@ -104,6 +131,9 @@ class DisaggRecord(_Workers):
     decode_nodes: Pos
     prefill_gpus: Pos
     decode_gpus: Pos
+    # a heterogeneous job (prefill and decode hardware differ): each pool's partition
+    prefill_partition: StrictStr | None = None
+    decode_partition: StrictStr | None = None
 
     @model_validator(mode="after")
     def _totals(self) -> DisaggRecord:

@@ -107,7 +107,7 @@ def write(target: RunTarget, run_dir: Path, run_id: str, plans: Sequence[JobPlan
         render.write_job(run_dir, p)
         jobs.append(rundir.JobEntry(
             key=p.key, kind=p.kind, script=p.script_rel, partition=str(p.sbatch["partition"]),
-            nodes=int(p.sbatch["nodes"]), gpus=int(p.points[0].gpus or 0),
+            nodes=sum(int(o["nodes"]) for o in (p.sbatch, *p.het_sbatch)), gpus=int(p.points[0].gpus or 0),
             points=[rundir.PointRef(key=p.result_key(c), conc=c) for c in p.concs]))
     manifest = rundir.Manifest(run_id=run_id, created=rundir.now(), ixhpc_version=__version__,
                                recipe=str(target.recipe), cluster=target.profile.name, jobs=jobs)
@@ -120,7 +120,8 @@ Batch = tuple[dict[str, str | bool], list[rundir.JobEntry]]
 
 def batches(jobs: Sequence[tuple[dict[str, str | bool], rundir.JobEntry]], run_id: str) -> list[Batch]:
     """Jobs that can share one `sbatch` (a job array): single-node jobs asking for the same
-    allocation. Each multi-node job is an sbatch of its own. Submit and resume both use it."""
+    allocation. Each multi-node job is an sbatch of its own (a heterogeneous one goes to
+    ``sbatch`` itself, see ``ixhpc.submission``). Submit and resume both use it."""
     groups: dict[str, Batch] = {}
     for opts, entry in jobs:
         shared = {k: v for k, v in opts.items() if k not in PER_JOB_OPTIONS}

@@ -1,6 +1,7 @@
 """What state a run is in: its manifest, Slurm's word on each job, and the result files.
 
-A point is done when its HDF5 file is there and valid, whatever Slurm says; a job's state
+A point is done when its HDF5 file is there and whole, whatever Slurm says (its validity
+verdict, ``ixhpc.bench.validity``, is reported beside: ``resume --invalid`` reruns invalid ones); a job's state
 comes from one batched squeue+sacct call for the whole run (``ixhpc.slurm.states``).
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ixhpc import rundir, slurm
+from ixhpc.bench import validity
 from ixhpc.job.wrapper import TIME_LIMIT_MARK
 
 MERGE_KEY = f"(merge into {rundir.Layout.MERGED})"   # the `submit --merge` job's status row
@@ -28,6 +30,7 @@ class JobStatus:
     points_done: int
     points_total: int
     missing: list[str]    # point keys without a valid result
+    invalid: list[str] = dataclasses.field(default_factory=list)  # results the validity gate rejected
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -44,8 +47,38 @@ def valid_point_file(path: Path) -> bool:
     return True
 
 
+def point_verdict(path: Path) -> str | None:
+    """The validity verdict of a whole run-point file (``unknown`` for one judged before the
+    gate existed); None when there is no whole file."""
+    from ixhpc.results import store
+
+    try:
+        return store.read(path, with_requests=False).verdict
+    except store.PointFileError:
+        return None
+
+
 def point_done(run: Path, point_key: str) -> bool:
     return valid_point_file(rundir.Layout.of(run).result(point_key))
+
+
+def set_aside_invalid(run: Path, point_keys: list[str]) -> list[Path]:
+    """Move the result files of these points that the validity gate judged invalid aside
+    (``<key>.h5.invalid-<stamp>``: kept, never merged, never deleted), so their job runs them
+    again; any other file is left alone."""
+    layout = rundir.Layout.of(run)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    moved = []
+    for key in point_keys:
+        path = layout.result(key)
+        if point_verdict(path) != validity.INVALID:
+            continue
+        target, n = path.with_name(f"{path.name}.invalid-{stamp}"), 1
+        while target.exists():  # never over an earlier one
+            target, n = path.with_name(f"{path.name}.invalid-{stamp}-{n}"), n + 1
+        path.rename(target)
+        moved.append(target)
+    return moved
 
 
 def set_aside_damaged(run: Path, point_keys: list[str]) -> list[Path]:
@@ -106,8 +139,11 @@ def run_status(run: Path, manifest: rundir.Manifest) -> RunStatus:
     batched Slurm query, and whether accounting answered it."""
     states = slurm.states(manifest.slurm_ids)
     out = []
+    layout = rundir.Layout.of(run)
     for entry in manifest.jobs:
-        missing = [p.key for p in entry.points if not point_done(run, p.key)]
+        verdicts = {p.key: point_verdict(layout.result(p.key)) for p in entry.points}  # one read each
+        missing = [key for key, verdict in verdicts.items() if verdict is None]
+        invalid = [key for key, verdict in verdicts.items() if verdict == validity.INVALID]
         st = states.get(entry.job_id or "")
         state = st.state if st else (slurm.NOT_SUBMITTED if not entry.job_id else slurm.UNKNOWN)
         reason = st.reason if st else ""
@@ -125,7 +161,7 @@ def run_status(run: Path, manifest: rundir.Manifest) -> RunStatus:
                 reason = "; ".join(x for x in (reason, f"exit {st.exit_code}" if st else "", detail) if x)
         out.append(JobStatus(entry.key, entry.kind, entry.job_id, state, reason,
                              st.nodes if st else "", len(entry.points) - len(missing),
-                             len(entry.points), missing))
+                             len(entry.points), missing, invalid))
     if manifest.merge_job_id:  # `submit --merge`: one row more, no points of its own
         st = states.get(manifest.merge_job_id)
         out.append(JobStatus(MERGE_KEY, "merge", manifest.merge_job_id,

@@ -68,6 +68,26 @@ def run(argv: Sequence[str], retries: int = RETRIES, timeout: float = 60) -> str
     return with_retries(attempt, f"`{' '.join(argv[:2])} ...`", retries)
 
 
+def sbatch(script: str, options: Sequence[str] = (), retries: int = RETRIES) -> str:
+    """Submit a batch script with ``sbatch`` itself (a heterogeneous job: submitit cannot) and
+    return its job id. ``options`` (``--name=value``) go before the script and override its
+    first component's ``#SBATCH`` lines. Retried like every Slurm call (bounded)."""
+    out = run(["sbatch", "--parsable", *options, script], retries=retries)
+    job_id = out.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise SlurmError(f"sbatch {script}: expected a job id, found {out.strip()!r}")
+    return job_id
+
+
+def _het_leader(job_id: str) -> str | None:
+    """A heterogeneous job's component ``123+N`` as Slurm lists it: the job's own id (123)
+    for component 0, which runs the batch script and stands for the job; None for others."""
+    base, plus, component = job_id.partition("+")
+    if not plus:
+        return job_id
+    return base if component == "0" else None
+
+
 @dataclasses.dataclass(frozen=True)
 class JobState:
     job_id: str          # as Slurm prints it: 123, 123_4 for an array task
@@ -140,8 +160,9 @@ def states(job_ids: Iterable[str]) -> States:
         acct = ""
     for line in acct.splitlines():
         f = line.split("|")
-        if len(f) == 7 and "[" not in f[0]:
-            found[f[0]] = JobState(f[0], f[1].split()[0], _reason(f[2]), f[3], f[4], f[5], f[6])
+        job = _het_leader(f[0]) if len(f) == 7 else None
+        if job is not None and "[" not in job:
+            found[job] = JobState(job, f[1].split()[0], _reason(f[2]), f[3], f[4], f[5], f[6])
     # `squeue -j` fails once a job has left the controller, so list ours and filter. Without
     # accounting, also the ended jobs the controller still holds (MinJobAge).
     every = ["-t", "all"] if found.accounting_error else []
@@ -149,10 +170,11 @@ def states(job_ids: Iterable[str]) -> States:
     wanted = set(ids)
     for line in queue.splitlines():
         f = line.split("|")
-        if len(f) == 5 and f[0].split("_")[0] in wanted:
-            old = found.get(f[0])
-            found[f[0]] = JobState(f[0], f[1], _reason(f[2]), old.exit_code if old else "",
-                                   f[3], f[4], old.end if old else "")
+        job = _het_leader(f[0]) if len(f) == 5 else None
+        if job is not None and job.split("_")[0] in wanted:
+            old = found.get(job)
+            found[job] = JobState(job, f[1], _reason(f[2]), old.exit_code if old else "",
+                                  f[3], f[4], old.end if old else "")
     return found
 
 

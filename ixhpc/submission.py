@@ -4,6 +4,12 @@ Single-node jobs that need the same allocation become ONE job array (one `sbatch
 with a parallelism limit); each multi-node job is one job. The job runs the very script
 `render` wrote (`bash scripts/<job>.sbatch`) directly in the batch step (`use_srun=False`),
 so its `srun` lines create ordinary steps, exactly as under a hand-typed `sbatch`.
+
+A heterogeneous job (its script has ``#SBATCH hetjob`` lines: a disaggregated point whose
+pools run on different hardware) is beyond submitit: its script is handed to ``sbatch``
+itself (``ixhpc.slurm.sbatch``, bounded retries), the script being the batch script, and its
+job id is recorded in the manifest like any other. Slurm's own time limit stops it (there is
+no wrapper to stop it a little earlier).
 """
 
 from __future__ import annotations
@@ -66,10 +72,21 @@ def executor_parameters(sbatch: dict[str, str | bool], array_parallelism: int = 
     }
 
 
+HETJOB = "#SBATCH hetjob"
+
+
+def is_hetjob(script: Path) -> bool:
+    """Whether a rendered script is a heterogeneous job (several #SBATCH components)."""
+    return any(line.strip() == HETJOB for line in script.read_text().splitlines())
+
+
 def script_options(script: Path) -> dict[str, str | bool]:
-    """The #SBATCH options of a rendered script: what `resume` resubmits it with."""
+    """The #SBATCH options of a rendered script: what `resume` resubmits it with (a
+    heterogeneous job's: its first component's, which also name the whole job)."""
     opts: dict[str, str | bool] = {}
     for line in script.read_text().splitlines():
+        if line.strip() == HETJOB:
+            break
         if line.startswith("#SBATCH --"):
             name, _, value = line[len("#SBATCH --"):].partition("=")
             opts[name] = value if _ else True
@@ -112,6 +129,11 @@ def submit_groups(run: Path, groups: Sequence[tuple[dict[str, str | bool], list[
     import submitit
 
     for sbatch, entries in groups:
+        first = run / entries[0].script
+        if len(entries) == 1 and is_hetjob(first):
+            job_id = submit_hetjob(first, sbatch)
+            entries[0].attempts.append(rundir.Attempt(job_id=job_id, submitted=rundir.now()))
+            continue
         executor = submitit.SlurmExecutor(folder=rundir.Layout.of(run).submitit_dir)
         executor.update_parameters(**executor_parameters(sbatch, array_parallelism))
         scripts = [str((run / e.script).resolve()) for e in entries]
@@ -119,6 +141,15 @@ def submit_groups(run: Path, groups: Sequence[tuple[dict[str, str | bool], list[
         jobs = slurm.with_retries(functools.partial(_submit, executor, scripts, logs), "sbatch")
         for entry, job in zip(entries, jobs):
             entry.attempts.append(rundir.Attempt(job_id=job.job_id, submitted=rundir.now()))
+
+
+def submit_hetjob(script: Path, sbatch: dict[str, str | bool]) -> str:
+    """Submit a heterogeneous job's script with ``sbatch`` itself. ``sbatch``: the options the
+    job is to have; those its script's first component does not already say (a dependency,
+    nodes to exclude) go on the command line."""
+    written = script_options(script)
+    extra = [f"--{k}" if v is True else f"--{k}={v}" for k, v in sbatch.items() if written.get(k) != v]
+    return slurm.sbatch(str(script.resolve()), extra)
 
 
 def merge_options(profile: ClusterProfile, job_partition: str) -> dict[str, Any]:

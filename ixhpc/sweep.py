@@ -371,6 +371,11 @@ class _Point(BaseModel):
         """(role, number of workers, GPUs per worker), in job order."""
         raise NotImplementedError
 
+    def _worker_gpus(self, w: Any) -> int:
+        """GPUs of one engine of this shape (``w``: the point or a worker block), by the rule
+        of the point's recipe format (ixhpc.topology)."""
+        return worker_gpus(w.tp, w.ep, w.pp, w.pcp_size, self.current)
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def topology(self) -> Topology | None:
@@ -444,6 +449,12 @@ class _Point(BaseModel):
             "run_eval": self.run_eval, "nodes": topo.nodes, "gpus": topo.gpus, "conc": conc,
             "recipe_fingerprint": self.recipe_fingerprint,
         }
+        if self.current:  # the current format's keys (absent: a March-format point)
+            common["recipe_format"] = self.recipe_format
+            if self.router is not None:
+                common.update(router_name=self.router.name, router_version=self.router.version)
+            if self.kv_p2p_transfer is not None:
+                common["kv_p2p_transfer"] = self.kv_p2p_transfer
         return self._record(common, topo)
 
     def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
@@ -464,7 +475,7 @@ class SinglePoint(_Point):
     pcp_size: int = 1
 
     def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
-        return (("server", 1, worker_gpus(self.tp, self.ep)),)
+        return (("server", 1, self._worker_gpus(self)),)
 
     def _row_shape(self) -> dict[str, Any]:
         shape = {"tp": self.tp, "ep": self.ep, "dp-attn": self.dp_attn, "conc": self.conc[0]}
@@ -473,7 +484,9 @@ class SinglePoint(_Point):
         return shape
 
     def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
-        return SingleRecord(**common, tp=self.tp, ep=self.ep, dp_attn=self.dp_attn)
+        more: dict[str, Any] = ({"pp": self.pp, "dcp_size": self.dcp_size, "pcp_size": self.pcp_size}
+                                if self.current else {})
+        return SingleRecord(**common, tp=self.tp, ep=self.ep, dp_attn=self.dp_attn, **more)
 
 
 class _MultiNode(_Point):
@@ -495,6 +508,11 @@ class _MultiNode(_Point):
         for role, w in zip(("prefill", "decode"), self.workers()):
             out.update({f"{role}_num_worker": w.num_worker, f"{role}_tp": w.tp,
                         f"{role}_ep": w.ep, f"{role}_dp_attn": w.dp_attn})
+            if self.current:
+                out.update({f"{role}_pp": w.pp, f"{role}_dcp_size": w.dcp_size,
+                            f"{role}_pcp_size": w.pcp_size})
+                if w.hardware is not None:
+                    out[f"{role}_hardware"] = w.hardware
         return out
 
 
@@ -512,7 +530,7 @@ class MultiAggPoint(_MultiNode):
         return self.prefill, self.decode
 
     def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
-        return (("server", 1, worker_gpus(self.prefill.tp, self.prefill.ep)),)
+        return (("server", 1, self._worker_gpus(self.prefill)),)
 
     def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
         return MultiAggRecord(**common, **self._worker_fields())
@@ -525,13 +543,38 @@ class DisaggPoint(_MultiNode):
     disagg: ClassVar[bool] = True
     prefill: Worker
     decode: Worker
+    # Prefill and decode `hardware` differ: the partition serving each pool's hardware (the
+    # point runs as one Slurm heterogeneous job: prefill group 0, decode group 1).
+    pools: tuple[Site, Site] | None = None
 
     def workers(self) -> tuple[Worker, Worker]:
         return self.prefill, self.decode
 
+    @property
+    def heterogeneous(self) -> bool:
+        """Its pools name different hardware (then ``pools`` says where each runs, if a
+        partition of the profile serves each)."""
+        return bool(self.prefill.hardware and self.decode.hardware
+                    and self.prefill.hardware != self.decode.hardware)
+
+    @property
+    def partition(self) -> str | None:
+        """The runner's partition; a heterogeneous job's: each pool's, ``prefill+decode``."""
+        if self.pools is not None:
+            return "+".join(x.partition for x in self.pools)
+        return self.site.partition if self.site else None
+
     def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
-        return tuple((role, w.num_worker, worker_gpus(w.tp, w.ep))
+        return tuple((role, w.num_worker, self._worker_gpus(w))
                      for role, w in (("prefill", self.prefill), ("decode", self.decode)))
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def topology(self) -> Topology | None:
+        if self.pools is not None:
+            return layout(self.engine_roles(), self.pools[0].gpus_per_node,
+                          [s.gpus_per_node for s in self.pools])
+        return layout(self.engine_roles(), self.site.gpus_per_node) if self.site else None
 
     def _role_total(self, role: str, what: str) -> int | None:
         return getattr(self.topology.role(role), what) if self.topology else None
@@ -554,8 +597,11 @@ class DisaggPoint(_MultiNode):
 
     def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
         p, d = topo.role("prefill"), topo.role("decode")
+        pools: dict[str, Any] = {}
+        if self.pools:
+            pools = {"prefill_partition": self.pools[0].partition, "decode_partition": self.pools[1].partition}
         return DisaggRecord(**common, **self._worker_fields(), prefill_nodes=p.nodes,
-                            decode_nodes=d.nodes, prefill_gpus=p.gpus, decode_gpus=d.gpus)
+                            decode_nodes=d.nodes, prefill_gpus=p.gpus, decode_gpus=d.gpus, **pools)
 
 
 RunPoint = Annotated[SinglePoint | MultiAggPoint | DisaggPoint, Field(discriminator="kind")]
@@ -935,7 +981,7 @@ def _current_points(key: str, entry: LoadedEntry, f: Filters, prof: ClusterProfi
                 common["entry_disagg"] = spec.disagg
                 for multi in _multi_points(key, slc, item, f,
                                            dict(common, kv_p2p_transfer=item.kv_p2p_transfer or top_transfer)):
-                    yield from _per_runner([multi], runner_values)
+                    yield from _per_runner([_with_pools(multi, prof)], runner_values)
     if f.scenario_type and "agentic-coding" not in f.scenario_type:
         return
     for n, item in enumerate(agentic):
@@ -969,6 +1015,25 @@ def _current_points(key: str, entry: LoadedEntry, f: Filters, prof: ClusterProfi
                         kv_p2p_transfer=s.kv_p2p_transfer or top_transfer,
                         exp_name=f"{name}_conc{c}" + (f"_{kv}" if kv else ""),
                         **dict(common, runner=runner))
+
+
+def _with_pools(p: RunPoint, prof: ClusterProfile | None) -> RunPoint:
+    """A disaggregated point whose pools name different hardware, with the partition that
+    serves each pool's hardware (as a runner label, or by partition name); as it is when the
+    profile has no such partition (placement then refuses it, naming the hardware)."""
+    if not isinstance(p, DisaggPoint) or not p.heterogeneous or prof is None:
+        return p
+    sites = [_hardware_site(str(w.hardware), prof) for w in p.workers()]
+    if sites[0] is None or sites[1] is None:
+        return p
+    return p.model_copy(update={"pools": (sites[0], sites[1])})
+
+
+def _hardware_site(hardware: str, prof: ClusterProfile) -> Site | None:
+    part = prof.partition_for(hardware) or next((x for x in prof.partitions if x.name == hardware), None)
+    if part is None:
+        return None
+    return Site(cluster=prof.name, partition=part.name, gpus_per_node=prof.gpus_on(part), arch=prof.arch)
 
 
 def _tag(w: Worker, role: str) -> str:

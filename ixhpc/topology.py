@@ -1,14 +1,19 @@
 """Topology: how many GPUs an engine uses and how engines are packed onto nodes.
 
 The one node-packing rule of ixhpc (sweep counts nodes with it, placement puts roles where it
-says). An engine (worker) spans ``max(tp, ep) * pp`` GPUs: ``pp`` is 1 (the recipe schema has
-no pipeline parallelism) and ``ep`` counts because ``tp: 1, ep: 16`` with dp-attn is a 16-GPU
-DEP worker (InferenceX's MI355X disagg entries, whose PREFILL_NODES/DECODE_NODES confirm it).
+says). How many GPUs an engine (worker) spans depends on the recipe's format, which the point
+knows: a March-format point counts ``max(tp, ep)`` (``tp: 1, ep: 16`` with dp-attn is a 16-GPU
+DEP worker: InferenceX's MI355X disagg entries, whose PREFILL_NODES/DECODE_NODES confirm it);
+a current-format point counts ``tp * pp * pcp-size`` as InferenceX's ``effective_gpu_count``
+does (SPEC.md section 10 item 18: ``ep`` is not counted, ``dcp-size`` splits ``tp``'s GPUs).
 
 A worker of at least a node's GPUs gets ``ceil(gpus / gpus-per-node)`` whole nodes of its own;
 smaller workers are packed ``gpus-per-node // gpus`` to a node, each on its own GPU slice.
 A job's roles follow each other: prefill workers first, then decode workers (a single or
-multi-node aggregated point has one role, its engine).
+multi-node aggregated point has one role, its engine). A heterogeneous layout (a disaggregated
+point whose prefill and decode pools run on different hardware, one Slurm heterogeneous job)
+packs each role on its own node size and gives it its own het group; node indices still count
+on through the whole job (group 0's nodes, then group 1's).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
-def worker_gpus(tp: int, ep: int = 1, pp: int = 1) -> int:
-    """GPUs of one engine instance: its world size."""
+def worker_gpus(tp: int, ep: int = 1, pp: int = 1, pcp: int = 1, current: bool = False) -> int:
+    """GPUs of one engine instance: its world size, by the rule of the recipe's format."""
+    if current:
+        return tp * pp * pcp
     return max(tp, ep) * pp
 
 
@@ -51,6 +58,8 @@ class RoleTopology:
     worker_gpus: int       # GPUs of one worker
     first_node: int
     slots: tuple[Slot, ...]
+    gpus_per_node: int = 0          # of its nodes (0: the topology's)
+    het_group: int | None = None    # its component of a heterogeneous job (None: not one)
 
     @property
     def nodes(self) -> int:
@@ -79,13 +88,21 @@ class Topology:
     def role(self, name: str) -> RoleTopology:
         return next(r for r in self.roles if r.name == name)
 
+    @property
+    def heterogeneous(self) -> bool:
+        return any(r.het_group is not None for r in self.roles)
 
-def layout(roles: Sequence[tuple[str, int, int]], gpus_per_node: int) -> Topology:
-    """The topology of roles given as (name, num_worker, GPUs per worker), in job order."""
+
+def layout(roles: Sequence[tuple[str, int, int]], gpus_per_node: int,
+           pools: Sequence[int] | None = None) -> Topology:
+    """The topology of roles given as (name, num_worker, GPUs per worker), in job order.
+    ``pools``: a heterogeneous job, each role's node size (role i is het group i)."""
     placed: list[RoleTopology] = []
     first = 0
-    for name, num_worker, gpus in roles:
-        role = RoleTopology(name, num_worker, gpus, first, pack(num_worker, gpus, gpus_per_node))
+    for i, (name, num_worker, gpus) in enumerate(roles):
+        gpn = pools[i] if pools is not None else gpus_per_node
+        role = RoleTopology(name, num_worker, gpus, first, pack(num_worker, gpus, gpn), gpn,
+                            i if pools is not None else None)
         placed.append(role)
         first += role.nodes
     return Topology(gpus_per_node, tuple(placed))

@@ -155,7 +155,7 @@ def test_free_form_maps_accept_any_key(tmp_path):
     ("resources: {gpus_per_node: '4.5'}", "resources.gpus_per_node: expected an integer"),
     ("frontend: {enable_multiple_frontends: null}", "frontend.enable_multiple_frontends: expected"),
     ("backend: {type: tensorrt}", "backend.type: expected one of sglang, trtllm, vllm, mocker"),
-    ("backend: {sglang_config: {decode: {off: 1}}}", "backend.sglang_config.decode: expected a string"),
+    ("backend: {sglang_config: {decode: {off: 1}}}", "sglang_config.decode: expected string keys (quote them)"),
     ("backend: {connector: nixl}", "backend.connector: expected a known key"),  # vllm-only key
 ])
 def test_type_errors_are_located(tmp_path, extra, where):

@@ -15,7 +15,7 @@ import resource
 from typing import Any
 
 from ixhpc import atomic
-from ixhpc.bench import client, dataset, eventloop, metrics, workers
+from ixhpc.bench import client, dataset, eventloop, metrics, validity, workers
 from ixhpc.errors import ConfigError, IxhpcError, main_guard
 
 
@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         raise IxhpcError(str(exc)) from None
     summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate)
     failure = metrics.point_failure(summary)
+    evidence = metrics.validity_evidence(results, summary, args.ignore_eos, cfg.stall_timeout)
+    verdict = {**validity.judge(evidence), "evidence": evidence}
     _print_summary(summary, failure)
+    print(f"validity: {validity.line(verdict)}")
     if cfg.token_clock == "kernel_receive" and results:
         lag = max(r.read_lag for r in results) * 1e3
         print(f"client read lag (ms): max={lag:.2f} (how late this client read arrived bytes; "
@@ -154,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                 "workers": n_workers,
             },
             "failure": failure,
+            "validity": verdict,
         }
         atomic.write_text(args.output, json.dumps(document))
         print(f"wrote {args.output}")

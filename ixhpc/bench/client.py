@@ -51,6 +51,12 @@ class RequestResult:
     error: str = ""
     response_id: str = ""
     read_lag: float = 0.0  # longest wait of a read after its first byte arrived: a busy client
+    # validity evidence (ixhpc.bench.validity), O(1) per event
+    max_tokens: int = 0  # what the request asked for
+    usage_reported: bool = False  # the server sent usage.completion_tokens
+    prompt_tokens: int = -1  # usage.prompt_tokens, -1 = not reported
+    multi_word_chunks: int = 0  # content chunks holding several words: several tokens
+    text_chars: int = 0  # characters over all content chunks
 
     @property
     def ttft(self) -> float:
@@ -150,20 +156,29 @@ def _handle_event(raw: bytes, now: float, result: RequestResult, max_stamps: int
     if data == b"[DONE]":
         return True
     event = _parse_json(data)
-    if "error" in event:
-        raise StreamError(f"server error event: {str(event['error'])[:200]}")
+    error = event.get("error")
+    if error is not None and error is not False and error != "":  # "error": null is no error
+        raise StreamError(f"server error event: {str(error)[:200]}")
     if not result.response_id:
         result.response_id = str(event.get("id", ""))
-    if _chunk_text(event):
+    text = _chunk_text(event)
+    if text:
         if len(result.token_times) >= max_stamps:
             raise StreamError(f"the server sent more than {max_stamps} tokens (max_tokens + {STAMP_SLACK})")
         result.token_times.append(now)
+        result.text_chars += len(text)
+        if " " in text.strip():  # a token holds one word at most: this chunk holds several tokens
+            result.multi_word_chunks += 1
     usage = event.get("usage")
     if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
         count = usage["completion_tokens"]
         if not 0 <= count <= max_stamps:
             raise StreamError(f"usage.completion_tokens out of range: {str(count)[:40]}")
         result.output_len = count
+        result.usage_reported = True
+        prompt_tokens = usage.get("prompt_tokens")
+        if type(prompt_tokens) is int and prompt_tokens >= 0:
+            result.prompt_tokens = prompt_tokens
     return False
 
 
@@ -262,7 +277,7 @@ def _describe(exc: Exception) -> str:
 
 async def send(session: http.Client, cfg: ClientConfig, prompt: Prompt) -> RequestResult:
     """One request; every failure ends up in ``result.error``."""
-    result = RequestResult(input_len=prompt.input_len)
+    result = RequestResult(input_len=prompt.input_len, max_tokens=prompt.output_len)
     try:
         body = json.dumps(_payload(cfg, prompt)).encode()
         events = _EventStream(result, prompt.output_len + STAMP_SLACK, cfg.max_line_bytes)

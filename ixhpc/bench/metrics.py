@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ixhpc.bench import validity
 from ixhpc.bench.client import RequestResult
 
 PERCENTILES = {"median": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}
@@ -92,3 +93,37 @@ def point_failure(summary: dict[str, Any]) -> str | None:
     if summary["total_output_tokens"] == 0:
         return "no output tokens came back"
     return None
+
+
+def validity_evidence(results: list[RequestResult], summary: dict[str, Any], ignore_eos: bool,
+                      stall_timeout: float) -> dict[str, Any]:
+    """What ``validity.judge`` needs, measured once over the finished requests (flat numbers:
+    stored as they are in the point's file)."""
+    ok = [r for r in results if r.success]
+    errors = [r.error for r in results if not r.success]
+    nousage = [r for r in ok if not r.usage_reported]
+    reported = [r for r in ok if r.prompt_tokens >= 0]
+    lags = [r.read_lag for r in ok]
+    itl = summary.get("median_itl_ms", math.nan)
+    return {
+        "requests": len(results),
+        "failed": len(errors),
+        "timed_out": sum(e.startswith("timeout") for e in errors),
+        "stalled": sum(e.startswith("stalled") for e in errors),
+        "refused": sum("refused" in e.lower() for e in errors),
+        "output_tokens": sum(r.output_len for r in ok),
+        "requested_output_tokens": sum(r.max_tokens for r in ok),
+        "short_requests": sum(r.output_len < validity.MIN_OUTPUT_TOKENS for r in ok),
+        "nousage_requests": len(nousage),
+        "nousage_chunks": sum(len(r.token_times) for r in nousage),
+        "nousage_max_tokens": sum(r.max_tokens for r in nousage),
+        "nousage_multi_word_chunks": sum(r.multi_word_chunks for r in nousage),
+        "nousage_text_chars": sum(r.text_chars for r in nousage),
+        "requested_input_tokens": sum(r.input_len for r in reported),
+        "reported_input_tokens": sum(r.prompt_tokens for r in reported),
+        "reported_input_requests": len(reported),
+        "median_read_lag_ms": float(np.median(lags)) * 1e3 if lags else 0.0,
+        "median_itl_ms": itl if isinstance(itl, float) and math.isfinite(itl) else 0.0,
+        "ignore_eos": ignore_eos,
+        "stall_timeout": stall_timeout if math.isfinite(stall_timeout) else 0.0,
+    }

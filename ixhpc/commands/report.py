@@ -14,6 +14,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                             help=f"keep only points with this {name} (repeat for several)")
 
 
+    parser.add_argument("--include-invalid", action="store_true",
+                        help="compare points the validity gate judged invalid too (marked as such)")
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -29,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if df.empty:
         raise PlanError(f"no points in {args.merged} match the filters")
     try:
-        written = report.write_report(df, args.output)
+        written = report.write_report(df, args.output, args.include_invalid)
     except OSError as exc:
         where = exc.filename or args.output
         raise ResultFileError(f"cannot write the report: {where}: {exc.strerror or exc}") from None

@@ -1,5 +1,8 @@
 """`ixhpc resume RUN`: resubmit the jobs of a run whose points lack a valid result.
 
+With ``--invalid``, points whose result the validity gate judged invalid are rerun too: their
+files are moved aside first (``runstate.set_aside_invalid``), never deleted.
+
 A point with a valid HDF5 file is never run again: the job script itself skips every
 concurrency already done, so a resubmitted job runs only what is missing. Jobs still
 queued, running, suspended or requeued are left alone (``slurm.is_live``), and nothing is
@@ -36,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", default="", metavar="NODES", type=node_list,
                         help="keep the resubmitted jobs off these nodes (e.g. a node that failed)")
     parser.add_argument("--array-parallelism", type=int, default=64)
+    parser.add_argument("--invalid", action="store_true",
+                        help="also rerun points the validity gate judged invalid (their results are "
+                             "moved aside to <point>.h5.invalid-<time>, never deleted)")
     parser.add_argument("--dry-run", action="store_true", help="show what would be resubmitted")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -58,9 +64,14 @@ def run(args: argparse.Namespace) -> int:
                 f"a finished job from a lost one, so nothing was resubmitted; try again once "
                 f"`sacct` answers (`ixhpc status {args.run}` works meanwhile)")
         statuses = {s.key: s for s in status.jobs}
+        if args.invalid:  # invalid points count as missing: set aside below, then rerun
+            for s in status.jobs:
+                s.missing = s.missing + s.invalid
         redo = [e for e in manifest.jobs if statuses[e.key].missing and not slurm.is_live(statuses[e.key].state)]
         aside = [] if args.dry_run else runstate.set_aside_damaged(
             path, [k for e in redo for k in statuses[e.key].missing])
+        if args.invalid and not args.dry_run:
+            aside += runstate.set_aside_invalid(path, [k for e in redo for k in statuses[e.key].invalid])
         jobs = []
         for entry in redo:
             opts = submission.script_options(path / entry.script)
@@ -85,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                           "set_aside": [str(m) for m in aside]}))
     else:
         for moved in aside:
-            print(f"damaged result moved aside: {moved}")
+            print(f"{'invalid' if '.invalid-' in moved.name else 'damaged'} result moved aside: {moved}")
         for e in redo:
             print(f"{'(dry run)' if args.dry_run else e.job_id:>10}  {e.key}  "
                   f"({len(statuses[e.key].missing)} point(s) missing)")

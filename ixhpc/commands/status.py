@@ -61,7 +61,11 @@ def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
     print(f"run {run_id}: {done}/{total} points have results")
     width = max([len(j.key) for j in jobs] + [3])
     print(f"{'JOB':{width}}  {'JOB ID':10}  {'STATE':13}  {'POINTS':7}  NODES / REASON")
+    invalid = sum(len(j.invalid) for j in jobs)
+    if invalid:
+        print(f"{invalid} point(s) judged invalid by the validity gate (`ixhpc resume --invalid` reruns them)")
     for j in jobs:
-        extra = " ".join(x for x in (j.nodes, j.reason) if x)
+        extra = " ".join(x for x in (j.nodes, j.reason, f"invalid: {', '.join(j.invalid)}" if j.invalid else "")
+                         if x)
         print(f"{j.key:{width}}  {j.job_id or '-':10}  {j.state:13}  "
               f"{f'{j.points_done}/{j.points_total}':7}  {extra}")

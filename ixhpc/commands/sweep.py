@@ -5,6 +5,9 @@ Accepts InferenceX's `generate_sweep_configs.py` flags, so
 ``ixhpc sweep test-config --config-keys 'dsr1-*' --config-files ...`` print the same rows (as a
 multiset) as InferenceX does for the same files, with the rules of the files' format (March:
 `seq-len-configs`, current: `scenarios`). Agentic points are listed here; they cannot run yet.
+``ixhpc sweep changelog --base-ref A --head-ref B`` prints the matrix buckets of the entries
+added to perf-changelog.yaml between A and B, as InferenceX's process_changelog.py
+(``ixhpc.changelog``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 
 
 SUBCOMMANDS = ("full-sweep", "test-config")
+CHANGELOG_FLAGS = ("base_ref", "head_ref", "changelog_file", "trim_conc", "checkout")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +44,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profiles", metavar="FILE", help="user cluster profile file")
     from ixhpc.sweep import add_filter_args
     add_filter_args(parser)
+    g = parser.add_argument_group("changelog (`ixhpc sweep changelog`: InferenceX's process_changelog.py)")
+    g.add_argument("--base-ref", metavar="REV", help="the revision before the new changelog entries")
+    g.add_argument("--head-ref", metavar="REV", help="the revision after them")
+    g.add_argument("--changelog-file", metavar="FILE", help="the changelog (default perf-changelog.yaml)")
+    g.add_argument("--trim-conc", action="store_true", help="throughput rows at their lowest concurrency")
+    g.add_argument("--checkout", metavar="DIR", help="the InferenceX checkout to run git in (default .); "
+                   "relative --config-files/--runner-config/--changelog-file are read there")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
     from ixhpc.recipe import load_recipe_files, load_runners
 
     words = list(args.files)
+    changelog_flags = [f"--{n.replace('_', '-')}" for n in CHANGELOG_FLAGS if getattr(args, n)]
+    if words[:1] == ["changelog"]:
+        return _changelog(args, words[1:])
+    if changelog_flags:
+        raise ConfigError(f"{', '.join(changelog_flags)}: only for `ixhpc sweep changelog`")
     mode = words.pop(0) if words and words[0] in SUBCOMMANDS else "full-sweep"
     files = words + list(args.config_files)
     if not files:
@@ -81,6 +97,31 @@ def run(args: argparse.Namespace) -> int:
         _emit(_table(points))
         print(f"{len(points)} run points, {sum(len(p.conc) for p in points)} benchmarks",
               file=sys.stderr)
+    return 0
+
+
+def _changelog(args: argparse.Namespace, words: list[str]) -> int:
+    """`ixhpc sweep changelog --base-ref A --head-ref B`: the matrix buckets of the entries
+    added to perf-changelog.yaml between A and B (ixhpc.changelog)."""
+    from ixhpc import changelog, sweep
+    from ixhpc.errors import ConfigError
+
+    given = [f for f in sweep.filters_from_args(args).given() if f not in ("--evals-only", "--all-evals")]
+    given += [f for f, on in (("FILE", words), ("--json", args.json), ("--cluster", args.cluster),
+                              ("--profiles", args.profiles), ("--format", args.format != "table")) if on]
+    missing = [f for f in ("--base-ref", "--head-ref") if not getattr(args, f[2:].replace("-", "_"))]
+    if given or missing:
+        raise ConfigError((["changelog needs " + " and ".join(missing)] if missing else []) +
+                          ([f"{', '.join(given)}: not a changelog flag (it takes --base-ref, --head-ref, "
+                            f"--changelog-file, --trim-conc, --checkout, --config-files, --runner-config, "
+                            f"--evals-only, --all-evals; it prints JSON)"] if given else []))
+    matrix = changelog.process(
+        args.checkout or ".", args.base_ref, args.head_ref,
+        changelog_file=args.changelog_file or changelog.CHANGELOG_FILE,
+        config_files=args.config_files or changelog.MASTER_CONFIGS,
+        runner_config=args.runner_config or changelog.RUNNER_CONFIG,
+        trim=args.trim_conc, evals_only=args.evals_only, all_evals=args.all_evals)
+    _emit(changelog.NO_ENTRIES if matrix is None else matrix.to_json())
     return 0
 
 

@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any, cast
 
 from ixhpc import atomic
+from ixhpc.bench import validity
 from ixhpc.results import metrics
 
 if TYPE_CHECKING:
@@ -19,17 +20,30 @@ def records(df: pandas.DataFrame) -> list[dict[str, Any]]:
     return cast("list[dict[str, Any]]", df.astype(object).where(df.notna(), None).to_dict("records"))
 
 
-def ok_rows(df: pandas.DataFrame) -> pandas.DataFrame:
-    """Points whose benchmark succeeded: failed points stay in the table, not in comparisons."""
-    return df[df["failure"].isna()] if "failure" in df else df
+def ok_rows(df: pandas.DataFrame, include_invalid: bool = False) -> pandas.DataFrame:
+    """Points whose benchmark succeeded and that the validity gate did not find invalid
+    (unless ``include_invalid``): failed and invalid points stay in the table, not in
+    comparisons. A point judged before the gate (no verdict: unknown) is kept."""
+    if "failure" in df:
+        df = df[df["failure"].isna()]
+    if not include_invalid and "validity" in df:
+        df = df[(df["validity"] != validity.INVALID).fillna(True).astype(bool)]
+    return df
 
 
-def agg_rows(df: pandas.DataFrame) -> list[dict[str, Any]]:
-    return [metrics.agg_row(row) for row in records(ok_rows(df))]
+def invalid_rows(df: pandas.DataFrame) -> pandas.DataFrame:
+    """Points the validity gate judged invalid."""
+    if "validity" not in df:
+        return df.iloc[0:0]
+    return df[(df["validity"] == validity.INVALID).fillna(False).astype(bool)]
 
 
-def write_agg_json(df: pandas.DataFrame, path: str | os.PathLike[str]) -> int:
-    rows = agg_rows(df)
+def agg_rows(df: pandas.DataFrame, include_invalid: bool = False) -> list[dict[str, Any]]:
+    return [metrics.agg_row(row) for row in records(ok_rows(df, include_invalid))]
+
+
+def write_agg_json(df: pandas.DataFrame, path: str | os.PathLike[str], include_invalid: bool = False) -> int:
+    rows = agg_rows(df, include_invalid)
     # allow_nan=False: InferenceX's consumers include strict JSON parsers
     atomic.write_text(path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
     return len(rows)

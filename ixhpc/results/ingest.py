@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from ixhpc import point_metadata
+from ixhpc.bench import validity
 from ixhpc.errors import ResultFileError
 from ixhpc.results import metrics, store
 
@@ -65,11 +66,20 @@ class Requests(_Strict):
         return self
 
 
+class Validity(_Strict):
+    """The client's verdict (``ixhpc.bench.validity``): ingest judges its evidence again."""
+    verdict: StrictStr
+    reasons: list[StrictStr]
+    details: dict[str, StrictStr]
+    evidence: dict[str, Scalar]
+
+
 class BenchResult(_Strict):
     summary: dict[str, Number]
     requests: Requests
     config: dict[str, Scalar | None]
     failure: StrictStr | None = None
+    validity: Validity | None = None  # None: a client older than the validity gate (unknown)
 
     @model_validator(mode="after")
     def _throughputs(self) -> BenchResult:
@@ -104,7 +114,17 @@ def build_point(bench_result: dict[str, Any], metadata: dict[str, Any]) -> store
         failure=bench.failure or "",
         config={k: v for k, v in bench.config.items() if v is not None},
         requests=store.Requests.from_columns(columns, req.itl_ms_values, req.itl_ms_offsets, req.error),
+        validity=_judged(bench.validity),
     )
+
+
+def _judged(given: Validity | None) -> dict[str, Any] | None:
+    """The verdict over the client's evidence, by this ixhpc's thresholds (one place:
+    ``ixhpc.bench.validity``); None when the client measured none."""
+    if given is None:
+        return None
+    evidence = dict(given.evidence)
+    return {**validity.judge(evidence), "evidence": evidence}
 
 
 class ResultExists(ResultFileError):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from ixhpc import atomic
+from ixhpc.bench import validity
 from ixhpc.results import export
 
 if TYPE_CHECKING:
@@ -68,26 +69,41 @@ def series(row: dict[str, Any]) -> str:
 _SORT = ["runner", "framework", "precision", "isl", "osl", "disagg", "tp", "prefill_tp", "decode_tp", "conc"]
 
 
-def markdown(df: pandas.DataFrame) -> str:
-    ok = export.records(export.ok_rows(df).sort_values([c for c in _SORT if c in df], na_position="first"))
+def _verdict(r: dict[str, Any]) -> str:
+    """A row's validity verdict (unknown: judged before the gate existed)."""
+    v = r.get("validity")
+    return v if v in validity.VERDICTS else validity.UNKNOWN
+
+
+def markdown(df: pandas.DataFrame, include_invalid: bool = False) -> str:
+    ok = export.records(export.ok_rows(df, include_invalid).sort_values([c for c in _SORT if c in df],
+                                                                        na_position="first"))
     lines = [
         "| hw | framework | precision | isl/osl | parallelism | conc | tput/GPU (tok/s) "
-        "| TTFT p50 (ms) | TTFT p99 (ms) | interactivity p50 (tok/s/user) |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|",
+        "| TTFT p50 (ms) | TTFT p99 (ms) | interactivity p50 (tok/s/user) | validity |",
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in ok:
         lines.append(
             f"| {r.get('runner')} | {r.get('framework')} | {r.get('precision')} | {r.get('isl')}/{r.get('osl')} "
             f"| {parallelism(r)} | {r.get('conc')} | {_num(r.get('tput_per_gpu'))} "
             f"| {_num(r.get('median_ttft'), 1000)} | {_num(r.get('p99_ttft'), 1000)} "
-            f"| {_num(r.get(X_INTVTY))} |")
+            f"| {_num(r.get(X_INTVTY))} | {_verdict(r)} |")
     failed = export.records(df[df["failure"].notna()]) if "failure" in df else []
+    invalid = export.records(export.invalid_rows(df))
     text = f"# Benchmark summary\n\n{len(ok)} points"
-    text += f" ({len(failed)} failed, listed below)\n\n" if failed else "\n\n"
+    notes = [f"{len(failed)} failed"] if failed else []
+    if invalid:
+        notes.append(f"{len(invalid)} invalid, {'shown' if include_invalid else 'left out'}")
+    text += f" ({'; '.join(notes)}; listed below)\n\n" if notes else "\n\n"
     text += "\n".join(lines) + "\n"
     if failed:
         text += "\n## Failed points\n\n" + "".join(
             f"- `{r.get('point_key')}` (job {r.get('job_id')}): {r.get('failure')}\n" for r in failed)
+    if invalid:
+        text += ("\n## Invalid points (validity gate; `--include-invalid` shows them above)\n\n" + "".join(
+            f"- `{r.get('point_key')}` (job {r.get('job_id')}): {r.get('validity_reasons') or 'invalid'}\n"
+            for r in invalid))
     return text
 
 
@@ -181,14 +197,15 @@ def plot_stem(text: str) -> str:
     return f"{stem[:STEM_MAX - 17]}-{digest}"
 
 
-def write_report(df: pandas.DataFrame, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """summary.md plus two plots per experiment (model prefix, isl, osl); returns the files."""
+def write_report(df: pandas.DataFrame, out_dir: str | os.PathLike[str], include_invalid: bool = False) -> list[Path]:
+    """summary.md plus two plots per experiment (model prefix, isl, osl); returns the files.
+    Points the validity gate judged invalid are listed, not compared, unless ``include_invalid``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = out / "summary.md"
-    atomic.write_text(summary, markdown(df))
+    atomic.write_text(summary, markdown(df, include_invalid))
     written = [summary]
-    rows = export.records(export.ok_rows(df))
+    rows = export.records(export.ok_rows(df, include_invalid))
     experiments = _groups(rows, lambda r: (r.get("model_prefix"), r.get("isl"), r.get("osl")))
     for (prefix, isl, osl), erows in sorted(experiments.items(), key=str):
         title = f"{prefix} isl={isl} osl={osl}"

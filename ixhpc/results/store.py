@@ -3,7 +3,8 @@
 Layout (format ``ixhpc-run-point``, version 2)::
 
     /           attrs: every metadata key, ixhpc_format, ixhpc_format_version, result_id,
-                       n_requests, failure, record (JSON, see below)
+                       n_requests, failure, validity (valid/invalid/unknown), validity_reasons
+                       (comma-separated codes), record (JSON, see below)
     /summary    attrs: the ixhpc.bench summary (InferenceX benchmark_serving names)
     /metrics    attrs: InferenceX metrics (ixhpc.results.metrics), seconds
     /bench_config  attrs: the load generator's settings
@@ -14,7 +15,8 @@ Layout (format ``ixhpc-run-point``, version 2)::
                 ``itl_count[i]`` of them, after those of the requests before it
 
 ``record`` repeats metadata, summary, metrics, failure, bench config and error texts as one
-canonical JSON string, plus ``arrays_sha256`` (over the bytes of /requests and /itl). The
+canonical JSON string, plus ``validity`` (the verdict, ``ixhpc.bench.validity``; absent in files
+written before the gate: "unknown") and ``arrays_sha256`` (over the bytes of /requests and /itl). The
 attributes and groups are for people and other tools; a merge reads a point with two attribute
 reads (record, result_id) and two dataset reads. ``result_id`` is the sha256 of ``record``:
 the identity a merge uses to count a result once however many copies of the file it sees.
@@ -38,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ixhpc.atomic import atomic_path
+from ixhpc.bench import validity
 
 if TYPE_CHECKING:
     import pandas
@@ -143,6 +146,13 @@ class Point:
     result_id: str = ""
     n_requests: int = 0
     requests_sha256: str = ""  # requests_digest of the data; "" when not known (v1, not read)
+    # ixhpc.bench.validity's {verdict, reasons, details, evidence}; None: judged before the
+    # gate existed, read as "unknown" (never invalid)
+    validity: dict[str, Any] | None = None
+
+    @property
+    def verdict(self) -> str:
+        return validity.verdict_of(self.validity)
 
 
 def requests_digest(req: Requests) -> str:
@@ -171,7 +181,8 @@ def _record(point: Point) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": VERSION, "metadata": point.metadata,
             "summary": point.summary, "metrics": point.metrics, "failure": point.failure,
             "config": point.config, "n_requests": len(req), "n_itl": len(req.itl),
-            "error_texts": req.error_texts, "arrays_sha256": requests_digest(req)}
+            "error_texts": req.error_texts, "arrays_sha256": requests_digest(req),
+            **({"validity": point.validity} if point.validity is not None else {})}
 
 
 def write(path: str | os.PathLike[str], point: Point) -> str:
@@ -192,7 +203,8 @@ def write(path: str | os.PathLike[str], point: Point) -> str:
     with write_hdf5(path, replace=False) as f:
         f.attrs.update(point.metadata)
         f.attrs.update(ixhpc_format=FORMAT, ixhpc_format_version=VERSION, result_id=point.result_id,
-                       n_requests=len(req), failure=point.failure, record=record)
+                       n_requests=len(req), failure=point.failure, record=record,
+                       validity=point.verdict, validity_reasons=",".join(_reasons(point.validity)))
         for group, values in (("summary", point.summary), ("metrics", point.metrics),
                               ("bench_config", point.config)):
             f.create_group(group).attrs.update(values)
@@ -203,6 +215,10 @@ def write(path: str | os.PathLike[str], point: Point) -> str:
         itl = f.create_dataset("itl", data=np.asarray(req.itl, ITL_DTYPE), dcpl=_layout(req.itl.nbytes))
         itl.attrs["units"] = "ms"
     return point.result_id
+
+
+def _reasons(judged: dict[str, Any] | None) -> list[str]:
+    return list(judged.get("reasons", [])) if judged else []
 
 
 @contextlib.contextmanager
@@ -291,7 +307,8 @@ class PointReader:
         return Point(metadata=rec["metadata"], summary=rec["summary"], metrics=rec["metrics"],
                      failure=rec["failure"], config=rec["config"] if version > 1 else self._config_v1(),
                      requests=None, result_id=result_id, n_requests=int(rec["n_requests"]),
-                     requests_sha256=rec["arrays_sha256"] if version > 1 else "")
+                     requests_sha256=rec["arrays_sha256"] if version > 1 else "",
+                     validity=rec.get("validity"))
 
     def _requests(self) -> Requests:
         rec = self._rec
@@ -349,6 +366,11 @@ def _check_record(rec: Any) -> None:
             raise ValueError(f"record {name} is not an integer")
     if not isinstance(rec.get("arrays_sha256"), str):
         raise ValueError("record arrays_sha256 is not text")
+    judged = rec.get("validity")
+    if judged is not None and not (isinstance(judged, dict) and judged.get("verdict") in validity.VERDICTS
+                                   and isinstance(judged.get("reasons"), list)
+                                   and all(type(r) is str for r in judged["reasons"])):
+        raise ValueError("record validity is not a verdict with reasons")
     if rec.get("format_version") != 1:
         texts = rec.get("error_texts")
         if not isinstance(texts, list) or not all(type(t) is str and "\0" not in t for t in texts):

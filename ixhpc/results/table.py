@@ -10,8 +10,8 @@ Layout (format ``ixhpc-merged``, version 2)::
 
 Columns are metadata keys, the bench summary (raw ``*_ms`` names), InferenceX metrics
 (``ixhpc.results.metrics``), the load generator's settings (``bench_<name>``) and bookkeeping
-(result_id, failure, n_requests, requests_sha256, source_*, and where the point's per-request
-data are: ``segments.REFS``). The per-request data live in ``<file>.segments/`` (see
+(result_id, failure, validity, validity_reasons, n_requests, requests_sha256, source_*, and
+where the point's per-request data are: ``segments.REFS``). The per-request data live in ``<file>.segments/`` (see
 ixhpc.results.segments), so a merge rewrites only this small table.
 
 Version 1 (per-request data inside the file) is still loaded as a table; merges refuse it as
@@ -85,7 +85,10 @@ def point_row(point: store.Point, source: Source | None = None) -> dict[str, Any
     """One table row. Later groups win on a name clash; bookkeeping always wins."""
     row: dict[str, Any] = {**point.summary, **point.metadata, **point.metrics}
     row.update({f"bench_{k}": v for k, v in point.config.items()})
-    row.update(result_id=point.result_id, failure=point.failure, n_requests=point.n_requests)
+    row.update(result_id=point.result_id, failure=point.failure, n_requests=point.n_requests,
+               validity=point.verdict)
+    if point.validity and point.validity.get("reasons"):
+        row["validity_reasons"] = ",".join(point.validity["reasons"])
     if point.requests_sha256:
         row["requests_sha256"] = point.requests_sha256
     if source is not None:

@@ -25,7 +25,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PlainValidator
+from pydantic import BeforeValidator, Field, PlainValidator
 
 from ixhpc.yamlmodel import GPUS_MAX, SnakeStrictModel, found
 
@@ -106,8 +106,22 @@ SBool = Annotated[bool, PlainValidator(_bool)]
 Count = Annotated[int, PlainValidator(_bounded(0, GPUS_MAX))]
 Port = Annotated[int, PlainValidator(_bounded(1, 65535))]
 
-StrMap = dict[SStr, SStr]
-AnyMap = dict[SStr, Any]
+
+
+def _string_keys(value: Any) -> Any:
+    """A map's keys must be strings; YAML 1.1 reads `on`/`off`/`yes`/`no` (and numbers) as
+    other types, which srtctl refuses (SPEC 5.1). Reported at the map, naming the key."""
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"expected string keys (quote them), found {found(bad[0])} as a key"
+                             + (" (YAML 1.1 reads on/off/yes/no as booleans)"
+                                if isinstance(bad[0], bool) else ""))
+    return value
+
+
+StrMap = Annotated[dict[SStr, SStr], BeforeValidator(_string_keys)]
+AnyMap = Annotated[dict[SStr, Any], BeforeValidator(_string_keys)]
 
 
 def _concurrencies(value: Any) -> list[int] | str:
