@@ -70,6 +70,9 @@ class ContainerSpec(BaseModel):
     mount_home: bool = False
     remap_root: bool = False
     writable: bool = False
+    # the image's entrypoint around the step: None = the site's default, False = not run
+    # (pyxis --no-container-entrypoint, as InferenceX's launchers ask), True = run
+    entrypoint: bool | None = None
 
     @field_validator("mounts")
     @classmethod
@@ -378,6 +381,8 @@ class Pyxis(_CachedImage):
             args.append("--container-remap-root")
         if spec.writable:
             args.append("--container-writable")
+        if spec.entrypoint is not None:
+            args.append("--container-entrypoint" if spec.entrypoint else "--no-container-entrypoint")
         return args
 
     def wrap(self, spec: ContainerSpec, argv: list[str]) -> list[str]:

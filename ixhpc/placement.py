@@ -108,6 +108,7 @@ class JobPlan:
     # each component's (partition, nodes)
     het_sbatch: list[dict[str, str | bool]] = dataclasses.field(default_factory=list)
     het_groups: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    script: ScriptStep | None = None   # script mode: InferenceX's own script (plan_script_job)
 
     @property
     def script_name(self) -> str:
@@ -136,6 +137,18 @@ class JobPlan:
         """Names the HDF5 file of one benchmark: a multi-node point runs several."""
         point = self.point_for(conc)
         return point.key if len(point.conc) == 1 else f"{point.key}.c{conc}"
+
+
+@dataclasses.dataclass
+class ScriptStep:
+    """Script mode (ixhpc.inferencex_scripts): one step per concurrency runs InferenceX's script."""
+
+    checkout: str          # the InferenceX checkout on the submitting host
+    script: str            # the chosen script, relative to the checkout
+    workspace: str         # the job's copy of the checkout (mounted at /workspace)
+    result_filename: str   # RESULT_FILENAME, over the script's ${CONC}
+    command: str           # the rendered srun line (per ${CONC})
+    copy_command: str      # fills the workspace from the checkout
 
 
 def directives(opts: dict[str, str | bool]) -> list[str]:
@@ -201,7 +214,7 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
         if runtime.name != "none":
             role.here = shell.command(_python(role.argv, runtime))
     prepare = runtime.prepare(spec)
-    bench = _bench_argv(first, roles)
+    bench = _bench_argv(first, roles, first.ixhpc.time_limit or profile.time_limit)
     components = _components(first, topo, profile, run_dir, run_id, key)
     plan = JobPlan(
         key=key, kind=first.kind, points=list(group), concs=concs,
@@ -535,7 +548,7 @@ def _host_python(argv: list[str]) -> list[str]:
     return [shell.var("IXHPC_PYTHON"), *argv[1:]] if argv[:1] == ["python"] else argv
 
 
-def _bench_argv(p: RunPoint, roles: list[Role]) -> list[str]:
+def _bench_argv(p: RunPoint, roles: list[Role], time_limit_min: int) -> list[str]:
     """The load generator's program, run once per concurrency (CONC, NUM_PROMPTS, NUM_WARMUPS
     are the script's per-concurrency values)."""
     front = next(r for r in roles if r.name in ("router", "server"))
@@ -547,7 +560,7 @@ def _bench_argv(p: RunPoint, roles: list[Role]) -> list[str]:
             "--num-prompts", shell.var("NUM_PROMPTS"), "--max-concurrency", shell.var("CONC"),
             "--num-warmups", shell.var("NUM_WARMUPS"), "--request-rate", str(b.request_rate),
             "--seed", "0", "--output", ScriptPaths.bench_json_text("CONC")]
-    argv += ["--stall-timeout", stall_timeout(p.ixhpc.time_limit)]  # well under the time limit
+    argv += ["--stall-timeout", stall_timeout(time_limit_min)]  # well under the job's time limit
     if b.ignore_eos:
         argv.append("--ignore-eos")
     if b.client_workers > 1:
@@ -569,3 +582,72 @@ def _bench_command(p: RunPoint, argv: list[str], runtime: containers.Runtime,
         flags.append(f"--cpus-per-task={b.client_workers}")
     return shell.command([*flags, *runtime.srun_args(spec),
                           *runtime.wrap(spec, _python(_with_env(env, argv), runtime))])
+
+
+# ---------------------------------------------------------------- script mode
+
+
+def plan_script_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, run_id: str,
+                    checkout: Path) -> JobPlan:
+    """A single-node group run by InferenceX's own script (docs/inferencex-scripts.md): no
+    ixhpc roles; per concurrency one step runs the script inside the point's container, in
+    the job's copy of the checkout mounted at /workspace, with InferenceX's environment."""
+    from ixhpc import inferencex_scripts as ix
+
+    first = group[0]
+    topo = first.topology
+    if topo is None or not isinstance(first, SinglePoint):
+        raise PlanError(f"{first.config_key}: script mode runs single-node points served by "
+                        f"cluster '{profile.name}'")
+    key = job_key(group)
+    concs = sorted({c for p in group for c in p.conc})
+    layout = Layout.of(run_dir)
+    checkout = checkout.expanduser().resolve()
+    try:
+        script = ix.choose(checkout, ix.point_row(first))
+    except ConfigError as exc:
+        raise ConfigError([f"{first.source}: {first.config_key}: {e}" for e in exc.errors]) from None
+    runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
+                                 arch=profile.arch)
+    in_container = runtime.name != "none"
+    workspace = str(layout.workspace(key))
+    where = ix.WORKSPACE if in_container else workspace
+    base = _container_spec(first, profile, run_dir)
+    amd = ix.writable_root(first.runner)
+    spec = base.model_copy(update={
+        "mounts": [*base.mounts, f"{workspace}:{ix.WORKSPACE}"], "workdir": ix.WORKSPACE,
+        "env_names": list(ix.SECRET_NAMES), "entrypoint": False,
+        "writable": amd, "remap_root": amd})
+    model = _model_path(first, profile)
+    hf_cache = (_expand(profile.model_dir) or "") if model != first.model and not first.ixhpc.model_path else ""
+    site = ix.Site(model=model, hf_hub_cache=hf_cache,
+                   port=shell.var("PORT_BASE"), runner_name=f"{profile.name}_{run_id}",
+                   random_range_ratio=str(first.ixhpc.benchmark.random_range_ratio), conc=shell.var("CONC"))
+    env = [(k, v) for k, v in ix.environment(ix.point_row(first), site) if v != "" or k != "HF_HUB_CACHE"]
+    if not in_container:  # on the host the workspace is where it is
+        env = [(k, v.replace(ix.WORKSPACE, where, 1) if k in ("INFMAX_CONTAINER_WORKSPACE", "RESULT_DIR") else v)
+               for k, v in env]
+    argv = _with_env(_step_env(first), ["env", *(f"{k}={v}" for k, v in env), "bash", script])
+    flags = ["srun", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0", "--job-name=inferencex",
+             f"--output={ScriptPaths.script_log_text('CONC')}"]
+    gpus = first.gpus or 0
+    if gpus:
+        flags.append(f"--gpus-per-node={gpus}" if profile.use_gpus_per_node else f"--gres=gpu:{gpus}")
+    if not in_container:
+        flags.append(f"--chdir={workspace}")
+    command = shell.command([*flags, *runtime.srun_args(spec), *runtime.wrap(spec, argv)])
+    copy = ["python", "-m", "ixhpc.results.serving", "workspace", "--checkout", str(checkout), "--to", workspace]
+    prepare = runtime.prepare(spec)
+    components = _components(first, topo, profile, run_dir, run_id, key)
+    return JobPlan(
+        key=key, kind=first.kind, points=list(group), concs=concs, sbatch=components[0],
+        variables=_variables(first, run_dir, key), step_env=_step_env(first), roles=[],
+        prepare_command=shell.command(_host_python(prepare)) if prepare else "",
+        bench_argv=["bash", script], bench_command=command,
+        header=[*_header(first, key, concs), _comment(f"script mode: InferenceX's {script} from {checkout}")],
+        placement=[f"node 0: InferenceX's {script}, one step per concurrency"],
+        runtime=runtime, container=spec, standins=STANDINS_LINE if profile.engine_standins else "",
+        script=ScriptStep(checkout=str(checkout), script=script, workspace=workspace,
+                          result_filename=shell.word(ix.result_filename(ix.point_row(first), site.runner_name,
+                                                                        shell.var("CONC"))),
+                          command=command, copy_command=shell.command(_host_python(copy))))

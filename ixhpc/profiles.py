@@ -92,6 +92,8 @@ class ClusterProfile(StrictModel):
     # Jobs run ixhpc's engine stand-ins for the real engines' commands (ixhpc.standins): only
     # the built-in `local` profile sets it, where no GPU engine exists.
     engine_standins: bool = False
+    # an InferenceX checkout: script mode by default (`--inferencex` overrides; docs/inferencex-scripts.md)
+    inferencex_checkout: LocalPath | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterProfile:

@@ -44,7 +44,8 @@ def _environment() -> jinja2.Environment:
 
 
 def render(plan: JobPlan) -> str:
-    name = "disagg.sh.j2" if plan.kind == "disagg" else "single_node.sh.j2"
+    name = ("inferencex_script.sh.j2" if plan.script else  # script mode (ixhpc.inferencex_scripts)
+            "disagg.sh.j2" if plan.kind == "disagg" else "single_node.sh.j2")
     return render_template(name, plan=plan)
 
 

@@ -83,6 +83,13 @@ class Layout:
     STANDINS_JOBS: ClassVar[str] = "jobs"
     STANDIN_CONFIG: ClassVar[str] = "{job}.json"
     STANDIN_RECORD: ClassVar[str] = "standin-{role}.json"   # in the job's log directory
+    # Script mode (ixhpc.inferencex_scripts): the job's copy of the InferenceX checkout (in its
+    # point directory), what each concurrency's step left there, kept per concurrency.
+    WORKSPACE: ClassVar[str] = "workspace"
+    SERVING_JSON: ClassVar[str] = "serving-c{conc}.json"      # the script's $RESULT_FILENAME.json
+    GPU_METRICS: ClassVar[str] = "gpu_metrics-c{conc}.csv"    # its gpu_metrics.csv
+    SERVER_LOG: ClassVar[str] = "server-c{conc}.log"          # its server.log (log directory)
+    SCRIPT_LOG: ClassVar[str] = "inferencex-c{conc}.log"      # the step's output (log directory)
 
     @classmethod
     def of(cls, run: Path | str) -> Layout:
@@ -199,6 +206,21 @@ class Layout:
     def standin_record(self, job: str, role: str) -> Path:
         return self.log_dir(job) / self.STANDIN_RECORD.format(role=role)
 
+    def workspace(self, job: str) -> Path:
+        return self.point_dir(job) / self.WORKSPACE
+
+    def serving_json(self, job: str, conc: int) -> Path:
+        return self.point_dir(job) / self.SERVING_JSON.format(conc=conc)
+
+    def gpu_metrics(self, job: str, conc: int) -> Path:
+        return self.point_dir(job) / self.GPU_METRICS.format(conc=conc)
+
+    def server_log(self, job: str, conc: int) -> Path:
+        return self.log_dir(job) / self.SERVER_LOG.format(conc=conc)
+
+    def script_log(self, job: str, conc: int) -> Path:
+        return self.log_dir(job) / self.SCRIPT_LOG.format(conc=conc)
+
     # The names of ``variables``: the job script's own (a recipe's env may not use them).
     VARIABLES: ClassVar[tuple[str, ...]] = ("RUN_DIR", "JOB_KEY", "POINT_DIR", "LOG_DIR", "RESULTS_DIR")
 
@@ -236,6 +258,14 @@ class ScriptPaths:
     @classmethod
     def bench_log(cls, conc_var: str) -> str:
         return shell.word(cls.bench_log_text(conc_var))
+
+    @classmethod
+    def script_log_text(cls, conc_var: str) -> str:
+        return cls._at("LOG_DIR", Layout.SCRIPT_LOG.format(conc=shell.var(conc_var)))
+
+    @classmethod
+    def script_log(cls, conc_var: str) -> str:
+        return shell.word(cls.script_log_text(conc_var))
 
     @classmethod
     def role_log(cls, role: str) -> str:

@@ -25,7 +25,7 @@ from ixhpc.errors import ConfigError, PlanError
 if TYPE_CHECKING:
     from ixhpc.placement import JobPlan
     from ixhpc.profiles import ClusterProfile
-    from ixhpc.sweep import Filters
+    from ixhpc.sweep import Filters, RunPoint
 
 DEFAULT_CLUSTER = "local"
 # sbatch options that name one job, not the allocation it needs.
@@ -40,6 +40,9 @@ class RunTarget:
     profile: ClusterProfile
     filters: Filters
     engine_check: bool = True   # check each role's engine flags (ixhpc.engine_check) before writing
+    # script mode (ixhpc.inferencex_scripts): single-node points without an engine override
+    # run this InferenceX checkout's own scripts; None: ixhpc's own launch
+    inferencex: Path | None = None
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -53,15 +56,26 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
                              "~/.config/ixhpc/clusters.yaml)")
     parser.add_argument("--no-engine-check", dest="engine_check", action="store_false",
                         help="do not check engine flags against the engine version's flag list")
+    add_inferencex_arg(parser)
     add_filter_args(parser)
+
+
+def add_inferencex_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--inferencex", type=Path, default=None, metavar="PATH",
+                        help="an InferenceX checkout: single-node points without an ixhpc engine "
+                             "override run its own benchmark scripts (default: the profile's "
+                             "inferencex-checkout; docs/inferencex-scripts.md)")
 
 
 def target_from_args(args: argparse.Namespace) -> RunTarget:
     from ixhpc.profiles import get_profile
     from ixhpc.sweep import filters_from_args
 
-    return RunTarget(args.recipe, get_profile(args.cluster, args.profiles), filters_from_args(args),
-                     engine_check=args.engine_check)
+    profile = get_profile(args.cluster, args.profiles)
+    checkout = args.inferencex or (Path(profile.inferencex_checkout).expanduser()
+                                   if profile.inferencex_checkout else None)
+    return RunTarget(args.recipe, profile, filters_from_args(args), engine_check=args.engine_check,
+                     inferencex=checkout)
 
 
 def _stderr(line: str) -> None:
@@ -71,13 +85,16 @@ def _stderr(line: str) -> None:
 def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], None] = _stderr) -> list[JobPlan]:
     """Validate everything and plan the jobs; write nothing. Engine flag warnings go to ``warn``."""
     from ixhpc.recipe import load_recipe_files
+    from ixhpc.srtslurm import plan as srt
     from ixhpc.sweep import expand
 
+    if srt.is_srt_file(target.recipe):  # an srt-slurm recipe: its own planner (ixhpc.srtslurm.plan)
+        return srt.plan_target(target, run_dir, run_id, warn)
     recipes = load_recipe_files([target.recipe])
     points = expand(recipes, target.filters, cluster=target.profile)
     if not points:
         raise PlanError(f"{target.recipe}: no run point is left after the filters")
-    plans = [placement.plan_job(g, target.profile, run_dir, run_id) for g in placement.group_points(points)]
+    plans = [_plan_group(target, g, run_dir, run_id) for g in placement.group_points(points)]
     if target.engine_check:
         from ixhpc import engine_check
 
@@ -91,15 +108,24 @@ def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], No
     return plans
 
 
+def _plan_group(target: RunTarget, group: list[RunPoint], run_dir: Path, run_id: str) -> JobPlan:
+    from ixhpc.inferencex_scripts import uses_script
+
+    if target.inferencex is not None and uses_script(group[0]):  # script mode
+        return placement.plan_script_job(group, target.profile, run_dir, run_id, target.inferencex)
+    return placement.plan_job(group, target.profile, run_dir, run_id)
+
+
 def write(target: RunTarget, run_dir: Path, run_id: str, plans: Sequence[JobPlan]) -> rundir.Manifest:
     """Fill a run directory that ``rundir.create`` is making (its lock held meanwhile)."""
     import yaml
 
     from ixhpc import __version__, atomic
+    from ixhpc.srtslurm.load import split_selector
 
     layout = rundir.Layout.of(run_dir)
     bundle.write(layout.bundle)  # the code the job's roles and client run, once per run
-    shutil.copyfile(target.recipe, layout.recipe)
+    shutil.copyfile(split_selector(target.recipe)[0], layout.recipe)  # srt-slurm: file.yaml[:selector]
     atomic.write_text(layout.profile, yaml.safe_dump(
         target.profile.model_dump(mode="json", by_alias=True), sort_keys=False))
     jobs = []

@@ -19,6 +19,8 @@ from ixhpc.errors import PlanError
 from ixhpc.profiles import get_profile
 from ixhpc.sweep import DisaggPoint, Filters
 
+from slurm_helpers import run as slurm_run
+
 REPO = Path(__file__).resolve().parents[1]
 
 HETERO = """\
@@ -140,8 +142,6 @@ def _ixhpc(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.cluster
 def test_a_hetero_disaggregated_point_runs_as_one_hetjob_across_gb200_and_mi355x(slurm, tmp_path):
-    from slurm_helpers import run as slurm_run
-
     from ixhpc.results import load
 
     res = _ixhpc("submit", str(_recipe(tmp_path)), "--cluster", "local", "--results",

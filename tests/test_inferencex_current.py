@@ -350,9 +350,11 @@ def test_current_points_render_as_march_ones(tmp_path: Path, name: str, top: dic
     plans = [runs.plan(runs.RunTarget(r, get_profile("local"), Filters()), run_dir, "current-test")
              for r in (march, current)]
     assert [p.kind for p in plans[0]] == [p.kind for p in plans[1]]
-    strip = re.compile(r".*(fingerprint|variant|current-sim|\.yaml).*\n")
+    strip = re.compile(r".*(fingerprint|variant|current-sim|\.yaml|current InferenceX format).*\n")
     for a, b in zip(*plans):
-        assert strip.sub("", render(a)) == strip.sub("", render(b))
+        # the current format's header also says its pp/dcp/pcp, router and kv-p2p-transfer
+        assert "current InferenceX format" in render(b) and " pp1 dcp1 pcp1" in render(b)
+        assert strip.sub("", render(a)) == strip.sub("", render(b)).replace(" pp1 dcp1 pcp1", "")
 
 
 def test_agentic_points_cannot_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -104,7 +104,7 @@ def validity_evidence(results: list[RequestResult], summary: dict[str, Any], ign
     nousage = [r for r in ok if not r.usage_reported]
     reported = [r for r in ok if r.prompt_tokens >= 0]
     lags = [r.read_lag for r in ok]
-    itl = summary.get("median_itl_ms", math.nan)
+    itl = summary.get("mean_itl_ms", math.nan)
     return {
         "requests": len(results),
         "failed": len(errors),
@@ -123,7 +123,7 @@ def validity_evidence(results: list[RequestResult], summary: dict[str, Any], ign
         "reported_input_tokens": sum(r.prompt_tokens for r in reported),
         "reported_input_requests": len(reported),
         "median_read_lag_ms": float(np.median(lags)) * 1e3 if lags else 0.0,
-        "median_itl_ms": itl if isinstance(itl, float) and math.isfinite(itl) else 0.0,
+        "mean_itl_ms": itl if isinstance(itl, float) and math.isfinite(itl) else 0.0,
         "ignore_eos": ignore_eos,
         "stall_timeout": stall_timeout if math.isfinite(stall_timeout) else 0.0,
     }

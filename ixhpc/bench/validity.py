@@ -68,9 +68,13 @@ ISL_SLACK_TOKENS = 64
 # more than 3x a token's ~4 characters, chunks carry several tokens.
 MAX_MULTI_WORD_CHUNK_SHARE = 0.25
 MAX_CHARS_PER_CHUNK = 12.0
-# The client is behind when a typical request's longest read wait exceeds a typical gap between
-# tokens: the next token had arrived before the previous one was read, so events share reads.
+# The client is behind when a typical request's longest read wait exceeds the mean gap between
+# tokens: the next token had arrived before the previous one was read, so events share reads
+# (the mean, not the median: the median of gaps between events that shared a read is 0).
 MAX_READ_LAG_ITL_RATIO = 1.0
+# ...and by more than 1 ms: below that a lag is scheduler noise, and streams whose events come
+# in bursts (gaps of microseconds) would look behind.
+MIN_READ_LAG_MS = 1.0
 
 # Stall timeout the job passes to the client: 1/20 of the job's time limit, at least 60 s (a
 # long prompt at high concurrency can legitimately wait tens of seconds for its first token)
@@ -78,12 +82,11 @@ MAX_READ_LAG_ITL_RATIO = 1.0
 STALL_TIMEOUT_SHARE = 1 / 20
 STALL_TIMEOUT_MIN_S = 60.0
 STALL_TIMEOUT_MAX_S = 300.0
-DEFAULT_TIME_LIMIT_MIN = 240  # ixhpc.profiles.ClusterProfile.time_limit's default
 
 
-def stall_timeout(time_limit_min: int | None) -> str:
-    """The ``--stall-timeout`` argument for a job of this time limit (None: the default)."""
-    seconds = (time_limit_min or DEFAULT_TIME_LIMIT_MIN) * 60.0 * STALL_TIMEOUT_SHARE
+def stall_timeout(time_limit_min: int) -> str:
+    """The ``--stall-timeout`` argument for a job of this time limit (minutes)."""
+    seconds = time_limit_min * 60.0 * STALL_TIMEOUT_SHARE
     return f"{min(STALL_TIMEOUT_MAX_S, max(STALL_TIMEOUT_MIN_S, seconds)):g}"
 
 
@@ -143,9 +146,9 @@ def judge(evidence: Mapping[str, Any]) -> dict[str, Any]:
     if asked and n_reported and abs(counted - asked) > ISL_TOLERANCE * asked + ISL_SLACK_TOKENS * n_reported:
         details[ISL_OFF] = (f"server counted {counted / n_reported:.0f} input tokens per request, "
                             f"{asked / n_reported:.0f} requested")
-    lag, itl = _num(e, "median_read_lag_ms"), _num(e, "median_itl_ms")
-    if itl > 0 and lag > MAX_READ_LAG_ITL_RATIO * itl:
-        details[CLIENT_BEHIND] = f"median read lag {lag:.2f} ms > median ITL {itl:.2f} ms (raise --workers)"
+    lag, itl = _num(e, "median_read_lag_ms"), _num(e, "mean_itl_ms")
+    if itl > 0 and lag > MAX_READ_LAG_ITL_RATIO * itl and lag > MIN_READ_LAG_MS:
+        details[CLIENT_BEHIND] = f"median read lag {lag:.2f} ms > mean ITL {itl:.2f} ms (raise --workers)"
     reasons = [code for code in CODES if code in details]
     return {"verdict": INVALID if reasons else VALID, "reasons": reasons, "details": details}
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="recipe files (YAML)")
     parser.add_argument("--no-engine-check", dest="engine_check", action="store_false",
                         help="do not check engine flags against the engine version's flag list")
+    from ixhpc.runs import add_inferencex_arg
+
+    add_inferencex_arg(parser)  # script mode: each single-node point's InferenceX script must exist
 
 
-def _expansion_errors(path: str, engine_check: bool) -> list[str]:
+def _expansion_errors(path: str, engine_check: bool, inferencex: Path | None = None) -> list[str]:
     """What expanding the file into run points refuses (no cluster: runners stay unresolved),
     then the engine flags of every role of every point (warnings go to stderr)."""
     from ixhpc.engines import FRAMEWORKS
@@ -42,6 +46,13 @@ def _expansion_errors(path: str, engine_check: bool) -> list[str]:
               f"their points are listed by `sweep`, not rendered", file=sys.stderr)
     runnable = [p for p in points if p.framework in FRAMEWORKS
                 and not isinstance(p, (AgenticSinglePoint, AgenticMultiPoint))]
+    if inferencex is not None:  # script mode: the scripts replace the engine launch
+        from ixhpc import inferencex_scripts
+
+        missing = inferencex_scripts.script_errors(points, inferencex)  # type: ignore[arg-type]
+        if missing:
+            return missing
+        runnable = [p for p in runnable if not inferencex_scripts.uses_script(p)]
     if not engine_check:
         return []
     from ixhpc import engine_check as check
@@ -61,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     srt = {path: srt_file_errors(path) for path in args.files}  # None: not an srt-slurm recipe
     for path in args.files:
         errors = srt[path] if srt[path] is not None else (
-            validate_file(path) or _expansion_errors(path, args.engine_check))
+            validate_file(path) or _expansion_errors(path, args.engine_check, args.inferencex))
         if errors:
             failed = True
             print("\n".join(errors), file=sys.stderr)

@@ -78,17 +78,18 @@ def _verdict(r: dict[str, Any]) -> str:
 def markdown(df: pandas.DataFrame, include_invalid: bool = False) -> str:
     ok = export.records(export.ok_rows(df, include_invalid).sort_values([c for c in _SORT if c in df],
                                                                         na_position="first"))
+    extra = " validity |" if include_invalid else ""  # only then can a row be invalid
     lines = [
         "| hw | framework | precision | isl/osl | parallelism | conc | tput/GPU (tok/s) "
-        "| TTFT p50 (ms) | TTFT p99 (ms) | interactivity p50 (tok/s/user) | validity |",
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|---|",
+        "| TTFT p50 (ms) | TTFT p99 (ms) | interactivity p50 (tok/s/user) |" + extra,
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|" + ("---|" if extra else ""),
     ]
     for r in ok:
         lines.append(
             f"| {r.get('runner')} | {r.get('framework')} | {r.get('precision')} | {r.get('isl')}/{r.get('osl')} "
             f"| {parallelism(r)} | {r.get('conc')} | {_num(r.get('tput_per_gpu'))} "
             f"| {_num(r.get('median_ttft'), 1000)} | {_num(r.get('p99_ttft'), 1000)} "
-            f"| {_num(r.get(X_INTVTY))} | {_verdict(r)} |")
+            f"| {_num(r.get(X_INTVTY))} |" + (f" {_verdict(r)} |" if extra else ""))
     failed = export.records(df[df["failure"].notna()]) if "failure" in df else []
     invalid = export.records(export.invalid_rows(df))
     text = f"# Benchmark summary\n\n{len(ok)} points"
