@@ -79,6 +79,8 @@ class Role:
     here: str = ""         # inside the point's container on its node: the program alone
     het_group: int | None = None   # a heterogeneous job: its component
     group_first_node: int = 0      # the first node of its component (srun --relative counts from it)
+    first_gpu: int = 0             # its engine's first GPU on each of its nodes (power sampling)
+    used_gpus: int = 0             # GPUs its engine uses on each of its nodes
 
     @property
     def kv_port_index(self) -> int:
@@ -109,6 +111,8 @@ class JobPlan:
     het_sbatch: list[dict[str, str | bool]] = dataclasses.field(default_factory=list)
     het_groups: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     script: ScriptStep | None = None   # script mode: InferenceX's own script (plan_script_job)
+    power_samplers: list[PowerSampler] = dataclasses.field(default_factory=list)  # one per node
+    ingest_args: str = ""              # the ingest step's power options (expected GPUs, strictness)
 
     @property
     def script_name(self) -> str:
@@ -137,6 +141,14 @@ class JobPlan:
         """Names the HDF5 file of one benchmark: a multi-node point runs several."""
         point = self.point_for(conc)
         return point.key if len(point.conc) == 1 else f"{point.key}.c{conc}"
+
+
+@dataclasses.dataclass
+class PowerSampler:
+    """The GPU power sampler step of one node (``ixhpc.job.power``)."""
+
+    node: int
+    command: str           # the rendered srun line
 
 
 @dataclasses.dataclass
@@ -234,6 +246,10 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
         runtime=runtime, container=spec,
         standins=STANDINS_LINE if profile.engine_standins else "",
     )
+    if profile.power_source != "none":
+        plan.power_samplers, expect = _power_samplers(roles, profile.power_source, first.framework)
+        plan.ingest_args = shell.command([*(f"--power-expect={k}={n}" for k, n in sorted(expect.items())),
+                                          *(["--require-power"] if first.ixhpc.benchmark.require_power else [])])
     return plan
 
 
@@ -430,7 +446,7 @@ def _aggregated_roles(p: SinglePoint | MultiAggPoint, topo: Topology, model: str
         comment += f" ep {ep}, {topo.gpus} GPU(s) on {slot.nnodes} node(s)"
     return [Role("server", "SERVER", 0, slot.nnodes, 0, slot.gpus, engines.build(spec),
                  engines.engine(p.framework).health_path(), comment,
-                 engines.launch(spec).tasks_per_node)]
+                 engines.launch(spec).tasks_per_node, first_gpu=slot.first_gpu, used_gpus=slot.gpus)]
 
 
 def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model: str) -> list[Role]:
@@ -459,7 +475,8 @@ def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model
                               gpn if slot.gpus < gpn else slot.gpus, argv, engine.health_path(),
                               f"{kind} worker {i}: tp {w.tp} ep {w.ep}{_more(p, w, hardware=False)}, "
                               f"{placed.worker_gpus} GPU(s) on {slot.nnodes} node(s){where}",
-                              engines.launch(spec).tasks_per_node, kv_port=kv is not None, **het))
+                              engines.launch(spec).tasks_per_node, kv_port=kv is not None,
+                              first_gpu=slot.first_gpu, used_gpus=slot.gpus, **het))
     urls = {k: [f"http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}"
                 for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
     bootstrap = [shell.var(r.var + "_KV_PORT") for r in roles if r.name.startswith("prefill")
@@ -569,7 +586,49 @@ def _bench_argv(p: RunPoint, roles: list[Role], time_limit_min: int) -> list[str
         argv += ["--temperature", str(b.temperature)]
     if b.chat_template:
         argv.append("--use-chat-template")
+    argv += [f"--metrics-url={url}" for r in roles if (url := _metrics_url(r, p.framework))]
     return argv
+
+
+POWER_INTERVAL_S = 1.0  # seconds between GPU power readings
+
+
+def _metrics_url(role: Role, framework: str) -> str | None:
+    """Where a role's Prometheus metrics are (None: it has none: etcd, NATS, the sim router)."""
+    family = engines.engine(framework).family
+    if role.health_path is None or (family == "sim" and role.name == "router"):
+        return None
+    path = "/prometheus/metrics" if family == "trt" and role.name != "router" else "/metrics"
+    return f"{role.name}=http://{shell.var(role.var + '_HOST')}:{shell.var(role.var + '_PORT')}{path}"
+
+
+def _power_samplers(roles: list[Role], source: str, framework: str) -> tuple[list[PowerSampler], dict[str, int]]:
+    """One sampler step per node of the job, and the GPUs expected per role kind. A node's
+    sampler keeps the GPUs of the roles on it; the simulated source reads each engine's own
+    gauge from its head node."""
+    engines_ = [r for r in roles if r.used_gpus > 0]
+    expect: dict[str, int] = {}
+    for r in engines_:
+        kind = r.name.split("-", 1)[0]
+        expect[kind] = expect.get(kind, 0) + r.used_gpus * r.nnodes
+    nnodes = max((r.node_index + r.nnodes for r in roles), default=1)
+    samplers = []
+    for node in range(nnodes):
+        here = [r for r in engines_ if r.node_index <= node < r.node_index + r.nnodes]
+        argv = [shell.var("IXHPC_PYTHON"), "-m", "ixhpc.job.power", "--source", source, "--node", str(node),
+                "--out", ScriptPaths.power_csv_text(node), "--interval", f"{POWER_INTERVAL_S:g}"]
+        if source == "sim":
+            argv += [f"--sim={r.name}=http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}/metrics"
+                     for r in here if r.node_index == node]
+        else:
+            argv += [f"--gpu={g}={r.name}" for r in here for g in range(r.first_gpu, r.first_gpu + r.used_gpus)]
+        owner = here[0] if here else roles[0]
+        het = owner.het_group is not None
+        flags = ["srun", "--overlap", *([f"--het-group={owner.het_group}"] if het else []), "--nodes=1",
+                 "--ntasks=1", f"--relative={node - (owner.group_first_node if het else 0)}",
+                 f"--job-name=power-{node}", f"--output={ScriptPaths.power_log_text(node)}"]
+        samplers.append(PowerSampler(node, shell.command([*flags, *argv])))
+    return samplers, expect
 
 
 def _bench_command(p: RunPoint, argv: list[str], runtime: containers.Runtime,

@@ -58,6 +58,9 @@ class _Record(BaseModel):
     gpus: Pos
     conc: Pos                       # this one benchmark's concurrency
     recipe_fingerprint: StrictStr
+    # InferenceX's recipe-fingerprint of the point's matrix row (ixhpc.results.export); absent
+    # in records written before it was kept
+    inferencex_fingerprint: StrictStr | None = None
     # current-format points only (absent: a March-format point, or not set)
     recipe_format: Literal["current"] | None = None
     router_name: StrictStr | None = None

@@ -92,6 +92,9 @@ class ClusterProfile(StrictModel):
     # Jobs run ixhpc's engine stand-ins for the real engines' commands (ixhpc.standins): only
     # the built-in `local` profile sets it, where no GPU engine exists.
     engine_standins: bool = False
+    # GPU power during each benchmark (ixhpc.job.power): a sampler step per node reads it with
+    # nvidia-smi or DCGM (NVIDIA), amd-smi (AMD), or the simulated engines' gauge (local); none: off
+    power_source: Literal["none", "nvidia-smi", "dcgm", "amd-smi", "sim"] = "none"
     # an InferenceX checkout: script mode by default (`--inferencex` overrides; docs/inferencex-scripts.md)
     inferencex_checkout: LocalPath | None = None
 
@@ -133,6 +136,7 @@ BUILTINS: dict[str, dict[str, Any]] = {
         "container-runtime": "pyxis",
         "squash-cache": "~/.cache/ixhpc/squash",
         "use-segment": True,
+        "power-source": "nvidia-smi",
     },
     "mi355x": {
         "description": "MI355X nodes: 8 GPUs per node, ROCm device visibility",
@@ -143,6 +147,7 @@ BUILTINS: dict[str, dict[str, Any]] = {
         "gpu-visibility-env": ["HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"],
         "container-runtime": "pyxis",
         "squash-cache": "~/.cache/ixhpc/squash",
+        "power-source": "amd-smi",
     },
     "local": {
         "description": "the project's local Slurm cluster (ixhpc local-cluster): processes on this host",
@@ -159,6 +164,7 @@ BUILTINS: dict[str, dict[str, Any]] = {
         "time-limit": 30,
         "container-runtime": "none",
         "engine-standins": True,
+        "power-source": "sim",
     },
 }
 

@@ -138,6 +138,8 @@ class BenchmarkSettings(StrictModel):
     client_workers: Annotated[int, Field(gt=0, le=PER_CONC_MAX)] = 1  # ixhpc.bench --workers (InferenceX: 1)
     temperature: float = Field(0.0, ge=0, le=100)  # 0: greedy, as InferenceX and srt-slurm send
     chat_template: bool = False  # prompts as chat messages: the server applies its model's template
+    # a point whose GPU power is not valid (ixhpc.results.power) is invalid (InferenceX's REQUIRE_POWER)
+    require_power: bool = False
 
     @field_validator("request_rate", mode="before")
     @classmethod

@@ -69,6 +69,8 @@ class Layout:
     META: ClassVar[str] = "meta-c{conc}.json"
     BENCH_JSON: ClassVar[str] = "bench-c{conc}.json"
     BENCH_LOG: ClassVar[str] = "bench-c{conc}.log"
+    POWER_CSV: ClassVar[str] = "power-n{node}.csv"  # a node's GPU power readings (ixhpc.job.power)
+    POWER_LOG: ClassVar[str] = "power-n{node}.log"  # its sampler step's output (log directory)
     ROLE_LOG: ClassVar[str] = "{role}.log"
     JOB_LOG: ClassVar[str] = "job-%j.out"       # Slurm's --output pattern: %j is the job id
     MERGE_LOG: ClassVar[str] = "merge-%j.out"
@@ -161,6 +163,14 @@ class Layout:
     def role_log(self, job: str, role: str) -> Path:
         return self.log_dir(job) / self.ROLE_LOG.format(role=role)
 
+    def power_csv(self, job: str, node: int) -> Path:
+        return self.point_dir(job) / self.POWER_CSV.format(node=node)
+
+    def power_csvs(self, job: str) -> list[Path]:
+        """Every node's power readings of the job, in node order."""
+        pattern = self.POWER_CSV.format(node="*")
+        return sorted(self.point_dir(job).glob(pattern), key=lambda p: (len(p.name), p.name))
+
     def job_log_pattern(self, job: str) -> Path:
         return self.log_dir(job) / self.JOB_LOG
 
@@ -250,6 +260,14 @@ class ScriptPaths:
     @classmethod
     def bench_log_text(cls, conc_var: str) -> str:
         return cls._at("LOG_DIR", Layout.BENCH_LOG.format(conc=shell.var(conc_var)))
+
+    @classmethod
+    def power_csv_text(cls, node: int) -> str:
+        return cls._at("POINT_DIR", Layout.POWER_CSV.format(node=node))
+
+    @classmethod
+    def power_log_text(cls, node: int) -> str:
+        return cls._at("LOG_DIR", Layout.POWER_LOG.format(node=node))
 
     @classmethod
     def bench_json(cls, conc_var: str) -> str:

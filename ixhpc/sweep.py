@@ -330,6 +330,13 @@ class Site(BaseModel):
     arch: str
 
 
+def changelog_fingerprint(row: dict[str, Any]) -> str:
+    """InferenceX's recipe-fingerprint of a matrix row (``ixhpc.changelog.fingerprint``)."""
+    from ixhpc.changelog import fingerprint  # changelog builds on this module
+
+    return fingerprint(row)
+
+
 class _Point(BaseModel):
     """What every point has. A shape adds its parallelism and says which roles it runs
     (``engine_roles``); its topology follows from those and the site's node size."""
@@ -448,6 +455,7 @@ class _Point(BaseModel):
             "exp_name": self.exp_name, "spec_decoding": self.spec_decoding,
             "run_eval": self.run_eval, "nodes": topo.nodes, "gpus": topo.gpus, "conc": conc,
             "recipe_fingerprint": self.recipe_fingerprint,
+            "inferencex_fingerprint": changelog_fingerprint(self.to_inferencex_row()),
         }
         if self.current:  # the current format's keys (absent: a March-format point)
             common["recipe_format"] = self.recipe_format

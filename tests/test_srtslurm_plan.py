@@ -5,7 +5,8 @@ The expected argv are SPEC.md's tables as printed (srtctl's own output), compare
 ixhpc's documented deliberate differences, which ``_normalized`` applies to both sides:
 ports the job addresses come from its port block (``--port``, ``--http-port``, bootstrap),
 ``--dump-config-to`` lives under the container's /logs, and a flag srtctl passes twice (its own
-and the recipe's, SPEC 17.2) is passed once. Hosts are shown as ``IP(node-NN)``.
+and the recipe's, SPEC 17.2) is passed once, with the value the engine reads (the last).
+Hosts are shown as ``IP(node-NN)``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from ixhpc import plan_data, runs
-from ixhpc.errors import ConfigError, PlanError
+from ixhpc.errors import ConfigError
 from ixhpc.profiles import get_profile
 from ixhpc.srtslurm import load_recipe
 from ixhpc.srtslurm.plan import allocate, config_flags, plan_deployment
@@ -65,26 +66,25 @@ def _normalized(argv: list[str], hosts: dict[str, str] | None = None) -> list[st
         for k, v in (hosts or {}).items():
             w = w.replace(k, v)
         words.append(w)
-    out: list[str] = []
-    seen: set[tuple[str, str]] = set()
+    items: list[list[str]] = []
     i = 0
     while i < len(words):
         w = words[i]
         if w.startswith("--http-port="):
-            out.append("--http-port=<port>")
+            items.append(["--http-port=<port>"])
         elif w in PORT_FLAGS and i + 1 < len(words):
-            out += [w, "<value>"]
+            items.append([w, "<value>"])
             i += 1
         elif w.startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("--"):
-            pair = (w, words[i + 1])
-            if pair not in seen:   # SPEC 17.2: srtctl passes its own flag and the recipe's
-                out += list(pair)
-                seen.add(pair)
+            items.append([w, words[i + 1]])
             i += 1
         else:
-            out.append(w)
+            items.append([w])
         i += 1
-    return out
+    # SPEC 17.2: srtctl passes its own flag and the recipe's; the engine reads the last one
+    last = {item[0]: n for n, item in enumerate(items) if item[0].startswith("--")}
+    return [w for n, item in enumerate(items) if not item[0].startswith("--") or last[item[0]] == n
+            for w in item]
 
 
 def _spec(text: str) -> list[str]:
@@ -345,12 +345,17 @@ def test_config_flags_rules() -> None:
         ["--b-c", "--l", "1", "2", "--m", "0.5"]
 
 
-def test_conflicting_duplicate_flag_is_an_error(tmp_path: Path) -> None:
+def test_duplicate_flag_passed_once_with_the_value_the_engine_would_read(tmp_path: Path) -> None:
+    # SPEC 17.2: srtctl passes its flag and the recipe's; the engine keeps the last (the
+    # recipe's). ixhpc passes that one, except for ports it allocates (the job addresses them).
     text = BASE.replace("decode: {tensor-parallel-size: 4}", "decode: {tensor-parallel-size: 4, "
-                        "disaggregation-mode: prefill}")
+                        "nccl-port: 1234, disaggregation-mode: decode, port: 9999}")
     (dep,) = load_recipe(_write(tmp_path, text))
-    with pytest.raises(PlanError, match="disaggregation-mode"):
-        plan_deployment(dep, _profile(), tmp_path / "run", "run")
+    plan = plan_deployment(dep, _profile(), tmp_path / "run", "run")
+    argv = next(r.argv for r in plan.roles if r.name == "decode-0")
+    assert argv.count("--disaggregation-mode") == 1 and argv.count("--port") == 1
+    assert argv[argv.index("--port") + 1] == "\x00DECODE_0_PORT\x00"   # the router addresses it
+    assert argv.count("--nccl-port") == 1 and argv[argv.index("--nccl-port") + 1] == "17502"  # srtctl drops it
 
 
 def test_unsupported_benchmark_refused(tmp_path: Path) -> None:
@@ -359,3 +364,50 @@ def test_unsupported_benchmark_refused(tmp_path: Path) -> None:
     (dep,) = load_recipe(_write(tmp_path, text))
     with pytest.raises(ConfigError, match="sa-bench"):
         plan_deployment(dep, _profile(), tmp_path / "run", "run")
+
+
+# ---------------------------------------------------------------- end to end (local cluster)
+
+LOCAL = """\
+name: tiny-sglang-disagg
+model: {path: "hf:org/tiny-model", container: "lmsysorg/sglang:v0.5.4", precision: fp8}
+slurm: {time_limit: "00:20:00"}
+resources: {gpu_type: mi355x, gpus_per_node: 8, prefill_nodes: 1, prefill_workers: 1,
+            decode_nodes: 1, decode_workers: 1}
+frontend: {type: dynamo, enable_multiple_frontends: false}
+dynamo: {install: false}
+backend:
+  type: sglang
+  prefill_environment: {PYTHONUNBUFFERED: "1"}
+  decode_environment: {PYTHONUNBUFFERED: "1", SRT_ROLE: "decode"}
+  sglang_config:
+    prefill: {tensor-parallel-size: 8, disaggregation-mode: prefill, mem-fraction-static: 0.8}
+    decode: {tensor-parallel-size: 8, disaggregation-mode: decode, mem-fraction-static: 0.8}
+environment: {SRT_ROLE: "global"}
+health_check: {max_attempts: 60, interval_seconds: 2}
+benchmark: {type: sa-bench, isl: 128, osl: 16, concurrencies: "2x4"}
+"""
+
+
+@pytest.mark.cluster
+def test_sglang_disagg_recipe_runs_on_the_local_cluster(slurm: dict[str, str], tmp_path: Path) -> None:
+    import json
+
+    from ixhpc.results import load
+
+    from test_jobs_e2e import submit, wait_status
+
+    out = submit(_write(tmp_path, LOCAL), tmp_path / "results")
+    (job,) = wait_status(out["run_dir"])["jobs"]
+    assert job["state"] == "COMPLETED", job
+    assert job["points_done"] == job["points_total"] == 2
+    run = Path(out["run_dir"])
+    table = load(str(next((run / "results").glob("*c4*.h5"))))
+    assert table["conc"].tolist() == [4]
+    logs = run / "logs" / "tiny-sglang-disagg"
+    decode = json.loads((logs / "standin-decode-0.json").read_text())
+    argv = decode["argv"]
+    assert argv[:3] == ["python3", "-m", "dynamo.sglang"]
+    assert argv.count("--disaggregation-mode") == 1 and "--nccl-port" in argv
+    assert decode["env"]["SRT_ROLE"] == "global"   # SPEC 9.1: the global map overrides the role map
+    assert {"standin-etcd.json", "standin-nats.json", "standin-frontend-0.json"} <= {p.name for p in logs.iterdir()}

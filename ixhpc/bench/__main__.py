@@ -12,11 +12,15 @@ import json
 import math
 import os
 import resource
+import time
 from typing import Any
 
 from ixhpc import atomic
-from ixhpc.bench import client, dataset, eventloop, metrics, validity, workers
+from ixhpc.bench import client, dataset, eventloop, metrics, servermetrics, validity, workers
 from ixhpc.errors import ConfigError, IxhpcError, main_guard
+
+
+RESULT_FORMATS = ("ixhpc", "benchmark_serving")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="client processes sharing the concurrency, at most one per stream (raise it "
                         "when the printed client read lag approaches the inter-token latency)")
+    p.add_argument("--metrics-url", action="append", default=[], metavar="ROLE=URL",
+                   help="scrape this Prometheus /metrics (an engine's or router's) during the "
+                        "benchmark; repeatable (ixhpc.bench.servermetrics)")
+    p.add_argument("--metrics-interval", type=float, default=servermetrics.DEFAULT_INTERVAL, metavar="SECONDS",
+                   help="seconds between scrapes (default %(default)g)")
     p.add_argument("--output", help="result JSON file (written atomically)")
+    p.add_argument("--result-format", choices=RESULT_FORMATS, default="ixhpc",
+                   help="format of --output: ixhpc's (docs/contracts.md) or InferenceX's "
+                        "benchmark_serving result, which InferenceX's tools read (default %(default)s)")
+    p.add_argument("--serving-output", metavar="FILE",
+                   help="also write the result in benchmark_serving's format to FILE")
     return p
 
 
@@ -76,10 +90,17 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--stall-timeout must be > 0 (inf for no limit)")
     if args.max_line_bytes < 64:
         p.error("--max-line-bytes must be >= 64")
-    if args.output and os.path.exists(args.output):
-        p.error(f"--output {args.output} exists; results are never overwritten")
+    for flag, path in (("--output", args.output), ("--serving-output", args.serving_output)):
+        if path and os.path.exists(path):
+            p.error(f"{flag} {path} exists; results are never overwritten")
     if not args.base_url.startswith(("http://", "https://")):
         p.error("--base-url must start with http:// or https://")
+    if not 0.1 <= args.metrics_interval <= 600:
+        p.error("--metrics-interval must be in [0.1, 600] seconds")
+    try:
+        args.metrics_targets = [servermetrics.parse_target(s) for s in args.metrics_url]
+    except ValueError as exc:
+        p.error(str(exc))
 
 
 def _raise_fd_limit() -> None:
@@ -126,12 +147,21 @@ def main(argv: list[str] | None = None) -> int:
         request_timeout=args.request_timeout, seed=args.seed,
         token_clock=args.token_clock, stall_timeout=args.stall_timeout, max_line_bytes=args.max_line_bytes,
     )
+    scraper = servermetrics.Scraper(args.metrics_targets, args.metrics_interval).start()
     try:
         results, start, duration = workers.benchmark(cfg, prompts, warmups, n_workers)
     except ValueError as exc:  # a setting the HTTP client refuses (the URL, a header)
         raise ConfigError(str(exc)) from None
     except RuntimeError as exc:  # a client worker process failed
         raise IxhpcError(str(exc)) from None
+    finally:
+        scraper.stop()
+    unix_minus_perf = time.time() - time.perf_counter()
+    clock = {"start_perf_counter": start, "start_unix": start + unix_minus_perf,
+             "end_unix": start + duration + unix_minus_perf}  # the benchmark's own window
+    server_metrics = scraper.document(start, duration) if scraper.targets else None
+    if server_metrics:
+        print("server metrics: " + "  ".join(f"{k[4:]}={v:.4g}" for k, v in server_metrics["summary"].items()))
     summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate)
     failure = metrics.point_failure(summary)
     evidence = metrics.validity_evidence(results, summary, args.ignore_eos, cfg.stall_timeout)
@@ -142,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         lag = max(r.read_lag for r in results) * 1e3
         print(f"client read lag (ms): max={lag:.2f} (how late this client read arrived bytes; "
               "token times are when they arrived)")
+    created = metrics.created_ttft(results)
+    if created:
+        print("ttft from request creation (InferenceX's timer) (ms): " + "  ".join(
+            f"{k}={v:.3f}" for k, v in created.items()))
     if args.output:
         document = {
             "summary": summary,
@@ -158,9 +192,17 @@ def main(argv: list[str] | None = None) -> int:
             },
             "failure": failure,
             "validity": verdict,
+            "clock": clock,
+            **({"server_metrics": server_metrics} if server_metrics else {}),
         }
-        atomic.write_text(args.output, json.dumps(document))
+        serving = metrics.serving_document(summary, document["requests"], document["config"],
+                                           clock["start_unix"], time.strftime("%Y%m%d-%H%M%S"))
+        atomic.write_text(args.output, json.dumps(serving if args.result_format == "benchmark_serving"
+                                                  else document))
         print(f"wrote {args.output}")
+        if args.serving_output:
+            atomic.write_text(args.serving_output, json.dumps(serving))
+            print(f"wrote {args.serving_output}")
     return 1 if failure else 0
 
 

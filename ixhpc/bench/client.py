@@ -6,7 +6,8 @@ from, is taken just before its bytes are written to the socket. InferenceX's
 client's own work before the write: opening a connection (none once warm-ups have filled the
 pool), building the request and waiting for other requests launched in the same event-loop
 turn. That is the client's time, not the server's; ``queued`` keeps the InferenceX-style
-start.
+start (when the client created the request: the result's ``created_time``), so an
+InferenceX-style TTFT can be shown beside the true one.
 
 A token's time is when its bytes reached this host: the kernel's receive stamp of the packet
 that completed its SSE event (``ixhpc.bench.rxstamp``), so a client whose event loop is busy
@@ -42,7 +43,7 @@ from ixhpc.bench.dataset import Prompt
 @dataclass(eq=False)
 class RequestResult:
     input_len: int
-    queued: float = math.nan  # perf_counter when the client began the request
+    queued: float = math.nan  # perf_counter when the client created the request (created_time)
     start: float = math.nan  # when its bytes went to the socket (``queued`` if they never did)
     end: float = math.nan  # its last token's time
     token_times: array[float] = field(default_factory=lambda: array("d"))  # one per content chunk

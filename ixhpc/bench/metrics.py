@@ -52,9 +52,65 @@ def request_arrays(results: list[RequestResult], bench_start: float) -> dict[str
         "success": [r.success for r in results],
         "error": [r.error for r in results],
         "start_time": np.round(np.array([r.start for r in results]) - bench_start, 6).tolist(),
+        "created_time": np.round(np.array([r.queued for r in results]) - bench_start, 6).tolist(),
         "itl_ms_values": np.round(np.concatenate(gaps) if gaps else np.empty(0), _DECIMALS).tolist(),
         "itl_ms_offsets": offsets.tolist(),
     }
+
+
+def created_ttft(results: list[RequestResult]) -> dict[str, float]:
+    """TTFT counted from when the client created each request (InferenceX's timer starts
+    there) beside the true one (from when it was written), and their difference, in ms over
+    the successful requests; {} when none succeeded."""
+    ok = [r for r in results if r.success and math.isfinite(r.queued)]
+    if not ok:
+        return {}
+    true = np.array([r.ttft for r in ok]) * 1e3
+    lead = np.array([r.start - r.queued for r in ok]) * 1e3
+    return {"mean": float((true + lead).mean()), "mean_true": float(true.mean()),
+            "created_to_written_mean": float(lead.mean()),
+            "created_to_written_p99": float(np.percentile(lead, 99))}
+
+
+SERVING_STATS = ("mean", "median", "std", "p90", "p99", "p99.9")  # benchmark_serving's key order
+
+
+def serving_document(summary: dict[str, Any], requests: dict[str, Any], config: dict[str, Any],
+                     start_unix: float, date: str) -> dict[str, Any]:
+    """The result in InferenceX's ``benchmark_serving`` format (its ``--save-result
+    --save-detailed`` JSON, with its ``benchmark_start_time_unix``/``_end_time_unix``), so
+    InferenceX's tools (process_result, power aggregation) read an ixhpc run. Times in seconds
+    in the arrays, ms in the summary; a failed request has TTFT 0 and no gaps, as there;
+    ``e2els`` and ``start_times`` (when the request was written, since the start) are the
+    fork's optional arrays. Texts are not kept: ``generated_texts`` are empty."""
+    offsets = requests["itl_ms_offsets"]
+    gaps = requests["itl_ms_values"]
+    rate = summary["request_rate"]
+
+    def s(ms: float) -> float:
+        return ms / 1000.0 if math.isfinite(ms) else 0.0
+
+    doc: dict[str, Any] = {
+        "date": date, "backend": "openai", "model_id": config["model"], "tokenizer_id": config["model"],
+        "best_of": 1, "num_prompts": summary["num_prompts"],
+        "request_rate": "inf" if math.isinf(rate) else rate, "burstiness": 1.0,
+        "max_concurrency": summary["max_concurrency"], "duration": summary["duration"],
+        "benchmark_start_time_unix": start_unix, "benchmark_end_time_unix": start_unix + summary["duration"],
+    }
+    doc |= {k: summary[k] for k in ("completed", "total_input_tokens", "total_output_tokens",
+                                    "request_throughput")}
+    doc["request_goodput:"] = None  # sic: benchmark_serving's key
+    doc |= {k: summary[k] for k in ("output_throughput", "total_token_throughput")}
+    doc |= {
+        "input_lens": requests["input_len"], "output_lens": requests["output_len"],
+        "ttfts": [s(t) for t in requests["ttft_ms"]],
+        "itls": [[g / 1000.0 for g in gaps[a:b]] for a, b in zip(offsets, offsets[1:])],
+        "generated_texts": ["" for _ in requests["ttft_ms"]], "errors": requests["error"],
+        "e2els": [s(t) for t in requests["e2el_ms"]], "start_times": requests["start_time"],
+    }
+    for name in ("ttft", "tpot", "itl", "e2el"):
+        doc |= {f"{stat}_{name}_ms": summary[f"{stat}_{name}_ms"] for stat in SERVING_STATS}
+    return doc
 
 
 def summarize(

@@ -2,9 +2,10 @@
 
     python -m ixhpc.job.steps has-result --run-dir R --job K --conc C
         exit 0 when the point's HDF5 file is already there and valid (resume skips it)
-    python -m ixhpc.job.steps ingest --run-dir R --job K --conc C
+    python -m ixhpc.job.steps ingest --run-dir R --job K --conc C [--power-expect ROLE=N ...]
+                                     [--require-power]
         turn the load generator's JSON into the point's HDF5 file, adding what only the
-        job knows (job id, node list, start and end times)
+        job knows (job id, node list, start and end times, the GPU power of its window)
 
 Render wrote the job's per-concurrency metadata file (``Layout.meta``): the point's static
 metadata and the result file's key.
@@ -53,15 +54,28 @@ def job_meta(bench_file: Path) -> dict[str, str]:
     }
 
 
-def ingest(layout: Layout, job: str, conc: int) -> Path:
-    from ixhpc.results import write_point
+def ingest(layout: Layout, job: str, conc: int, power_expect: dict[str, int] | None = None,
+           require_power: bool = False) -> Path:
+    """``power_expect`` (role kind -> GPUs): the job samples GPU power; the point's verdict and
+    readings come from its nodes' sampler files over the benchmark's window."""
+    from ixhpc.results import power
+    from ixhpc.results.ingest import write_point
 
     bench_file = layout.bench_json(job, conc)
     bench = json.loads(bench_file.read_text())
     key, static = _rendered(layout, job, conc)
     meta = {**static, **job_meta(bench_file)}
     out = layout.result(key)
-    write_point(out, bench, meta)
+    measured = power.for_point(layout.power_csvs(job), bench, power_expect) if power_expect else None
+    write_point(out, bench, meta, measured, require_power)
+    return out
+
+
+def _expect(specs: list[str]) -> dict[str, int]:
+    out = {}
+    for spec in specs:
+        kind, _, n = spec.partition("=")
+        out[kind] = int(n)
     return out
 
 
@@ -72,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--job", required=True, help="job key")
     parser.add_argument("--conc", type=int, required=True)
+    parser.add_argument("--power-expect", action="append", default=[], metavar="ROLE=GPUS",
+                        help="GPU power is sampled: the GPUs expected per role kind")
+    parser.add_argument("--require-power", action="store_true",
+                        help="a point without valid power is invalid")
     args = parser.parse_args(argv)
     layout = Layout.of(args.run_dir)
     try:
@@ -80,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         from ixhpc.results.ingest import ResultExists
 
         try:
-            out = ingest(layout, args.job, args.conc)
+            out = ingest(layout, args.job, args.conc, _expect(args.power_expect), args.require_power)
         except ResultExists as exc:  # another job wrote this point first: its result stands
             print(f"[ixhpc] already done: {exc}")
             return 0

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from ixhpc import point_metadata
-from ixhpc.bench import validity
+from ixhpc.bench import servermetrics, validity
 from ixhpc.errors import ResultFileError
 from ixhpc.results import metrics, store
 
@@ -47,6 +47,7 @@ class Requests(_Strict):
     success: list[StrictBool]
     error: list[StrictStr]
     start_time: list[float]
+    created_time: list[float] | None = None  # absent: a client older than the field
     itl_ms_values: list[float]
     itl_ms_offsets: list[StrictInt]
 
@@ -55,6 +56,8 @@ class Requests(_Strict):
         n = len(self.ttft_ms)
         per_request = ("tpot_ms", "e2el_ms", "input_len", "output_len", "success", "error", "start_time")
         bad = [k for k in per_request if len(getattr(self, k)) != n]
+        if self.created_time is not None and len(self.created_time) != n:
+            bad.append("created_time")
         if bad:
             raise ValueError(f"requests.{bad[0]} has {len(getattr(self, bad[0]))} entries, ttft_ms has {n}")
         offs = self.itl_ms_offsets
@@ -80,6 +83,8 @@ class BenchResult(_Strict):
     config: dict[str, Scalar | None]
     failure: StrictStr | None = None
     validity: Validity | None = None  # None: a client older than the validity gate (unknown)
+    clock: dict[str, Number] | None = None  # the benchmark's window (start/end unix)
+    server_metrics: dict[str, Any] | None = None  # ixhpc.bench.servermetrics' document
 
     @model_validator(mode="after")
     def _throughputs(self) -> BenchResult:
@@ -100,13 +105,19 @@ def _validated(validate: Callable[[Any], Any], data: Any, what: str) -> Any:
         raise ResultFileError(f"{what}: {where + ': ' if where else ''}{err['msg']}") from None
 
 
-def build_point(bench_result: dict[str, Any], metadata: dict[str, Any]) -> store.Point:
-    """Check both inputs and compute the InferenceX metrics once, from the metadata's topology."""
+def build_point(bench_result: dict[str, Any], metadata: dict[str, Any],
+                power: tuple[dict[str, Any], dict[str, Any]] | None = None,
+                require_power: bool = False) -> store.Point:
+    """Check both inputs and compute the InferenceX metrics once, from the metadata's topology.
+
+    ``power``: the GPU power verdict and readings (``ixhpc.results.power.for_point``); with
+    ``require_power`` a point whose power is not valid is invalid (reason ``power_invalid``)."""
     bench = _validated(BenchResult.model_validate, bench_result, "benchmark result")
     meta = _validated(point_metadata.ADAPTER.validate_python, metadata, "metadata").record()
     req = bench.requests
     columns = {"ttft": req.ttft_ms, "tpot": req.tpot_ms, "e2el": req.e2el_ms, "start_time": req.start_time,
-               "input_len": req.input_len, "output_len": req.output_len, "success": req.success}
+               "input_len": req.input_len, "output_len": req.output_len, "success": req.success,
+               "created_time": req.created_time}
     return store.Point(
         metadata=meta,
         summary=dict(bench.summary),
@@ -114,8 +125,44 @@ def build_point(bench_result: dict[str, Any], metadata: dict[str, Any]) -> store
         failure=bench.failure or "",
         config={k: v for k, v in bench.config.items() if v is not None},
         requests=store.Requests.from_columns(columns, req.itl_ms_values, req.itl_ms_offsets, req.error),
-        validity=_judged(bench.validity),
+        validity=_with_power(_judged(bench.validity), power[0] if power else None, require_power),
+        **_server_metrics(bench.server_metrics, float(bench.summary.get("duration", 0.0))),
+        **_power_fields(power),
     )
+
+
+def _server_metrics(doc: dict[str, Any] | None, duration: float) -> Any:
+    """The srv_* figures (derived again here, over the benchmark's window) and the series."""
+    if not doc:
+        return {}
+    try:
+        targets = doc["targets"]
+        series: dict[str, tuple[Any, Any]] = {}
+        for i, tg in enumerate(targets):
+            role = str(tg["role"]).replace("/", "_") or f"target{i}"
+            if any(name.startswith(role + "/") for name in series):
+                role = f"{role}.{i}"
+            for key, s in tg["series"].items():
+                if len(s["t"]) != len(s["v"]):
+                    raise ValueError(f"{role}/{key}: {len(s['t'])} times, {len(s['v'])} values")
+                series[f"{role}/{key}"] = (s["t"], s["v"])
+        figures = servermetrics.summarize(targets, 0.0, duration)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ResultFileError(f"benchmark result: server_metrics: {exc}") from None
+    return {"server_metrics": figures, "server_series": series}
+
+
+def _power_fields(power: tuple[dict[str, Any], dict[str, Any]] | None) -> Any:
+    return {"power": power[0], "power_series": power[1]} if power else {}
+
+
+def _with_power(judged: dict[str, Any] | None, power: dict[str, Any] | None, required: bool) -> dict[str, Any] | None:
+    if not required or (power is not None and power.get("power_valid")):
+        return judged
+    why = ",".join(power.get("reasons", [])) if power else "no power sampler"
+    base = judged or {"verdict": validity.UNKNOWN, "reasons": [], "details": {}, "evidence": {}}
+    return {**base, "verdict": validity.INVALID, "reasons": [*base["reasons"], "power_invalid"],
+            "details": {**base["details"], "power_invalid": f"power is required and not valid: {why}"}}
 
 
 def _judged(given: Validity | None) -> dict[str, Any] | None:
@@ -131,12 +178,13 @@ class ResultExists(ResultFileError):
     """The point's result file exists already (another writer may have just published it)."""
 
 
-def write_point(path: str | os.PathLike[str], bench_result: dict[str, Any], metadata: dict[str, Any]) -> str:
+def write_point(path: str | os.PathLike[str], bench_result: dict[str, Any], metadata: dict[str, Any],
+                power: tuple[dict[str, Any], dict[str, Any]] | None = None, require_power: bool = False) -> str:
     """Write one run-point file atomically; returns its result id. Never overwrites a result:
     publishing is an atomic no-replace, so of two concurrent writers exactly one wins."""
     if os.path.exists(path):  # cheap early answer; store.write decides race-free
         raise ResultExists(f"{path} exists; results are never overwritten")
-    point = build_point(bench_result, metadata)
+    point = build_point(bench_result, metadata, power, require_power)
     try:
         return store.write(path, point)
     except FileExistsError:

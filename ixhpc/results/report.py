@@ -81,13 +81,15 @@ def markdown(df: pandas.DataFrame, include_invalid: bool = False) -> str:
     extra = " validity |" if include_invalid else ""  # only then can a row be invalid
     lines = [
         "| hw | framework | precision | isl/osl | parallelism | conc | tput/GPU (tok/s) "
+        "| output tok/J | GPU power (W) "
         "| TTFT p50 (ms) | TTFT p99 (ms) | interactivity p50 (tok/s/user) |" + extra,
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|" + ("---|" if extra else ""),
+        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if extra else ""),
     ]
     for r in ok:
         lines.append(
             f"| {r.get('runner')} | {r.get('framework')} | {r.get('precision')} | {r.get('isl')}/{r.get('osl')} "
             f"| {parallelism(r)} | {r.get('conc')} | {_num(r.get('tput_per_gpu'))} "
+            f"| {_num(r.get('output_tokens_per_joule'), digits=3)} | {_num(r.get('avg_power_w'))} "
             f"| {_num(r.get('median_ttft'), 1000)} | {_num(r.get('p99_ttft'), 1000)} "
             f"| {_num(r.get(X_INTVTY))} |" + (f" {_verdict(r)} |" if extra else ""))
     failed = export.records(df[df["failure"].notna()]) if "failure" in df else []
@@ -98,6 +100,7 @@ def markdown(df: pandas.DataFrame, include_invalid: bool = False) -> str:
         notes.append(f"{len(invalid)} invalid, {'shown' if include_invalid else 'left out'}")
     text += f" ({'; '.join(notes)}; listed below)\n\n" if notes else "\n\n"
     text += "\n".join(lines) + "\n"
+    text += _server_section(ok) + _power_section(ok)
     if failed:
         text += "\n## Failed points\n\n" + "".join(
             f"- `{r.get('point_key')}` (job {r.get('job_id')}): {r.get('failure')}\n" for r in failed)
@@ -106,6 +109,48 @@ def markdown(df: pandas.DataFrame, include_invalid: bool = False) -> str:
             f"- `{r.get('point_key')}` (job {r.get('job_id')}): {r.get('validity_reasons') or 'invalid'}\n"
             for r in invalid))
     return text
+
+
+SERVER_COLUMNS = (("srv_running_mean", "running", 1.0, 1), ("srv_waiting_mean", "waiting", 1.0, 1),
+                  ("srv_kv_cache_usage_mean", "KV cache %", 100.0, 1),
+                  ("srv_prefix_cache_hit_rate", "prefix hit %", 100.0, 1),
+                  ("srv_preemptions", "preemptions", 1.0, 0),
+                  ("srv_prefill_tokens_per_s", "prefill tok/s", 1.0, 0),
+                  ("srv_decode_tokens_per_s", "decode tok/s", 1.0, 0))
+
+
+def _server_section(rows: list[dict[str, Any]]) -> str:
+    """The engines' own figures over each benchmark (means; ixhpc.bench.servermetrics)."""
+    rows = [r for r in rows if _finite(r.get("srv_scrapes")) and r.get("srv_scrapes")]
+    if not rows:
+        return ""
+    head = "| point | conc | " + " | ".join(t for _, t, _, _ in SERVER_COLUMNS) + " |"
+    lines = ["\n## Server metrics (engines' /metrics over the benchmark)\n", head,
+             "|---|---:|" + "---:|" * len(SERVER_COLUMNS)]
+    for r in rows:
+        lines.append(f"| `{r.get('point_key')}` | {r.get('conc')} | " + " | ".join(
+            _num(r.get(c), scale, digits) for c, _, scale, digits in SERVER_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _power_section(rows: list[dict[str, Any]]) -> str:
+    """GPU power and energy per point (ixhpc.results.power), with the reasons it is not valid."""
+    rows = [r for r in rows if r.get("power_valid") is not None and not (
+        isinstance(r.get("power_valid"), float) and math.isnan(r["power_valid"]))]
+    if not rows:
+        return ""
+    lines = ["\n## GPU power and energy (the benchmark's window)\n",
+             "| point | conc | power valid | avg power (W) | energy (J) | J/output token "
+             "| output tok/J | tput/GPU (tok/s) |",
+             "|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        valid = "yes" if r.get("power_valid") is True or r.get("power_valid") == 1 else (
+            f"no ({r.get('power_reasons') or '?'})")
+        lines.append(f"| `{r.get('point_key')}` | {r.get('conc')} | {valid} | {_num(r.get('avg_power_w'))} "
+                     f"| {_num(r.get('total_gpu_energy_j'), digits=0)} "
+                     f"| {_num(r.get('joules_per_output_token'), digits=4)} "
+                     f"| {_num(r.get('output_tokens_per_joule'), digits=3)} | {_num(r.get('tput_per_gpu'))} |")
+    return "\n".join(lines) + "\n"
 
 
 def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

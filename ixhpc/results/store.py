@@ -13,10 +13,15 @@ Layout (format ``ixhpc-run-point``, version 2)::
                 them, -1 = no error)
     /itl        every request's inter-token gaps, concatenated (float32 ms); request i has
                 ``itl_count[i]`` of them, after those of the requests before it
+    /server_metrics  (when scraped) attrs: the srv_* figures; datasets ``<role>/<figure>``:
+                (n, 2) float64 (seconds from the benchmark's start, value)
+    /power      (when sampled) attrs: power_valid, power_reasons and the power figures;
+                datasets ``node<K>/gpu<I>``: (n, 2) float64 (seconds from the start, W)
 
 ``record`` repeats metadata, summary, metrics, failure, bench config and error texts as one
 canonical JSON string, plus ``validity`` (the verdict, ``ixhpc.bench.validity``; absent in files
-written before the gate: "unknown") and ``arrays_sha256`` (over the bytes of /requests and /itl). The
+written before the gate: "unknown"), ``server_metrics`` and ``power`` (when measured) and
+``arrays_sha256`` (over the bytes of /requests and /itl). The
 attributes and groups are for people and other tools; a merge reads a point with two attribute
 reads (record, result_id) and two dataset reads. ``result_id`` is the sha256 of ``record``:
 the identity a merge uses to count a result once however many copies of the file it sees.
@@ -149,6 +154,13 @@ class Point:
     # ixhpc.bench.validity's {verdict, reasons, details, evidence}; None: judged before the
     # gate existed, read as "unknown" (never invalid)
     validity: dict[str, Any] | None = None
+    # server metrics (ixhpc.bench.servermetrics): the derived srv_* figures, and the series
+    # (``<role>/<figure>`` -> (t s from the benchmark's start, value); written, not read back)
+    server_metrics: dict[str, float] = field(default_factory=dict)
+    server_series: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # GPU power (ixhpc.results.power): the verdict document, and the readings per device
+    power: dict[str, Any] | None = None
+    power_series: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def verdict(self) -> str:
@@ -182,7 +194,9 @@ def _record(point: Point) -> dict[str, Any]:
             "summary": point.summary, "metrics": point.metrics, "failure": point.failure,
             "config": point.config, "n_requests": len(req), "n_itl": len(req.itl),
             "error_texts": req.error_texts, "arrays_sha256": requests_digest(req),
-            **({"validity": point.validity} if point.validity is not None else {})}
+            **({"validity": point.validity} if point.validity is not None else {}),
+            **({"server_metrics": point.server_metrics} if point.server_metrics else {}),
+            **({"power": point.power} if point.power is not None else {})}
 
 
 def write(path: str | os.PathLike[str], point: Point) -> str:
@@ -214,7 +228,42 @@ def write(path: str | os.PathLike[str], point: Point) -> str:
         rows.attrs.create("error_texts", req.error_texts, dtype=_STR)
         itl = f.create_dataset("itl", data=np.asarray(req.itl, ITL_DTYPE), dcpl=_layout(req.itl.nbytes))
         itl.attrs["units"] = "ms"
+        _write_series(f, "server_metrics", point.server_series, point.server_metrics, "value")
+        if point.power is not None:
+            _write_series(f, "power", point.power_series, _power_attrs(point.power), "W")
     return point.result_id
+
+
+def _write_series(f: h5py.File, group: str, series: dict[str, tuple[Any, Any]], attrs: dict[str, Any],
+                  units: str) -> None:
+    """``/group/<name>``: (n, 2) float64 rows of (seconds from the benchmark's start, value)."""
+    if not series and not attrs:
+        return
+    g = f.create_group(group)
+    g.attrs.update(attrs)
+    g.attrs["clock"] = "seconds from the benchmark's start (the client's time.perf_counter())"
+    for name, (t, v) in sorted(series.items()):
+        ds = g.create_dataset(name, data=np.column_stack([np.asarray(t, np.float64), np.asarray(v, np.float64)]))
+        ds.attrs.update(columns="t_s,value", units=units)
+
+
+def _power_attrs(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"power_valid": bool(doc.get("power_valid")), "power_reasons": ",".join(doc.get("reasons", [])),
+            **{k: float(v) for k, v in doc.get("metrics", {}).items()}}
+
+
+def read_series(path: str | os.PathLike[str], group: str) -> dict[str, np.ndarray]:
+    """``/server_metrics`` or ``/power`` series of a point file: name -> (n, 2) array."""
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        if group not in f:
+            return out
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+        f[group].visititems(visit)
+    return out
 
 
 def _reasons(judged: dict[str, Any] | None) -> list[str]:
@@ -308,7 +357,8 @@ class PointReader:
                      failure=rec["failure"], config=rec["config"] if version > 1 else self._config_v1(),
                      requests=None, result_id=result_id, n_requests=int(rec["n_requests"]),
                      requests_sha256=rec["arrays_sha256"] if version > 1 else "",
-                     validity=rec.get("validity"))
+                     validity=rec.get("validity"), server_metrics=rec.get("server_metrics", {}),
+                     power=rec.get("power"))
 
     def _requests(self) -> Requests:
         rec = self._rec

@@ -85,6 +85,11 @@ def point_row(point: store.Point, source: Source | None = None) -> dict[str, Any
     """One table row. Later groups win on a name clash; bookkeeping always wins."""
     row: dict[str, Any] = {**point.summary, **point.metadata, **point.metrics}
     row.update({f"bench_{k}": v for k, v in point.config.items()})
+    row.update(point.server_metrics)
+    if point.power is not None:
+        row.update({k: v for k, v in point.power.get("metrics", {}).items()},
+                   power_valid=bool(point.power.get("power_valid")),
+                   power_reasons=",".join(point.power.get("reasons", [])))
     row.update(result_id=point.result_id, failure=point.failure, n_requests=point.n_requests,
                validity=point.verdict)
     if point.validity and point.validity.get("reasons"):

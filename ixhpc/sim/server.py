@@ -25,7 +25,7 @@ decoding: each decode step verifies that many draft tokens, costs ``SPEC_STEP_CO
 draft token, and yields ``1 + sum(SPEC_ACCEPTANCE ** i for i in 1..spec_tokens)`` tokens per
 sequence on average, carried over between steps); ``stream_interval`` (a stream writes once
 every that many tokens, and at the end); and ``metrics`` (``GET /metrics``: Prometheus text
-under the engine's own metric names, ``METRIC_NAMES``).
+under the engine's own metric names, ``METRIC_KEYS``, and the simulated per-GPU power gauge).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ixhpc.bench import servermetrics
 from ixhpc.sim import listener, model
 
 SIM_BANNER = "ixhpc simulated engine (not a real GPU engine)"
@@ -52,39 +53,36 @@ MAX_SEQUENCE_TOKENS = 1 << 24  # longest output or KV transfer accepted, as a re
 SPEC_ACCEPTANCE = 0.7  # chance each further draft token is accepted (speculative decoding)
 SPEC_STEP_COST = 0.1   # extra step time per draft token verified, as a fraction of a plain step
 
-# Prometheus metric names per engine: running / waiting sequences (gauges), prompt and generated
-# tokens and finished requests (counters), and the label naming the model. None: not exposed.
-METRIC_KEYS = ("running", "waiting", "prompt_tokens", "generation_tokens", "requests")
-METRIC_NAMES: dict[str, tuple[str | None, str | None, str | None, str | None, str | None, str]] = {
-    "sim": ("ixhpc_sim_num_running", "ixhpc_sim_num_waiting", "ixhpc_sim_prompt_tokens_total",
-            "ixhpc_sim_generation_tokens_total", "ixhpc_sim_requests_total", "model"),
-    "sglang": ("sglang:num_running_reqs", "sglang:num_queue_reqs", "sglang:prompt_tokens_total",
-               "sglang:generation_tokens_total", "sglang:num_requests_total", "model_name"),
-    "vllm": ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:prompt_tokens_total",
-             "vllm:generation_tokens_total", "vllm:request_success_total", "model_name"),
-    # trtllm-serve 1.x exposes a few request counters and histograms (/prometheus/metrics).
-    "trtllm": (None, None, None, None, "trtllm_request_success_total", "model_name"),
-    # Dynamo workers: the runtime's own component metrics (the engine's pass through beside them).
-    "dynamo_component": ("dynamo_component_inflight_requests", None, None, None,
-                         "dynamo_component_requests_total", "model"),
-    "dynamo_frontend": ("dynamo_frontend_inflight_requests", "dynamo_frontend_queued_requests", None,
-                        None, "dynamo_frontend_requests_total", "model"),
-    # ATOM's OpenAI server reports vLLM-style names (from its documentation, not verified).
-    "atom": ("atom:num_requests_running", "atom:num_requests_waiting", "atom:prompt_tokens_total",
-             "atom:generation_tokens_total", "atom:request_success_total", "model_name"),
-}
+# Prometheus metric names per engine: the one table, ``ixhpc.bench.servermetrics.ENGINE_METRICS``
+# (running / waiting sequences, KV-cache usage and prefix-cache hit rate as gauges; prefix-cache
+# queries and hits, preemptions, prompt and generated tokens, finished requests as counters).
+METRIC_KEYS = servermetrics.KEYS
+# Simulated GPU power (``SIM_POWER``, label ``gpu``): per GPU of the engine (its tp), idle power
+# plus a share of (peak - idle) from its load: IDLE_SHARE when any work is in, the rest in
+# proportion to batch occupancy (running / max_batch; a queued prefill counts as full).
+GPU_PEAK_W = {"H100": 700.0, "H200": 700.0, "B200": 1000.0, "GB200": 1200.0, "B300": 1100.0,
+              "GB300": 1400.0, "MI300X": 750.0, "MI325X": 1000.0, "MI355X": 1400.0}
+GPU_IDLE_FRACTION = 0.15  # of peak, with nothing running
+IDLE_SHARE = 0.3          # of (peak - idle), as soon as any request is in
 
 
-def prometheus(styles: list[str], model_name: str, values: Mapping[str, float]) -> str:
-    """Prometheus exposition text of ``values`` (keys of ``METRIC_KEYS``) under each style's names."""
+def prometheus(styles: list[str], model_name: str, values: Mapping[str, float],
+               gpu_power: list[float] | None = None) -> str:
+    """Prometheus exposition text of ``values`` (keys of ``METRIC_KEYS``) under each style's
+    names, and the per-GPU power gauge when given."""
     lines = []
     for style in styles:
-        *names, label = METRIC_NAMES[style]
-        for key, name in zip(METRIC_KEYS, names, strict=True):
+        names = servermetrics.ENGINE_METRICS[style]
+        label = servermetrics.MODEL_LABEL.get(style, "model_name")
+        for key in METRIC_KEYS:
+            name = names.get(key)
             if name is None or key not in values:
                 continue
-            kind = "gauge" if key in ("running", "waiting") else "counter"
+            kind = "gauge" if key in servermetrics.GAUGES else "counter"
             lines += [f"# TYPE {name} {kind}", f"{name}{{{label}={json.dumps(model_name)}}} {values[key]:g}"]
+    if gpu_power:
+        lines.append(f"# TYPE {servermetrics.SIM_POWER} gauge")
+        lines += [f'{servermetrics.SIM_POWER}{{gpu="{i}"}} {w:.3f}' for i, w in enumerate(gpu_power)]
     return "\n".join(lines) + "\n"
 
 
@@ -252,6 +250,22 @@ class Engine:
                 await asyncio.sleep(0)  # the woken streams write, then the loop polls its sockets
         self.running = still
 
+    def metric_values(self) -> dict[str, float]:
+        """The engine's figures under ``METRIC_KEYS`` (no prefix caching, no preemption)."""
+        return {**self.totals, "running": len(self.running), "waiting": len(self.waiting),
+                "kv_cache_usage": min(1.0, self.kv_reserved / self.kv_capacity) if self.kv_capacity else 0.0,
+                "prefix_cache_hit_rate": 0.0, "prefix_cache_queries": self.totals["prompt_tokens"],
+                "prefix_cache_hits": 0, "preemptions": 0}
+
+    def gpu_power(self) -> list[float]:
+        """Simulated power draw of each of the engine's GPUs (W), from its load now."""
+        peak = GPU_PEAK_W.get(self.cfg.gpu.upper(), 700.0)
+        idle = peak * GPU_IDLE_FRACTION
+        occupancy = 1.0 if self.prefill_queue else min(1.0, len(self.running) / max(1, self.cfg.max_batch))
+        busy = bool(self.running or self.waiting or self.prefill_queue)
+        watts = idle + (peak - idle) * ((IDLE_SHARE if busy else 0.0) + (1 - IDLE_SHARE) * occupancy)
+        return [watts] * max(1, self.cfg.tp)
+
     def stats(self) -> dict[str, Any]:
         return {
             "role": self.role,
@@ -274,8 +288,8 @@ class Api:
         self._model_json = json.dumps(model_name)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        values = {**self.engine.totals, "running": len(self.engine.running), "waiting": len(self.engine.waiting)}
-        return web.Response(text=prometheus(self.metric_styles, self.model_name, values),
+        return web.Response(text=prometheus(self.metric_styles, self.model_name, self.engine.metric_values(),
+                                            self.engine.gpu_power()),
                             content_type="text/plain", charset="utf-8")
 
     async def health(self, request: web.Request) -> web.Response:

@@ -31,8 +31,11 @@ Deliberate differences (docs/srt-slurm.md lists them with reasons):
   (NCCL 17500+i, dist-init 8300, worker ``--port`` 6100+32k under Dynamo, vLLM 5200/5400/20000).
 * Hosts are node addresses (``${X_HOST}``), not node names; etcd/NATS executables come from the
   image's PATH (srtctl runs them from its checkout's ``/configs``).
-* SPEC 17 fixes: map-valued flags as JSON (17.1); a recipe flag srtctl also sets is passed once
-  (17.2; a different value is an error); follower ranks get a real ``--port`` (17.3);
+* Port offsets are per node on real clusters (processes on different nodes may share one), per
+  process on the local profile (all its nodes are one host); a follower rank shares its leader's.
+* SPEC 17 fixes: map-valued flags as JSON (17.1); a recipe flag srtctl also sets is passed once,
+  with the value the engine would read (the recipe's, last on srtctl's line), except the ports
+  and hosts ixhpc allocates (17.2); follower ranks get a real ``--port`` (17.3);
   ``--dump-config-to`` and every generated file under the container's ``/logs`` (17.4); one
   served name everywhere (17.5); ``DYN_REQUEST_PLANE`` for TensorRT-LLM workers too, and
   ``--request-plane`` follows a role's ``DYN_REQUEST_PLANE`` (17.6); no ``ETCD_*``/``NATS_*``
@@ -42,6 +45,10 @@ Deliberate differences (docs/srt-slurm.md lists them with reasons):
 * Not performed: Dynamo installation, ``setup_script``, the fingerprint probe (the image must
   carry Dynamo); profiling, telemetry/exporters, Mooncake, model staging/download, het jobs,
   vLLM ``per_gpu`` DP, benchmark types other than sa-bench: refused with an error.
+
+Metadata: each deployment is one run point (``SrtDisaggPoint`` / ``SrtAggPoint``, the sweep's
+point shapes with srtctl's GPUs per worker and worker nodes), so each benchmark's record is the
+existing ``DisaggRecord`` / ``MultiAggRecord`` (mapping: docs/srt-slurm.md "Metadata").
 """
 
 from __future__ import annotations
@@ -308,24 +315,28 @@ def args_flags(args: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
-def _merge_flags(dep: Deployment, role: SrtRole, own: list[str], cfg: Mapping[str, Any]) -> list[str]:
-    """srtctl's own flags, then the config's; a config key srtctl also sets is passed once
-    (SPEC 17.2), and a different value for it is an error."""
-    given = {own[i]: own[i + 1] if i + 1 < len(own) and not own[i + 1].startswith("--") else True
-             for i in range(len(own)) if own[i].startswith("--")}
-    kept: dict[str, Any] = {}
-    for key, v in cfg.items():
-        flag = "--" + str(key).replace("_", "-")
-        if flag in given and v is not None and v is not False:
-            mine = given[flag]
-            theirs = True if v is True else _value(v)
-            if theirs != mine:
-                raise PlanError(f"{dep.source}: {key}: {role} config sets {theirs!r}, but the "
-                                f"deployment needs {mine!r} (srtctl passes both); expected the same "
-                                f"value or no {key}")
-            continue
-        kept[key] = v
-    return [*own, *config_flags(kept)]
+def _merge_flags(own: list[str], cfg: Mapping[str, Any]) -> list[str]:
+    """srtctl's own flags, then the config's, each flag once (SPEC 17.2: srtctl passes both and
+    the engine's parser keeps the last, the recipe's). So the recipe's value wins, except for
+    the ports and hosts ixhpc allocates (values with a job-script variable): the job addresses
+    those, so its own value stays and the recipe's is dropped."""
+    flags = {"--" + str(k).replace("_", "-"): k for k, v in cfg.items() if v is not None and v is not False}
+    out: list[str] = []
+    kept = dict(cfg)
+    i = 0
+    while i < len(own):
+        word = own[i]
+        value = own[i + 1] if i + 1 < len(own) and not own[i + 1].startswith("--") else None
+        step = 2 if value is not None else 1
+        if word.startswith("--") and word in flags:
+            if value is not None and "\x00" in value:   # ixhpc's port/host: the job's value
+                kept.pop(flags[word])
+            else:                                         # the recipe's value, as the engine reads it
+                i += step
+                continue
+        out += own[i:i + step]
+        i += step
+    return [*out, *config_flags(kept)]
 
 
 # ---------------------------------------------------------------- the planner
@@ -375,10 +386,12 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
         _infra_roles(ctx)
     _worker_roles(ctx)
     public = _frontend_roles(ctx)
-    if len(ctx.roles) > MAX_ROLES:
-        raise PlanError(f"{dep.source}: {len(ctx.roles)} processes in one job; expected at most "
-                        f"{MAX_ROLES} (each job has a block of {2 * MAX_ROLES} ports); lower "
-                        f"frontend.num_additional_frontends or the worker count")
+    ports = 1 + max(ro.port_index for ro in ctx.roles)
+    if ports > MAX_ROLES:
+        raise PlanError(f"{dep.source}: {ports} port offsets in one job; expected at most {MAX_ROLES} "
+                        f"(each job has a block of {2 * MAX_ROLES} ports; offsets are per node, or per "
+                        f"process where all nodes are one host); lower frontend.num_additional_frontends "
+                        f"or the worker count")
     nginx = spec.model_copy(update={"image": r.frontend.nginx_container, "remap_root": True})
     for role in ctx.roles:
         role.command = _srun_line(role, runtime, nginx if role.name == "nginx" else spec, profile, dep)
@@ -560,11 +573,22 @@ def _point(dep: Deployment, profile: ClusterProfile, partition: str, key: str,
 
 def _role(ctx: _Ctx, name: str, var: str, node: int, argv: list[str], health: str | None, comment: str,
           env: Sequence[tuple[str, str]] = (), nnodes: int = 1, gpus: int = 0, tasks: int = 1,
-          kv: bool = False) -> Role:
+          kv: bool = False, port_index: int | None = None) -> Role:
+    """A role; its port offset is the next one, or ``port_index`` (a follower rank shares its
+    leader's: it serves nothing the job addresses, and runs on another node)."""
     full = ["env", *(f"{k}={v}" for k, v in env), *argv] if env else argv
-    role = Role(name, var, node, nnodes, len(ctx.roles), gpus, full, health, comment, tasks, kv_port=kv)
+    index = port_index if port_index is not None else _free_port(ctx, range(node, node + nnodes))
+    role = Role(name, var, node, nnodes, index, gpus, full, health, comment, tasks, kv_port=kv)
     ctx.roles.append(role)
     return role
+
+
+def _free_port(ctx: _Ctx, nodes: range) -> int:
+    """The next port offset: per node on real clusters (processes on different nodes may share
+    one), distinct in the whole job where all nodes are one host (the local profile)."""
+    taken = {r.port_index for r in ctx.roles
+             if ctx.profile.engine_standins or set(nodes) & set(range(r.node_index, r.node_index + r.nnodes))}
+    return next(i for i in range(len(ctx.roles) + 1) if i not in taken)
 
 
 def _host(var: str) -> str:
@@ -714,6 +738,7 @@ def _per_node_worker(ctx: _Ctx, ep: Endpoint, counters: dict[str, int], leaders_
     rpc_port = VLLM_DP_RPC_BASE + counters["rpc"]
     if vllm and dp:
         counters["rpc"] += 1
+    leader_port = 0
     for rank, (node, gpu_ids) in enumerate(zip(ep.nodes, ep.gpu_ids, strict=True)):
         i = counters["proc"]
         counters["proc"] += 1
@@ -750,7 +775,7 @@ def _per_node_worker(ctx: _Ctx, ep: Endpoint, counters: dict[str, int], leaders_
             drop = ("model-path", "model_path", "served-model-name", "served_model_name", "nccl-port", "nccl_port")
             cfg_ = {k: v for k, v in cfg.items() if k not in drop}
             module = "sglang.launch_server" if launch_server else "dynamo.sglang"
-            argv = ["python3", "-m", module, *_merge_flags(dep, ep.role, own, cfg_)]
+            argv = ["python3", "-m", module, *_merge_flags(own, cfg_)]
             health = "/health" if rank == 0 else None
         else:
             assert isinstance(be, VllmBackend)
@@ -772,7 +797,10 @@ def _per_node_worker(ctx: _Ctx, ep: Endpoint, counters: dict[str, int], leaders_
         _role(ctx, _name(ep, rank), var, node, argv, health,
               f"{ep.role} worker {ep.index}" + (f" rank {rank}/{k_nodes}" if k_nodes > 1 else "")
               + f": GPUs {','.join(map(str, gpu_ids))}", env=env, gpus=ctx.dep.gpus_per_node,
-              kv=rank == 0 and ep.role == "prefill" and isinstance(be, SGLangBackend))
+              kv=rank == 0 and ep.role == "prefill" and isinstance(be, SGLangBackend),
+              port_index=None if rank == 0 else leader_port)
+        if rank == 0:
+            leader_port = ctx.roles[-1].port_index
 
 
 def _connector(be: VllmBackend, cfg: Mapping[str, Any]) -> str | None:
@@ -812,7 +840,7 @@ def _vllm_argv(ctx: _Ctx, ep: Endpoint, rank: int, cfg: dict[str, Any], gpu_ids:
         if rank > 0:
             own.append("--headless")
         own += devices
-        return own[:2] + _merge_flags(dep, ep.role, own[2:], cfg_), "/health" if rank == 0 else None
+        return own[:2] + _merge_flags(own[2:], cfg_), "/health" if rank == 0 else None
     if dp:
         drop |= {"data-parallel-rpc-port", "data-parallel-size-local", "data-parallel-start-rank",
                  "data-parallel-hybrid-lb", "headless", "data_parallel_rpc_port", "data_parallel_size_local",
@@ -837,7 +865,7 @@ def _vllm_argv(ctx: _Ctx, ep: Endpoint, rank: int, cfg: dict[str, Any], gpu_ids:
             own.append("--headless")
     own += ["--request-plane", plane, "--dump-config-to", dump]
     own += _kv_events(ctx, ep.role, kv_port, vllm=True)
-    argv = ["python3", "-m", "dynamo.vllm", *_merge_flags(dep, ep.role, own, cfg_)]
+    argv = ["python3", "-m", "dynamo.vllm", *_merge_flags(own, cfg_)]
     return argv, "/health" if rank == 0 or dp else None
 
 
