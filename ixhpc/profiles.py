@@ -97,6 +97,9 @@ class ClusterProfile(StrictModel):
     power_source: Literal["none", "nvidia-smi", "dcgm", "amd-smi", "sim"] = "none"
     # an InferenceX checkout: script mode by default (`--inferencex` overrides; docs/inferencex-scripts.md)
     inferencex_checkout: LocalPath | None = None
+    # srt-slurm recipe directories that InferenceX's `CONFIG_FILE=recipes/...` settings are looked
+    # up in, in order (`--srt-recipes` adds to them; ixhpc.srtslurm.config_file)
+    srt_recipes: list[LocalPath] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterProfile:

@@ -307,7 +307,8 @@ def test_cli_excludes_warmups_and_writes_the_contract(tmp_path: Path) -> None:
     assert doc["config"]["num_warmups"] == 3 and doc["config"]["num_prompts"] == 5
     assert doc["config"]["timer_start"] == client.TIMER_START == "request_written"
     assert doc["config"]["token_clock"] == "kernel_receive"
-    assert set(doc) == {"summary", "requests", "config", "failure", "validity"}
+    assert set(doc) == {"summary", "requests", "config", "failure", "validity", "clock"}
+    assert doc["clock"]["end_unix"] > doc["clock"]["start_unix"]
     assert doc["validity"]["verdict"] == "valid", doc["validity"]
     # never overwrite a result
     with pytest.raises(SystemExit) as exc:

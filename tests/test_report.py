@@ -33,7 +33,7 @@ def test_markdown_rows_carry_the_setup_and_numbers(merged):
     body = lines[1:]
     assert len(body) == len(df) == 23
     row = df[(df["runner"] == "mi355x") & (df["conc"] == 4)].iloc[0]
-    expected = (f"| mi355x | vllm | fp4 | 1024/1024 | tp8 | 4 | {row['tput_per_gpu']:,.1f} "
+    expected = (f"| mi355x | vllm | fp4 | 1024/1024 | tp8 | 4 | {row['tput_per_gpu']:,.1f} | - | - "
                 f"| {row['median_ttft'] * 1000:,.1f} | {row['p99_ttft'] * 1000:,.1f} | {row['median_intvty']:,.1f} |")
     assert expected in body
     assert any("| P 2x tp4 ep4 / D 1x tp8 ep8 dpa |" in ln for ln in body)

@@ -19,7 +19,6 @@ from ixhpc import atomic
 from ixhpc.bench import client, dataset, eventloop, metrics, servermetrics, validity, workers
 from ixhpc.errors import ConfigError, IxhpcError, main_guard
 
-
 RESULT_FORMATS = ("ixhpc", "benchmark_serving")
 
 
@@ -177,9 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         print("ttft from request creation (InferenceX's timer) (ms): " + "  ".join(
             f"{k}={v:.3f}" for k, v in created.items()))
     if args.output:
+        arrays = metrics.request_arrays(results, start)
         document = {
             "summary": summary,
-            "requests": metrics.request_arrays(results, start),
+            "requests": arrays,
             "config": {
                 "base_url": args.base_url, "model": model, "isl": args.isl, "osl": args.osl,
                 "random_range_ratio": args.random_range_ratio, "num_prompts": num_prompts,
@@ -195,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
             "clock": clock,
             **({"server_metrics": server_metrics} if server_metrics else {}),
         }
-        serving = metrics.serving_document(summary, document["requests"], document["config"],
-                                           clock["start_unix"], time.strftime("%Y%m%d-%H%M%S"))
+        serving = metrics.serving_document(summary, arrays,
+                                           {"model": model}, clock["start_unix"],
+                                           time.strftime("%Y%m%d-%H%M%S"))
         atomic.write_text(args.output, json.dumps(serving if args.result_format == "benchmark_serving"
                                                   else document))
         print(f"wrote {args.output}")

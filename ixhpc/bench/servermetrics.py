@@ -9,7 +9,8 @@ styles: the earlier one in the table wins per figure).
 The scraper is one daemon thread of the client process: one ``GET`` per target per interval,
 the text parsed line by line keeping only the table's names (sum over label sets; fractions are
 averaged), each sample stamped with ``time.perf_counter()`` when its answer arrived: the
-client's own clock, the one its per-request times use. Memory is bounded: a series holds at
+client's own clock, the one its per-request times use; a last scrape when the benchmark ends
+gives every series a sample at its end. Memory is bounded: a series holds at
 most ``MAX_SAMPLES`` samples; when full, every other one is dropped and the interval doubles.
 
 ``summarize`` derives the figures users look at from the series over the benchmark's window
@@ -70,7 +71,7 @@ _BY_NAME: dict[str, tuple[int, str]] = {
 }
 SIM_POWER = "ixhpc_sim_gpu_power_watts"  # the simulated engine's per-GPU power gauge (label gpu)
 
-DEFAULT_INTERVAL = 2.0  # seconds between scrapes of one target
+DEFAULT_INTERVAL = 1.0  # seconds between scrapes of one target
 MAX_SAMPLES = 4096      # per series; then halved and the interval doubled
 MAX_BODY = 8 << 20      # bytes read of one /metrics answer
 
@@ -185,9 +186,11 @@ class Scraper:
         return self
 
     def stop(self) -> None:
+        """Stop the thread, then scrape once more: every series has a sample at the end."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.interval + 10.0)
+            self.scrape_once()
 
     def scrape_once(self) -> None:
         halved = False

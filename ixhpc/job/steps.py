@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,17 @@ def ingest(layout: Layout, job: str, conc: int, power_expect: dict[str, int] | N
     key, static = _rendered(layout, job, conc)
     meta = {**static, **job_meta(bench_file)}
     out = layout.result(key)
-    measured = power.for_point(layout.power_csvs(job), bench, power_expect) if power_expect else None
+    measured = None
+    if power_expect:
+        # the samplers' readings after the window's end bound it: wait for them to be written
+        end = float((bench.get("clock") or {}).get("end_unix", 0.0))
+        time.sleep(max(0.0, min(POWER_SETTLE_S, end + POWER_SETTLE_S - time.time())))
+        measured = power.for_point(layout.power_csvs(job), bench, power_expect)
     write_point(out, bench, meta, measured, require_power)
     return out
+
+
+POWER_SETTLE_S = 2.5  # after a benchmark's end: > the samplers' interval (placement.POWER_INTERVAL_S)
 
 
 def _expect(specs: list[str]) -> dict[str, int]:

@@ -119,7 +119,7 @@ def _router(raw: str | None) -> dict[str, str] | None:
     if raw in (None, "", "null"):
         return None
     try:
-        value = json.loads(cast("str", raw))
+        value = json.loads(raw)
     except json.JSONDecodeError:
         raise ResultFileError("ROUTER_METADATA must contain valid JSON") from None
     if not isinstance(value, dict) or set(value) != {"name", "version"} or not all(

@@ -13,6 +13,10 @@ Layout (format ``ixhpc-run-point``, version 2)::
                 them, -1 = no error)
     /itl        every request's inter-token gaps, concatenated (float32 ms); request i has
                 ``itl_count[i]`` of them, after those of the requests before it
+    /created_time  (when recorded) one float64 per request: when the client created it (s since
+                the benchmark's start; ``start_time`` is when it was written), so TTFT as
+                InferenceX times it (from creation) can be shown beside the true one; files
+                written before it have none (record key ``created_time`` absent)
     /server_metrics  (when scraped) attrs: the srv_* figures; datasets ``<role>/<figure>``:
                 (n, 2) float64 (seconds from the benchmark's start, value)
     /power      (when sampled) attrs: power_valid, power_reasons and the power figures;
@@ -93,6 +97,7 @@ class Requests:
     rows: np.ndarray
     itl: np.ndarray
     error_texts: list[str] = field(default_factory=list)
+    created_time: np.ndarray | None = None  # s since benchmark start; None: not recorded
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -123,6 +128,8 @@ class Requests:
 
         df = pd.DataFrame({name: self.rows[name] for name in REQUEST_FIELDS if name != "error"})
         df["error"] = pd.array([e or None for e in self.errors()], dtype="string")
+        if self.created_time is not None:
+            df["created_time"] = self.created_time
         return df
 
     @classmethod
@@ -137,7 +144,9 @@ class Requests:
                 rows[name] = columns[name]
         rows["itl_count"] = np.diff(np.asarray(itl_offsets, "i8"))
         rows["error"] = codes
-        return cls(rows, np.asarray(itl, ITL_DTYPE), list(texts))
+        created = columns.get("created_time")
+        return cls(rows, np.asarray(itl, ITL_DTYPE), list(texts),
+                   None if created is None else np.asarray(created, "<f8"))
 
 
 @dataclass
@@ -170,6 +179,8 @@ class Point:
 def requests_digest(req: Requests) -> str:
     h = hashlib.sha256(np.ascontiguousarray(req.rows, REQUEST_DTYPE).data)
     h.update(np.ascontiguousarray(req.itl, ITL_DTYPE).data)
+    if req.created_time is not None:  # absent: a file without it keeps its digest
+        h.update(np.ascontiguousarray(req.created_time, "<f8").data)
     return h.hexdigest()
 
 
@@ -178,6 +189,8 @@ def check_requests(req: Requests, n_itl: int | None = None) -> str | None:
     counts = req.rows["itl_count"]
     if np.any(counts < 0) or int(counts.sum()) != len(req.itl) or (n_itl is not None and n_itl != len(req.itl)):
         return "ITL counts do not add up to the ITL values"
+    if req.created_time is not None and len(req.created_time) != len(req.rows):
+        return "created_time does not have one value per request"
     errors = req.rows["error"]
     if np.any((errors < -1) | (errors >= len(req.error_texts))):
         return "an error index points outside the error texts"
@@ -194,6 +207,7 @@ def _record(point: Point) -> dict[str, Any]:
             "summary": point.summary, "metrics": point.metrics, "failure": point.failure,
             "config": point.config, "n_requests": len(req), "n_itl": len(req.itl),
             "error_texts": req.error_texts, "arrays_sha256": requests_digest(req),
+            **({"created_time": True} if req.created_time is not None else {}),
             **({"validity": point.validity} if point.validity is not None else {}),
             **({"server_metrics": point.server_metrics} if point.server_metrics else {}),
             **({"power": point.power} if point.power is not None else {})}
@@ -228,6 +242,10 @@ def write(path: str | os.PathLike[str], point: Point) -> str:
         rows.attrs.create("error_texts", req.error_texts, dtype=_STR)
         itl = f.create_dataset("itl", data=np.asarray(req.itl, ITL_DTYPE), dcpl=_layout(req.itl.nbytes))
         itl.attrs["units"] = "ms"
+        if req.created_time is not None:
+            created = f.create_dataset("created_time", data=np.ascontiguousarray(req.created_time, "<f8"),
+                                       dcpl=_layout(req.created_time.nbytes))
+            created.attrs["units"] = "s since benchmark start (request created; start_time: written)"
         _write_series(f, "server_metrics", point.server_series, point.server_metrics, "value")
         if point.power is not None:
             _write_series(f, "power", point.power_series, _power_attrs(point.power), "W")
@@ -364,7 +382,8 @@ class PointReader:
         rec = self._rec
         rows = _dataset(self._fid, "requests", REQUEST_DTYPE, int(rec["n_requests"]))
         itl = _dataset(self._fid, "itl", ITL_DTYPE, int(rec["n_itl"]))
-        req = Requests(rows, itl, list(rec["error_texts"]))
+        created = _dataset(self._fid, "created_time", "<f8", len(rows)) if rec.get("created_time") is True else None
+        req = Requests(rows, itl, list(rec["error_texts"]), created)
         if requests_digest(req) != rec["arrays_sha256"]:
             raise PointFileError(self.path, "request data do not match their checksum (corrupt)")
         problem = check_requests(req)

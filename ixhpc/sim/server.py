@@ -325,6 +325,8 @@ class Api:
         self.engine.records.append(record)
         record["start"] = await self.engine.prefill(tokens)
         record["end"] = time.perf_counter()
+        self.engine.totals["prompt_tokens"] += tokens  # what a prefill worker's engine counts
+        self.engine.totals["requests"] += 1
         return web.json_response({"id": rid, "kv_tokens": tokens, "prefill_worker": self.engine.name})
 
     async def completions(self, request: web.Request) -> web.StreamResponse:

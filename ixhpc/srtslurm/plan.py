@@ -759,6 +759,7 @@ def _per_node_worker(ctx: _Ctx, ep: Endpoint, counters: dict[str, int], leaders_
         if isinstance(be, SGLangBackend):
             counters["kv"] += 1
             launch_server = fe == "sglang"
+            # SPEC 17.3: srtctl passes --port 0 on follower ranks; they get their node's port too
             http = _port(var) if launch_server else str(WORKER_HTTP_BASE + 32 * leaders_on.get(node, 0))
             own = ["--model-path", ctx.model, "--served-model-name", ctx.served, "--host", "0.0.0.0",
                    "--port", http, "--nccl-port", str(NCCL_BASE + i), *disagg_mode]
@@ -1065,7 +1066,8 @@ def _rate(value: str | int | None) -> float:
 
 def _bench_argv(ctx: _Ctx, public: Role) -> list[str]:
     """sa-bench's settings (13.2) for ixhpc's client: per concurrency the warm-up
-    (NUM_WARMUPS = warmup mult x C) and C x prompts mult prompts at req_rate."""
+    (NUM_WARMUPS = warmup mult x C) and C x prompts mult prompts at req_rate. It talks to the
+    public endpoint's address (SPEC 17.11: sa-bench always uses localhost:8000)."""
     b = ctx.dep.benchmark
     rate = "inf" if _rate(b.req_rate) == math.inf else str(b.req_rate)
     argv = ["python", "-m", "ixhpc.bench",
