@@ -323,4 +323,8 @@ def test_script_mode_end_to_end(slurm: dict[str, str], tmp_path: Path) -> None:
     assert len(table) == 4
     clients = sorted(table["bench_client"].fillna("ixhpc").tolist())
     assert clients == ["inferencex-benchmark_serving"] * 2 + ["ixhpc"] * 2
+    report = _ixhpc("report", str(merged), "-o", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "| inferencex-benchmark_serving |" in summary and "| ixhpc |" in summary  # both, labelled
     assert (table["total_token_throughput"] > 0).all() if "total_token_throughput" in table else True

@@ -29,11 +29,11 @@ def test_markdown_rows_carry_the_setup_and_numbers(merged):
     df = load(merged)
     text = report.markdown(df)
     lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
-    assert lines[0].startswith("| hw | framework | precision | isl/osl | parallelism | conc | tput/GPU")
+    assert lines[0].startswith("| hw | framework | client | precision | isl/osl | parallelism | conc | tput/GPU")
     body = lines[1:]
     assert len(body) == len(df) == 23
     row = df[(df["runner"] == "mi355x") & (df["conc"] == 4)].iloc[0]
-    expected = (f"| mi355x | vllm | fp4 | 1024/1024 | tp8 | 4 | {row['tput_per_gpu']:,.1f} | - | - "
+    expected = (f"| mi355x | vllm | ixhpc | fp4 | 1024/1024 | tp8 | 4 | {row['tput_per_gpu']:,.1f} | - | - "
                 f"| {row['median_ttft'] * 1000:,.1f} | {row['p99_ttft'] * 1000:,.1f} | {row['median_intvty']:,.1f} |")
     assert expected in body
     assert any("| P 2x tp4 ep4 / D 1x tp8 ep8 dpa |" in ln for ln in body)
@@ -65,7 +65,7 @@ def test_report_command_writes_summary_and_valid_pngs(merged, tmp_path):
         assert image.shape[0] > 400 and image.shape[1] > 600
         assert image[..., :3].std() > 0.05  # not a blank canvas
     summary = (out / "summary.md").read_text()
-    assert "8192/1024" not in summary and "| gb200 | dynamo-trt |" in summary
+    assert "8192/1024" not in summary and "| gb200 | dynamo-trt | ixhpc |" in summary
 
 
 def test_report_with_no_matching_points_is_one_line_error(merged, tmp_path):

@@ -75,19 +75,26 @@ def _verdict(r: dict[str, Any]) -> str:
     return v if v in validity.VERDICTS else validity.UNKNOWN
 
 
+def _client(r: dict[str, Any]) -> str:
+    """Which load generator measured the row: ixhpc's own, or InferenceX's script's client."""
+    client = r.get("bench_client")
+    return str(client) if isinstance(client, str) and client else "ixhpc"
+
+
 def markdown(df: pandas.DataFrame, include_invalid: bool = False) -> str:
     ok = export.records(export.ok_rows(df, include_invalid).sort_values([c for c in _SORT if c in df],
                                                                         na_position="first"))
     extra = " validity |" if include_invalid else ""  # only then can a row be invalid
     lines = [
-        "| hw | framework | precision | isl/osl | parallelism | conc | tput/GPU (tok/s) "
+        "| hw | framework | client | precision | isl/osl | parallelism | conc | tput/GPU (tok/s) "
         "| output tok/J | GPU power (W) "
         "| TTFT p50 (ms) | TTFT p99 (ms) | interactivity p50 (tok/s/user) |" + extra,
-        "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if extra else ""),
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if extra else ""),
     ]
     for r in ok:
         lines.append(
-            f"| {r.get('runner')} | {r.get('framework')} | {r.get('precision')} | {r.get('isl')}/{r.get('osl')} "
+            f"| {r.get('runner')} | {r.get('framework')} | {_client(r)} | {r.get('precision')} "
+            f"| {r.get('isl')}/{r.get('osl')} "
             f"| {parallelism(r)} | {r.get('conc')} | {_num(r.get('tput_per_gpu'))} "
             f"| {_num(r.get('output_tokens_per_joule'), digits=3)} | {_num(r.get('avg_power_w'))} "
             f"| {_num(r.get('median_ttft'), 1000)} | {_num(r.get('p99_ttft'), 1000)} "

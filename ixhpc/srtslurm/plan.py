@@ -185,6 +185,26 @@ def plan_target(target: RunTarget, run_dir: Path, run_id: str,
     return plans
 
 
+def with_entry_benchmark(dep: Deployment, concs: Sequence[int], isl: int, osl: int) -> Deployment:
+    """The deployment with an InferenceX entry's benchmark: its concurrency list and sequence
+    lengths replace the recipe's (sa-bench, the recipe's other benchmark settings kept)."""
+    b = dep.recipe.benchmark.model_copy(update={"type": "sa-bench", "isl": isl, "osl": osl,
+                                                "concurrencies": sorted(set(concs))})
+    return dataclasses.replace(dep, recipe=dep.recipe.model_copy(update={"benchmark": b}))
+
+
+def plan_config_file(dep: Deployment, profile: ClusterProfile, run_dir: Path, run_id: str, *,
+                     concs: Sequence[int], isl: int, osl: int, key: str, entry: str) -> JobPlan:
+    """An InferenceX point whose ``CONFIG_FILE`` names ``dep`` (ixhpc.srtslurm.config_file): the
+    recipe's deployment with the entry's concurrencies and ISL/OSL, as job ``key``; the plan
+    header says so."""
+    plan = plan_deployment(with_entry_benchmark(dep, concs, isl, osl), profile, run_dir, run_id, key=key)
+    plan.header.insert(2, _comment(f"CONFIG_FILE of InferenceX point {entry}: its concurrencies "
+                                   f"{' '.join(map(str, plan.concs))} and isl {isl} osl {osl} override "
+                                   f"the recipe's benchmark section"))
+    return plan
+
+
 # ---------------------------------------------------------------- placement (SPEC 6)
 
 
@@ -355,8 +375,10 @@ class _Ctx:
     infra: bool = True
 
 
-def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run_id: str) -> JobPlan:
-    """One deployment's job: its roles with their srun lines, benchmark and sbatch options."""
+def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run_id: str,
+                    key: str | None = None) -> JobPlan:
+    """One deployment's job: its roles with their srun lines, benchmark and sbatch options
+    (``key``: the job's key, by default from the deployment's name)."""
     _refuse_unsupported(dep)
     r = dep.recipe
     partition = _partition(dep, profile)
@@ -365,7 +387,7 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
                         f"{profile.gpus_on(partition)} GPUs per node of partition {partition.name} "
                         f"(cluster {profile.name})")
     alloc = allocate(dep)
-    key = names.key(dep.name if not dep.selector else f"{dep.name}_{dep.selector}")
+    key = key or names.key(dep.name if not dep.selector else f"{dep.name}_{dep.selector}")
     runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
                                  arch=profile.arch)
     contained = runtime.name != "none"
