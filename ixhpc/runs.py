@@ -43,6 +43,9 @@ class RunTarget:
     # script mode (ixhpc.inferencex_scripts): single-node points without an engine override
     # run this InferenceX checkout's own scripts; None: ixhpc's own launch
     inferencex: Path | None = None
+    # srt-slurm recipe directories for InferenceX's CONFIG_FILE settings, after the profile's
+    # srt-recipes (ixhpc.srtslurm.config_file)
+    srt_recipes: tuple[Path, ...] = ()
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +60,7 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-engine-check", dest="engine_check", action="store_false",
                         help="do not check engine flags against the engine version's flag list")
     add_inferencex_arg(parser)
+    add_srt_recipes_arg(parser)
     add_filter_args(parser)
 
 
@@ -67,6 +71,12 @@ def add_inferencex_arg(parser: argparse.ArgumentParser) -> None:
                              "inferencex-checkout; docs/inferencex-scripts.md)")
 
 
+def add_srt_recipes_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--srt-recipes", action="append", type=Path, default=[], metavar="DIR",
+                        help="srt-slurm recipe directory that InferenceX's CONFIG_FILE=recipes/... "
+                             "settings are looked up in (repeatable; after the profile's srt-recipes)")
+
+
 def target_from_args(args: argparse.Namespace) -> RunTarget:
     from ixhpc.profiles import get_profile
     from ixhpc.sweep import filters_from_args
@@ -75,7 +85,7 @@ def target_from_args(args: argparse.Namespace) -> RunTarget:
     checkout = args.inferencex or (Path(profile.inferencex_checkout).expanduser()
                                    if profile.inferencex_checkout else None)
     return RunTarget(args.recipe, profile, filters_from_args(args), engine_check=args.engine_check,
-                     inferencex=checkout)
+                     inferencex=checkout, srt_recipes=tuple(args.srt_recipes))
 
 
 def _stderr(line: str) -> None:
@@ -94,6 +104,12 @@ def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], No
     points = expand(recipes, target.filters, cluster=target.profile)
     if not points:
         raise PlanError(f"{target.recipe}: no run point is left after the filters")
+    from ixhpc.srtslurm import config_file
+
+    named = [p for p in points if config_file.point_value(p) is not None]  # CONFIG_FILE: the recipe's deployment
+    dirs = config_file.recipe_dirs(target.profile.srt_recipes, target.srt_recipes)
+    srt_plans = [config_file.plan_point(p, dirs, target.profile, run_dir, run_id) for p in named]
+    points = [p for p in points if config_file.point_value(p) is None]
     plans = [_plan_group(target, g, run_dir, run_id) for g in placement.group_points(points)]
     if target.engine_check:
         from ixhpc import engine_check
@@ -103,6 +119,7 @@ def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], No
             warn(line)
         if report.errors:
             raise ConfigError(list(report.errors))
+    plans += srt_plans
     for p in plans:
         render.render(p)  # a template error must surface before the directory exists
     return plans

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from results_helpers import bench_result, metadata
 from test_bench import _short, scripted_server
 
 from ixhpc import changelog
@@ -22,6 +21,8 @@ from ixhpc.bench import __main__ as bench_main
 from ixhpc.bench import client, metrics
 from ixhpc.errors import ResultFileError
 from ixhpc.results import export, ingest, serving, store
+
+from results_helpers import bench_result, metadata
 
 CASES = ("single-node", "multi-node")
 

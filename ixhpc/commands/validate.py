@@ -7,6 +7,11 @@ file that validates cannot fail in `render` for a reason of its own.
 Each role's engine flags are checked too (``ixhpc.engine_check``) unless ``--no-engine-check``:
 an unknown flag or a value outside its choices is a located error; an image whose engine
 version has no flag list of its own is a warning (stderr, exit code unchanged).
+
+InferenceX ``CONFIG_FILE=`` settings are resolved in the srt-slurm recipe directories
+(``--srt-recipes DIR``, repeatable, then ``srt-recipes`` of the ``--cluster`` profile if given):
+a recipe not found, invalid, or disagreeing with the entry's topology is a located error at the
+additional-settings item; with no directory at all, one warning says they were not checked.
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from ixhpc.runs import add_inferencex_arg
 
     add_inferencex_arg(parser)  # script mode: each single-node point's InferenceX script must exist
+    from ixhpc.runs import add_srt_recipes_arg
+
+    add_srt_recipes_arg(parser)
+    parser.add_argument("--cluster", default=None,
+                        help="cluster profile whose srt-recipes directories CONFIG_FILE values are looked up in")
+    parser.add_argument("--profiles", type=Path, default=None, help="cluster profiles file")
 
 
 def _expansion_errors(path: str, engine_check: bool, inferencex: Path | None = None) -> list[str]:
@@ -63,21 +74,44 @@ def _expansion_errors(path: str, engine_check: bool, inferencex: Path | None = N
     return list(report.errors)
 
 
+def _srt_recipe_dirs(args: argparse.Namespace) -> list[Path]:
+    from ixhpc.srtslurm.config_file import recipe_dirs
+
+    profile_dirs: list[str] = []
+    if getattr(args, "cluster", None):
+        from ixhpc.profiles import get_profile
+
+        profile_dirs = list(get_profile(args.cluster, args.profiles).srt_recipes)
+    return recipe_dirs(profile_dirs, getattr(args, "srt_recipes", None))
+
+
 def run(args: argparse.Namespace) -> int:
     from ixhpc.errors import ConfigError
     from ixhpc.recipe import load_recipe_files, validate_file
+    from ixhpc.srtslurm import config_file
     from ixhpc.srtslurm import file_errors as srt_file_errors
 
     failed = False
     srt = {path: srt_file_errors(path) for path in args.files}  # None: not an srt-slurm recipe
+    dirs = _srt_recipe_dirs(args)
+    unchecked = False
     for path in args.files:
         errors = srt[path] if srt[path] is not None else (
             validate_file(path) or _expansion_errors(path, args.engine_check, args.inferencex))
+        if srt[path] is None and not errors:
+            if dirs:
+                errors = config_file.check_file(path, dirs)
+            else:
+                unchecked = unchecked or bool(config_file.file_references(path))
         if errors:
             failed = True
             print("\n".join(errors), file=sys.stderr)
         else:
             print(f"{path}: OK")
+    if unchecked:
+        print(f"warning: CONFIG_FILE values were not checked: no srt-slurm recipe directory "
+              f"({config_file.FLAG} DIR or `{config_file.PROFILE_FIELD}:` in the --cluster profile)",
+              file=sys.stderr)
     own = [path for path in args.files if srt[path] is None]
     if not failed and len(own) > 1:
         # Files valid one by one may still clash: a config key defined in two of them.

@@ -27,11 +27,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ixhpc.errors import ConfigError
 from ixhpc.srtslurm import Deployment, Role, load_recipe
 from ixhpc.yamlmodel import Located, format_path, load_yaml
+
+if TYPE_CHECKING:
+    from ixhpc.placement import JobPlan
+    from ixhpc.profiles import ClusterProfile
 
 KEY = "CONFIG_FILE"
 PROFILE_FIELD = "srt-recipes"
@@ -143,8 +147,9 @@ def resolve(value: str, dirs: Sequence[str | Path]) -> str | None:
 def _shape(raw: Any) -> RoleShape | None:
     if not isinstance(raw, dict):
         return None
-    nums = [raw.get(k) for k in ("num-worker", "tp", "ep")]
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in nums):
+    nums = [n for n in (raw.get(k) for k in ("num-worker", "tp", "ep"))
+            if isinstance(n, int) and not isinstance(n, bool)]
+    if len(nums) != 3:
         return None
     extra = [raw.get(k, 1) for k in ("pp", "pcp-size")]
     pp, pcp = (n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1 for n in extra)
@@ -286,11 +291,54 @@ def check_file(path: str | Path, dirs: Sequence[str | Path]) -> list[str]:
     return errors
 
 
-def recipe_dirs(profile_dirs: Sequence[str], flag_dirs: Sequence[str | Path] | None) -> list[Path]:
+# ---------------------------------------------------------------- run points (render / submit)
+
+
+def point_value(point: Any) -> str | None:
+    """The CONFIG_FILE a multi-node run point's worker blocks name (None: none, or not multi-node)."""
+    from ixhpc.sweep import DisaggPoint, MultiAggPoint
+
+    if not isinstance(point, (DisaggPoint, MultiAggPoint)):
+        return None
+    return config_file_value(point.prefill.additional_settings) or config_file_value(
+        point.decode.additional_settings)
+
+
+def point_topology(point: Any) -> EntryTopology:
+    from ixhpc.sweep import DisaggPoint
+
+    def shape(w: Any) -> RoleShape:
+        return RoleShape(w.num_worker, w.tp, w.ep, w.dp_attn, w.pp, w.pcp_size)
+    return EntryTopology(isinstance(point, DisaggPoint), shape(point.prefill), shape(point.decode))
+
+
+def plan_point(point: Any, dirs: Sequence[str | Path], profile: ClusterProfile, run_dir: Path,
+               run_id: str) -> JobPlan:
+    """The job of a point whose CONFIG_FILE names a recipe: the recipe's deployment through the
+    srt-slurm planner, with the point's concurrencies, ISL/OSL and key."""
+    from ixhpc.errors import PlanError
+    from ixhpc.srtslurm.plan import plan_config_file
+
+    value = point_value(point)
+    assert value is not None
+    where = f"{point.source}: {point.config_key}: point {point.key}"
+    if not dirs:
+        raise PlanError(f"{where}: {KEY}={value} names an srt-slurm recipe and no recipe directory is "
+                        f"set; expected {FLAG} DIR or `{PROFILE_FIELD}:` in cluster profile '{profile.name}'")
+    try:
+        dep = deployment(value, dirs, point_topology(point))
+    except ConfigError as exc:
+        raise ConfigError([f"{where}: {e}" for e in exc.errors]) from None
+    return plan_config_file(dep, profile, run_dir, run_id, concs=point.conc, isl=point.isl, osl=point.osl,
+                            key=point.key, entry=f"{point.config_key} ({point.key})")
+
+
+def recipe_dirs(profile_dirs: Sequence[str] = (), flag_dirs: Sequence[str | Path] | None = None) -> list[Path]:
     """The recipe directories in lookup order: the profile's, then the flag's."""
     return [Path(d).expanduser() for d in (*profile_dirs, *(flag_dirs or ()))]
 
 
 __all__ = ["FLAG", "KEY", "PROFILE_FIELD", "EntryTopology", "Reference", "RoleShape", "check_file",
-           "config_file_value", "deployment", "file_references", "recipe_dirs", "references", "relative",
-           "resolve", "spelling", "topology_problems"]
+           "config_file_value", "deployment", "file_references", "plan_point", "point_topology",
+           "point_value", "recipe_dirs", "references", "relative", "resolve", "spelling",
+           "topology_problems"]
