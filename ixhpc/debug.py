@@ -89,5 +89,7 @@ def printed(s: DebugSession) -> str:
              "# on node 0, the shell step:", s.shell_step]
     for role in p.roles:
         lines += [f"# {role.name} on node {role.node_index}: {role.comment}", role.command]
+    for sampler in p.power_samplers:
+        lines += [f"# GPU power sampler of node {sampler.node}, beside the benchmarks", sampler.command]
     lines += [f"# benchmark client, for CONC in {' '.join(map(str, p.concs))}", p.bench_command]
     return "\n".join(lines) + "\n"

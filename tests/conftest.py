@@ -52,6 +52,13 @@ def inferencex_current() -> Path:
 
 
 @pytest.fixture
+def agentx() -> Path:
+    """AgentX (agentic trace replay) SPEC.md with its toy corpus, toy_schedule_c2.json and
+    toy_expected_derivations.json."""
+    return reference_path("agentx")
+
+
+@pytest.fixture
 def srt_slurm() -> Path:
     """srt-slurm recipes: recipes-inferencex/ (469 files InferenceX vendors),
     recipes-srt-slurm/ (srt-slurm v1.0.68's own that InferenceX names) and SPEC.md."""

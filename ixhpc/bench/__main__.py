@@ -12,6 +12,7 @@ import json
 import math
 import os
 import resource
+import sys
 import time
 from typing import Any
 
@@ -122,6 +123,10 @@ def _print_summary(summary: dict[str, Any], failure: str | None) -> None:
 
 @main_guard("ixhpc.bench")
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--scenario" or a.startswith("--scenario=") for a in argv):  # agentic-coding replay
+        from ixhpc.bench.agentic import cli as agentic_cli
+        return agentic_cli.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     _check(parser, args)

@@ -181,7 +181,10 @@ def _theoretical_hits(plan: TracePlan) -> None:
     for si, s in enumerate(plan.streams):
         reqs = plan.trace.root if si == 0 else next(x.requests for x in plan.trace.subagents
                                                     if x.agent_id == s.label)
-        pos_of = positions if si == 0 else [next(x.position for x in plan.trace.subagents if x.agent_id == s.label)] * len(reqs)
+        if si == 0:
+            pos_of = positions
+        else:
+            pos_of = [next(x.position for x in plan.trace.subagents if x.agent_id == s.label)] * len(reqs)
         for k, r in enumerate(reqs):
             order.append((r.t, pos_of[k], si, k, r))
     order.sort(key=lambda x: x[:4])

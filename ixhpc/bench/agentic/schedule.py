@@ -123,8 +123,8 @@ class Scheduler:
         p = self._passes.get(tid, 0)
         self._passes[tid] = p + 1
         n = len(plan.streams)
-        corr = [str(uuid.UUID(bytes=hashlib.sha256(f"{self.cfg.benchmark_id}:{p}:{lane}:{tid}:{s}".encode()).digest()[:16],
-                              version=4)) for s in range(n)]
+        keys = (f"{self.cfg.benchmark_id}:{p}:{lane}:{tid}:{s}".encode() for s in range(n))
+        corr = [str(uuid.UUID(bytes=hashlib.sha256(k).digest()[:16], version=4)) for k in keys]
         play = Play(plan, lane, p, marker(self.cfg.benchmark_id, p, lane, tid), [0] * n, [False] * n,
                     {j: len(m) for j, m in plan.joins.items()}, corr)
         play.spawned[0] = True

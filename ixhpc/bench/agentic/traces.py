@@ -261,10 +261,12 @@ def read_traces(path: str | Path, max_context_length: int = 0) -> list[Trace]:
     return out
 
 
-def generate(n_traces: int, *, seed: int = 0, turns: tuple[int, int] = (4, 12), first_isl: tuple[int, int] = (512, 4096),
-             growth: tuple[int, int] = (64, 1024), osl: tuple[int, int] = (16, 256), think_time: tuple[float, float] = (0.5, 20.0),
+def generate(n_traces: int, *, seed: int = 0, turns: tuple[int, int] = (4, 12),
+             first_isl: tuple[int, int] = (512, 4096), growth: tuple[int, int] = (64, 1024),
+             osl: tuple[int, int] = (16, 256), think_time: tuple[float, float] = (0.5, 20.0),
              prefix_reuse: float = 0.95, subagent_rate: float = 0.2, subagent_turns: tuple[int, int] = (2, 4),
-             max_context: int = 32768, block_size: int = 64, api_time_per_token: float = 0.01) -> list[dict[str, Any]]:
+             max_context: int = 32768, block_size: int = 64,
+             api_time_per_token: float = 0.01) -> list[dict[str, Any]]:
     """Synthetic traces in the published line format (SPEC §1.2): ``turns`` root requests each,
     prompts growing by ``growth`` tokens per turn, a turn keeping all of the previous prompt
     with probability ``prefix_reuse`` (else a compaction cutting it back to a random prefix),
@@ -306,7 +308,8 @@ def generate(n_traces: int, *, seed: int = 0, turns: tuple[int, int] = (4, 12), 
             items.append(req)
             if i + 1 < len(root) and rng.random() < subagent_rate:
                 t0 = req["t"] + req["api_time"] + 0.1
-                inner, end = chain(t0, rng.randint(*subagent_turns), min(rng.randint(*first_isl), max_context // 2), "helper-model")
+                isl = min(rng.randint(*first_isl), max_context // 2)
+                inner, end = chain(t0, rng.randint(*subagent_turns), isl, "helper-model")
                 last = inner[-1]
                 items.append({"t": inner[0]["t"], "type": "subagent", "agent_id": f"subagent_{i:03d}",
                               "subagent_type": "Subagent", "status": "completed", "tool_use_count": None,
