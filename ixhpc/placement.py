@@ -49,7 +49,7 @@ SCRIPT_VARIABLES = ("IXHPC_PYTHON", "NUM_NODES", "HEALTH_TIMEOUT", "NUM_PROMPTS_
                     "NUM_WARMUPS_FIXED")
 JOB_VARIABLES = (*Layout.VARIABLES, *SCRIPT_VARIABLES, "CONCURRENCIES", "NODES", "ADDR", "PORT_BASE",
                  "CONC", "NUM_PROMPTS", "NUM_WARMUPS", "ROLE_PIDS", "ROLE_NAMES", "ROLE_LOGS",
-                 "FAILED_CONCS", "PS1")
+                 "FAILED_CONCS", "SAMPLER_PIDS", "PS1")
 # Each role's address, <var>_HOST, <var>_PORT and <var>_KV_PORT (Role.var: SERVER, PREFILL_0, ...).
 # Profiles with engine-standins (the local cluster): the engines' commands run ixhpc.standins.
 STANDINS_LINE = (f"{ScriptPaths.standins_line()}  # engine stand-ins (local profile only): the engine "

@@ -145,7 +145,10 @@ def line_of(path: Path, needle: str) -> int:
 
 
 def run_validate(capsys: pytest.CaptureFixture[str], *files: Path, check: bool = True) -> tuple[int, str, str]:
-    rc = validate.run(argparse.Namespace(files=[str(f) for f in files], engine_check=check))
+    parser = argparse.ArgumentParser()
+    validate.configure(parser)
+    argv = [str(f) for f in files] + ([] if check else ["--no-engine-check"])
+    rc = validate.run(parser.parse_args(argv))
     out = capsys.readouterr()
     return rc, out.out, out.err
 

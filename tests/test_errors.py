@@ -235,7 +235,7 @@ def test_every_entry_point_main_is_guarded():
     import importlib
 
     mains = ["ixhpc.bench.__main__", "ixhpc.sim.__main__", "ixhpc.job.steps", "ixhpc.containers",
-             "ixhpc.engine_flags", "ixhpc.standins.__main__"]
+             "ixhpc.engine_flags", "ixhpc.standins.__main__", "ixhpc.job.power", "ixhpc.results.serving"]
     found = {str(p.relative_to(REPO).with_suffix("")).replace("/", ".")
              for p in (REPO / "ixhpc").rglob("*.py")
              if re.search(r'^if __name__ == "__main__":', p.read_text(), re.M)}

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{path}: OK")
     if unchecked:
-        print(f"warning: CONFIG_FILE values were not checked: no srt-slurm recipe directory "
+        print(f"ixhpc validate: warning: CONFIG_FILE values were not checked: no srt-slurm recipe directory "
               f"({config_file.FLAG} DIR or `{config_file.PROFILE_FIELD}:` in the --cluster profile)",
               file=sys.stderr)
     own = [path for path in args.files if srt[path] is None]

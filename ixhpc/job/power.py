@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import IO
 
 from ixhpc.bench import servermetrics
+from ixhpc.errors import main_guard
 
 SOURCES = ("nvidia-smi", "dcgm", "amd-smi", "sim")
 HEADER = "unix_time,device,role,power_w\n"
@@ -141,6 +142,7 @@ def _stop(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+@main_guard("python -m ixhpc.job.power")
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ixhpc.job.power")
     p.add_argument("--source", choices=SOURCES, required=True)
