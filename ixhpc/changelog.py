@@ -43,7 +43,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ixhpc.errors import ConfigError, IxhpcError
 from ixhpc.recipe import SCENARIO_TYPES, Recipes, RunnersFile, ScenarioType, load_recipe_files, load_runners
-from ixhpc.yamlmodel import Located, Path_, StrictModel, format_path, located_errors
+from ixhpc.yamlmodel import Located, Path_, Str, StrictModel, format_path, located_errors
 
 MASTER_CONFIGS = ("configs/amd-master.yaml", "configs/nvidia-master.yaml")   # AMD first, as InferenceX
 RUNNER_CONFIG = "configs/runners.yaml"
@@ -58,9 +58,9 @@ Row = dict[str, Any]
 class ChangelogEntry(StrictModel):
     """One perf-changelog.yaml entry (InferenceX's ChangelogEntry, HEAD)."""
 
-    config_keys: Annotated[list[str], Field(min_length=1)]
-    description: Annotated[list[str], Field(min_length=1)]
-    pr_link: str
+    config_keys: Annotated[list[Str], Field(min_length=1)]
+    description: Annotated[list[Str], Field(min_length=1)]
+    pr_link: Str
     evals_only: bool = False
     all_evals: bool = False
     append_only: bool = False

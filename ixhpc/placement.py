@@ -40,6 +40,12 @@ from ixhpc.sweep import DisaggPoint, MultiAggPoint, PointKind, RunPoint, SingleP
 from ixhpc.topology import Slot, Topology
 
 MAX_ROLES = 20      # role i: PORT_BASE + i (HTTP) and PORT_BASE + MAX_ROLES + i (KV side channel)
+# A job's block of 2 * MAX_ROLES ports: PORT_FIRST + (job id mod PORT_BLOCKS) * block. All
+# blocks lie below Linux's ephemeral range (32768-60999 by default), so the local port of an
+# outgoing connection (health checks, the client, metric scrapes) never takes a role's port.
+PORT_FIRST = 20000
+PORT_BLOCKS = 300
+PORT_BASE_RULE = f"{PORT_FIRST} + (SLURM_JOB_ID % {PORT_BLOCKS}) * {2 * MAX_ROLES}"
 # Names passed from the submitting shell into containers, never written anywhere.
 SECRET_PASSTHROUGH = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # The job script's own variables: its values section (the run directory's paths, then these),

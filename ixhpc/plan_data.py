@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ixhpc import engines
-from ixhpc.placement import MAX_ROLES, JobPlan, Role
+from ixhpc.placement import PORT_BASE_RULE, JobPlan, Role
 
 FORMAT = "ixhpc-plan"
 VERSION = 1
@@ -22,7 +22,7 @@ Origin = Literal["recipe", "ixhpc", "engine"]
 _MARK = re.compile("\x00([A-Za-z_][A-Za-z0-9_]*)\x00")
 _WORKER = re.compile(r"(prefill|decode)-(\d+)\Z")
 # What the job script computes at run time, for readers of the ${NAME} placeholders.
-PORT_RULE = (f"PORT_BASE = 20000 + (SLURM_JOB_ID mod 1000) * {2 * MAX_ROLES}; a role's port is "
+PORT_RULE = (f"PORT_BASE = {PORT_BASE_RULE}; a role's port is "
              f"PORT_BASE + port_offset, its KV side channel PORT_BASE + kv_port_offset")
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ixhpc import atomic
-from ixhpc.placement import JobPlan
+from ixhpc.placement import PORT_BASE_RULE, JobPlan
 from ixhpc.rundir import Layout, ScriptPaths
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["q"] = shlex.quote
     env.globals["paths"] = ScriptPaths  # per-job file names, spelled by the run layout only
+    env.globals["port_base_rule"] = PORT_BASE_RULE
     return env
 
 
