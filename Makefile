@@ -3,7 +3,7 @@
 # a clean clone; CI (.ci/run) calls `make test`.
 PYTHON ?= python3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := slurm-wlm slurmdbd mariadb-server munge shellcheck tmux
+APT_PACKAGES := slurm-wlm slurmdbd mariadb-server munge shellcheck tmux python3-pip python3-venv
 # One binary per package, to tell whether the packages are there without asking apt.
 APT_BINARIES := slurmctld slurmdbd mariadbd munged shellcheck tmux
 
@@ -11,6 +11,7 @@ APT_BINARIES := slurmctld slurmdbd mariadbd munged shellcheck tmux
 
 deps:
 	@missing=""; for b in $(APT_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
+	$(PYTHON) -c "import ensurepip, pip" 2>/dev/null || missing="$$missing pip/venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  $(SUDO) apt-get update -qq && \

@@ -35,6 +35,7 @@ from ixhpc import __version__, containers, engines, names, shell
 from ixhpc.bench.validity import stall_timeout
 from ixhpc.errors import ConfigError, PlanError
 from ixhpc.profiles import ClusterProfile
+from ixhpc.recipe import IxhpcBlock
 from ixhpc.rundir import Layout, ScriptPaths
 from ixhpc.sweep import DisaggPoint, MultiAggPoint, PointKind, RunPoint, SinglePoint
 from ixhpc.topology import Slot, Topology
@@ -351,7 +352,19 @@ def _sbatch(p: RunPoint, topo: Topology, profile: ClusterProfile, run_dir: Path,
         "time": f"{minutes // 60:02d}:{minutes % 60:02d}:00",
         "output": str(Layout.of(run_dir).job_log_pattern(key)),
     }
-    gpn = gpn or p.gpus_per_node or profile.gpus_per_node
+    opts.update(profile_sbatch(profile, nodes, gpn or p.gpus_per_node or profile.gpus_per_node))
+    try:
+        directives(opts)
+    except ValueError as exc:
+        raise ConfigError(f"cluster '{profile.name}' / recipe {p.config_key}: {exc}") from None
+    return opts
+
+
+def profile_sbatch(profile: ClusterProfile, nodes: int, gpn: int,
+                   account: str | None = None) -> dict[str, str | bool]:
+    """The options a cluster profile gives every job of ``nodes`` nodes with ``gpn`` GPUs each
+    (``account``: a recipe's own, else the profile's)."""
+    opts: dict[str, str | bool] = {}
     if profile.use_gpus_per_node:
         opts["gpus-per-node"] = str(gpn)
     else:
@@ -363,25 +376,27 @@ def _sbatch(p: RunPoint, topo: Topology, profile: ClusterProfile, run_dir: Path,
         opts["exclusive"] = True
     if profile.use_segment and profile.nvlink_domain_nodes and nodes <= profile.nvlink_domain_nodes:
         opts["segment"] = str(nodes)
-    for name in ("account", "qos", "reservation"):
-        if getattr(profile, name):
-            opts[name] = str(getattr(profile, name))
+    for name, value in (("account", account or profile.account), ("qos", profile.qos),
+                        ("reservation", profile.reservation)):
+        if value:
+            opts[name] = str(value)
     if profile.exclude:
         opts["exclude"] = ",".join(profile.exclude)
     for k, v in profile.extra_sbatch.items():
         opts[k] = v if v != "" else True
-    try:
-        directives(opts)
-    except ValueError as exc:
-        raise ConfigError(f"cluster '{profile.name}' / recipe {p.config_key}: {exc}") from None
     return opts
 
 
-def _variables(p: RunPoint, run_dir: Path, key: str) -> list[tuple[str, str]]:
-    bench = p.ixhpc.benchmark
-    values = (sys.executable, str(p.nodes), str(p.ixhpc.health_timeout), str(bench.num_prompts_factor),
+def script_variables(run_dir: Path, key: str, nodes: int | None, extras: IxhpcBlock) -> list[tuple[str, str]]:
+    """The job script's values: the run layout's paths, then ``SCRIPT_VARIABLES``."""
+    bench = extras.benchmark
+    values = (sys.executable, str(nodes), str(extras.health_timeout), str(bench.num_prompts_factor),
               "" if bench.num_warmups is None else str(bench.num_warmups))
     return [*Layout.of(run_dir).variables(key), *zip(SCRIPT_VARIABLES, values, strict=True)]
+
+
+def _variables(p: RunPoint, run_dir: Path, key: str) -> list[tuple[str, str]]:
+    return script_variables(run_dir, key, p.nodes, p.ixhpc)
 
 
 def _step_env(p: RunPoint) -> list[tuple[str, str]]:

@@ -337,7 +337,33 @@ def changelog_fingerprint(row: dict[str, Any]) -> str:
     return fingerprint(row)
 
 
-class _Point(BaseModel):
+class _Sited:
+    """Where a point runs, read from its ``site`` (None: no profile serves its runner)."""
+
+    site: Site | None
+
+    @property
+    def resolved(self) -> bool:
+        return self.site is not None
+
+    @property
+    def cluster(self) -> str | None:
+        return self.site.cluster if self.site else None
+
+    @property
+    def partition(self) -> str | None:
+        return self.site.partition if self.site else None
+
+    @property
+    def gpus_per_node(self) -> int | None:
+        return self.site.gpus_per_node if self.site else None
+
+    @property
+    def arch(self) -> str | None:
+        return self.site.arch if self.site else None
+
+
+class _Point(_Sited, BaseModel):
     """What every point has. A shape adds its parallelism and says which roles it runs
     (``engine_roles``); its topology follows from those and the site's node size."""
 
@@ -398,25 +424,6 @@ class _Point(BaseModel):
     def gpus(self) -> int | None:
         return self.topology.gpus if self.topology else None
 
-    @property
-    def resolved(self) -> bool:
-        return self.site is not None
-
-    @property
-    def cluster(self) -> str | None:
-        return self.site.cluster if self.site else None
-
-    @property
-    def partition(self) -> str | None:
-        return self.site.partition if self.site else None
-
-    @property
-    def gpus_per_node(self) -> int | None:
-        return self.site.gpus_per_node if self.site else None
-
-    @property
-    def arch(self) -> str | None:
-        return self.site.arch if self.site else None
 
     @property
     def current(self) -> bool:
@@ -641,7 +648,7 @@ def _optional_row_keys(p: _Point | _AgenticPoint) -> dict[str, Any]:
     return out
 
 
-class _AgenticPoint(BaseModel):
+class _AgenticPoint(_Sited, BaseModel):
     """An agentic-coding point (current format): a multi-turn coding trace replayed at a
     concurrency for ``duration`` seconds, no isl/osl. Listed by ``sweep``; running them is
     issue 19 (``expand`` refuses them, so placement never sees one)."""
@@ -676,17 +683,6 @@ class _AgenticPoint(BaseModel):
     recipe_format: Literal["current"] = "current"
     scenario_type: Literal["agentic-coding"] = "agentic-coding"
 
-    @property
-    def resolved(self) -> bool:
-        return self.site is not None
-
-    @property
-    def cluster(self) -> str | None:
-        return self.site.cluster if self.site else None
-
-    @property
-    def partition(self) -> str | None:
-        return self.site.partition if self.site else None
 
     @property
     def nodes(self) -> int | None:

@@ -58,7 +58,6 @@ import hashlib
 import json
 import math
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,7 +68,6 @@ from ixhpc import containers, engines, names, render, shell
 from ixhpc.errors import ConfigError, PlanError
 from ixhpc.placement import (
     MAX_ROLES,
-    SCRIPT_VARIABLES,
     STANDINS_LINE,
     JobPlan,
     Role,
@@ -80,6 +78,8 @@ from ixhpc.placement import (
     _python,
     _srun,
     directives,
+    profile_sbatch,
+    script_variables,
 )
 from ixhpc.profiles import ClusterProfile
 from ixhpc.recipe import BenchmarkSettings, IxhpcBlock, Worker
@@ -1119,25 +1119,7 @@ def _sbatch(dep: Deployment, profile: ClusterProfile, partition: str, run_dir: P
         "time": limit or SRT_TIME_LIMIT,
         "output": str(Layout.of(run_dir).job_log_pattern(key)),
     }
-    if profile.use_gpus_per_node:
-        opts["gpus-per-node"] = str(gpn)
-    else:
-        opts["gres"] = f"gpu:{gpn}"
-    opts["no-requeue"] = True
-    if profile.use_exclusive:
-        opts["exclusive"] = True
-    if profile.use_segment and profile.nvlink_domain_nodes and alloc.nodes <= profile.nvlink_domain_nodes:
-        opts["segment"] = str(alloc.nodes)
-    account = r.slurm.account or profile.account
-    if account:
-        opts["account"] = account
-    for name in ("qos", "reservation"):
-        if getattr(profile, name):
-            opts[name] = str(getattr(profile, name))
-    if profile.exclude:
-        opts["exclude"] = ",".join(profile.exclude)
-    for k, v in profile.extra_sbatch.items():
-        opts[k] = v if v != "" else True
+    opts.update(profile_sbatch(profile, alloc.nodes, gpn, r.slurm.account))
     for k, v in r.sbatch_directives.items():
         if k in _OWN_SBATCH:
             raise PlanError(f"{dep.source}: sbatch_directives {k}: ixhpc sets it itself; expected no {k}")
@@ -1151,10 +1133,7 @@ def _sbatch(dep: Deployment, profile: ClusterProfile, partition: str, run_dir: P
 
 def _variables(dep: Deployment, point: SrtDisaggPoint | SrtAggPoint, run_dir: Path, key: str,
                alloc: Allocation) -> list[tuple[str, str]]:
-    bench = point.ixhpc.benchmark
-    values = (sys.executable, str(alloc.nodes), str(point.ixhpc.health_timeout), str(bench.num_prompts_factor),
-              "" if bench.num_warmups is None else str(bench.num_warmups))
-    return [*Layout.of(run_dir).variables(key), *zip(SCRIPT_VARIABLES, values, strict=True)]
+    return script_variables(run_dir, key, alloc.nodes, point.ixhpc)
 
 
 def _header(dep: Deployment, key: str, alloc: Allocation, concs: list[int]) -> list[str]:
