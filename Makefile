@@ -1,23 +1,28 @@
 # Two entry points for a newcomer on a fresh Debian 12 machine: `make demo` and `make test`.
-# Both install what is missing first (Debian packages, then this package), so they work from
-# a clean clone; CI (.ci/run) calls `make test`.
-PYTHON ?= python3
+# Both install what is missing first (Debian packages, then this package into the project's
+# own virtual environment .venv), so they work from a clean clone; CI (.ci/run) calls `make test`.
+# A venv because Debian 12's system Python refuses `pip install` outside one (PEP 668); jobs
+# run the same interpreter (the job script's IXHPC_PYTHON is the one that rendered it).
+BOOTSTRAP_PYTHON ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := slurm-wlm slurmdbd mariadb-server munge shellcheck tmux python3-pip python3-venv
+APT_PACKAGES := slurm-wlm slurmdbd mariadb-server munge shellcheck tmux nginx python3-venv
 # One binary per package, to tell whether the packages are there without asking apt.
-APT_BINARIES := slurmctld slurmdbd mariadbd munged shellcheck tmux
+APT_BINARIES := slurmctld slurmdbd mariadbd munged shellcheck tmux nginx
 
 .PHONY: deps demo lint test bench cluster-up cluster-down
 
 deps:
 	@missing=""; for b in $(APT_BINARIES); do command -v $$b >/dev/null || missing="$$missing $$b"; done; \
-	$(PYTHON) -c "import ensurepip, pip" 2>/dev/null || missing="$$missing pip/venv"; \
+	$(BOOTSTRAP_PYTHON) -c "import ensurepip" 2>/dev/null || missing="$$missing venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat
+	@$(PYTHON) -m pip --version >/dev/null 2>&1 || $(BOOTSTRAP_PYTHON) -m venv --clear $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test,eval]' --config-settings editable_mode=compat
 
 cluster-up: deps
 	$(PYTHON) -m ixhpc local-cluster up

@@ -14,6 +14,7 @@ Reference dirs: $IXHPC_REFERENCE (March) / $IXHPC_REFERENCE_CURRENT, default
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -75,13 +76,31 @@ def bench(ref: Path, current: bool, label: str, target: str) -> None:
     ours = median_of(argv)
     print(f"  `ixhpc sweep full-sweep --format inferencex` end to end (incl. interpreter start): "
           f"median {ours:.3f} s")
+    if current:
+        side_by_side(ref, ours)
+
+
+def side_by_side(ref: Path, ours: float) -> None:
+    """InferenceX's own generator on the same files and flags, when $IXHPC_INFERENCEX is a checkout."""
     checkout = os.environ.get("IXHPC_INFERENCEX")
-    if current and checkout:
-        gen = Path(checkout) / "utils" / "matrix_logic" / "generate_sweep_configs.py"
-        theirs = median_of([sys.executable, str(gen), "full-sweep", "--config-files", *map(str, files(ref)),
-                            "--runner-config", str(ref / "runners.yaml")], cwd=Path(checkout))
-        print(f"  InferenceX's generator, same files and flags, end to end: median {theirs:.3f} s "
-              f"(ixhpc/InferenceX = {ours / theirs:.2f}; target < 0.33)")
+    if not checkout:
+        print("  InferenceX's generator: not timed ($IXHPC_INFERENCEX is not set to a checkout of it)")
+        return
+    gen = Path(checkout) / "utils" / "matrix_logic" / "generate_sweep_configs.py"
+    if not gen.is_file():
+        print(f"  InferenceX's generator: not timed ({gen} does not exist: $IXHPC_INFERENCEX is not a checkout)")
+        return
+    argv = [sys.executable, str(gen), "full-sweep", "--config-files", *map(str, files(ref)),
+            "--runner-config", str(ref / "runners.yaml")]
+    probe = subprocess.run(argv, capture_output=True, text=True, cwd=checkout, env=ENV)
+    if probe.returncode != 0:
+        tail = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
+        print(f"  InferenceX's generator: not timed (it failed on these files: {tail})")
+        return
+    rows = len(json.loads(probe.stdout))
+    theirs = median_of(argv, cwd=Path(checkout))
+    print(f"  InferenceX's generator ({gen}), same files and flags -> {rows} rows, end to end: median "
+          f"{theirs:.3f} s (ixhpc/InferenceX = {ours / theirs:.2f}; target < 0.33)")
 
 
 def main() -> None:

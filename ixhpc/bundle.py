@@ -29,10 +29,12 @@ from ixhpc import atomic
 
 PACKAGE = "ixhpc"
 ROOT = Path(__file__).resolve().parent          # the installed ixhpc package
-ENTRY_POINTS = ("ixhpc.bench", "ixhpc.sim", "ixhpc.standins")  # run as `-m` inside containers
+ENTRY_POINTS = ("ixhpc.bench", "ixhpc.sim", "ixhpc.standins",  # run as `-m` inside containers
+                "ixhpc.evals")  # the eval-install step (ixhpc.evals.client, stdlib only)
 # Imports from outside the standard library, by entry point; uvloop is used when present.
 REQUIRES = {"ixhpc.bench": ("numpy",), "ixhpc.sim": ("aiohttp",),
-            "ixhpc.standins": ("aiohttp", "yaml")}  # engine stand-ins: the local profile only
+            "ixhpc.standins": ("aiohttp", "yaml"),  # engine stand-ins: the local profile only
+            "ixhpc.evals": ()}
 OPTIONAL = ("uvloop",)
 _EPOCH = (1980, 1, 1, 0, 0, 0)                   # the earliest time a zip entry can carry
 

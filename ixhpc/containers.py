@@ -6,7 +6,8 @@ Everything that knows about containers lives here, behind one small interface:
 * ``runtime(name)`` returns a ``Runtime`` with ``srun_args(spec)`` (flags added to ``srun``)
   and ``wrap(spec, argv)`` (the command ``srun`` runs). ``pyxis`` puts everything in srun
   flags; ``enroot`` (clusters without pyxis) wraps argv in ``enroot create``/``enroot start``
-  with the same semantics; ``none`` runs argv on the host (the local test cluster).
+  with the same semantics (no entrypoint: ``enroot start --rc`` with a command script that
+  execs argv alone); ``none`` runs argv on the host (the local test cluster).
 * A squash cache: one ``.sqsh`` per image reference AND architecture, imported with
   ``enroot import -a ARCH -o FILE docker://...``, safe when many nodes or jobs import the
   same image at once (lock, re-check, private temp dirs, check, atomic rename).
@@ -389,15 +390,25 @@ class Pyxis(_CachedImage):
         return list(argv)
 
 
+# The command script ``enroot start --rc`` runs instead of the image's /etc/rc: that rc (written
+# by ``enroot import``) changes to the image's WORKDIR, sources /etc/rc.local, then execs the
+# image's ENTRYPOINT with the arguments; this one execs the arguments alone (pyxis'
+# --no-container-entrypoint writes the same ``exec "$@"`` into /etc/rc.local). Unlike pyxis it
+# skips the cd to WORKDIR too: a step that needs a directory names it (``workdir``).
+NO_ENTRYPOINT_RC = 'exec "$@"'
 # Runs on the compute node: create the named container once per node (flock: co-located
 # steps start together), then start it. Values arrive as positional arguments, never as code.
+# "$3" = "skip": the entrypoint is not run (``--rc`` with NO_ENTRYPOINT_RC, written under the
+# lock beside it, so a step never reads a half-written file).
 _ENROOT_SCRIPT = (
-    'name="ixhpc-${SLURM_JOB_ID:-nojob}-$1"; image="$2"; nopts="$3"; shift 3; '
+    'name="ixhpc-${SLURM_JOB_ID:-nojob}-$1"; image="$2"; entry="$3"; nopts="$4"; shift 4; '
     'exec 9>"${TMPDIR:-/tmp}/$name.lock" && flock 9 || exit 1; '
     'enroot list | grep -qxF -- "$name" || enroot create --name "$name" -- "$image" >&2 || exit 1; '
+    'rc=(); if [ "$entry" = skip ]; then rc=(--rc "${TMPDIR:-/tmp}/$name.no-entrypoint.rc"); '
+    f'[ -s "${{rc[1]}}" ] || printf "%s\\n" {shlex.quote(NO_ENTRYPOINT_RC)} >"${{rc[1]}}" || exit 1; fi; '
     'exec 9>&-; '
     'opts=("${@:1:$nopts}"); shift "$nopts"; '
-    'exec enroot start "${opts[@]}" -- "$name" "$@"'
+    'exec enroot start "${rc[@]}" "${opts[@]}" -- "$name" "$@"'
 )
 
 
@@ -435,8 +446,10 @@ class Enroot(_CachedImage):
         if spec.workdir:
             # enroot start has no workdir option: change directory inside, then exec argv.
             argv = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "ixhpc-workdir", spec.workdir, *argv]
-        return ["env", *settings, "bash", "-c", _ENROOT_SCRIPT, "ixhpc-enroot", base, image, str(len(opts)),
-                *opts, *argv]
+        # None (the site's default) and True run the image's own /etc/rc, as enroot does.
+        entry = "skip" if spec.entrypoint is False else "image"
+        return ["env", *settings, "bash", "-c", _ENROOT_SCRIPT, "ixhpc-enroot", base, image, entry,
+                str(len(opts)), *opts, *argv]
 
 
 class NoContainer:
@@ -496,6 +509,7 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--env", action="append", default=[], help="variable NAME to pass in")
     sa.add_argument("--workdir", default=None)
     sa.add_argument("--name", default=None)
+    sa.add_argument("--no-entrypoint", action="store_true", help="do not run the image's entrypoint")
     sa.add_argument("--use-cache", action="store_true", help="name the cached .sqsh, not the registry")
     return p
 
@@ -513,7 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             args.partition, sys.executable)))
         else:
             spec = ContainerSpec(image=args.image, mounts=args.mount, env_names=args.env,
-                                 workdir=args.workdir, name=args.name)
+                                 workdir=args.workdir, name=args.name,
+                                 entrypoint=False if args.no_entrypoint else None)
             rt = runtime(args.runtime, args.cache if args.use_cache else None, args.arch)
             print(shlex.join([*rt.srun_args(spec), *rt.wrap(spec, ["COMMAND..."])]))
     except ValueError as exc:  # an argument the spec or the image rules refuse

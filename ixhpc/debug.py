@@ -5,7 +5,8 @@ node; that script resolves the allocation's nodes and ports exactly as the job d
 opens an interactive ``srun --pty`` step on node 0 (inside the point's container when the
 profile has one) whose bash reads ``ixhpc-roles.sh``: the job's values, addresses and role
 commands as shell functions to run one by one. Leaving the shell ends the step, the script
-and so the allocation.
+and so the allocation. A heterogeneous job is one ``salloc`` of all its components
+(``salloc OPTS-0 : OPTS-1``); the shell step and every role's ``srun`` name their ``--het-group``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from ixhpc import render, shell
 from ixhpc.errors import ConfigError
-from ixhpc.placement import JobPlan, directives
+from ixhpc.placement import JobPlan, option_words
 from ixhpc.rundir import Layout
 
 LAUNCHER, ROLES = Layout.DEBUG_LAUNCHER, Layout.DEBUG_ROLES
@@ -52,15 +53,28 @@ def select_job(plans: list[JobPlan], point: str | None) -> JobPlan:
 def session(plan: JobPlan, run_dir: Path, host: bool) -> DebugSession:
     run = run_dir.resolve()
     in_container = plan.runtime.name != "none" and not host
-    opts = {k: v for k, v in plan.sbatch.items() if k not in BATCH_ONLY}
-    opts["job-name"] = f"ixhpc-debug-{plan.key}"[:200]
-    salloc = ["salloc", *directives(opts), "bash", str(run / LAUNCHER)]
-    return DebugSession(plan, run, in_container, salloc, shell.command(_shell_argv(plan, run, in_container)))
+    return DebugSession(plan, run, in_container, salloc_argv(plan, run),
+                        shell.command(_shell_argv(plan, run, in_container)))
+
+
+def salloc_argv(plan: JobPlan, run: Path) -> list[str]:
+    """``salloc`` with the job's own options; a heterogeneous job's components separated by
+    ``:`` (salloc's heterogeneous allocation), the job name on the first only."""
+    components: list[dict[str, str | bool]] = [plan.sbatch, *plan.het_sbatch]
+    words: list[str] = []
+    for i, component in enumerate(components):
+        opts = {k: v for k, v in component.items() if k not in BATCH_ONLY}
+        if i == 0:
+            opts["job-name"] = f"ixhpc-debug-{plan.key}"[:200]
+        words += [*([":"] if i else []), *option_words(opts)]
+    return ["salloc", *words, "bash", str(run / LAUNCHER)]
 
 
 def _shell_argv(plan: JobPlan, run: Path, in_container: bool) -> list[str]:
     gpus = plan.sbatch.get("gpus-per-node")
-    flags = ["srun", "--pty", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0",
+    # node 0 is component 0's first node: a heterogeneous job's step names its component
+    het = ["--het-group=0"] if plan.het_groups else []
+    flags = ["srun", "--pty", "--overlap", *het, "--nodes=1", "--ntasks=1", "--relative=0",
              "--job-name=debug-shell"]
     if gpus:
         flags.append(f"--gpus-per-node={gpus}")
@@ -92,4 +106,10 @@ def printed(s: DebugSession) -> str:
     for sampler in p.power_samplers:
         lines += [f"# GPU power sampler of node {sampler.node}, beside the benchmarks", sampler.command]
     lines += [f"# benchmark client, for CONC in {' '.join(map(str, p.concs))}", p.bench_command]
+    if p.evals is not None:  # ixhpc_eval CONC (ixhpc.evals)
+        if p.evals.install:
+            lines += ["# eval client install (once), from the profile's wheelhouse", p.evals.install]
+        for e in p.evals.points:
+            lines.append(f"# lm-eval of CONC={e.conc}, for ECONC in {' '.join(map(str, e.eval_concs))}")
+        lines.append(p.evals.command)
     return "\n".join(lines) + "\n"

@@ -27,7 +27,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ixhpc import engines
 from ixhpc.errors import ConfigError
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from ixhpc.placement import JobPlan, Role
     from ixhpc.profiles import ClusterProfile
     from ixhpc.recipe import LoadedEntry
+    from ixhpc.srtslurm import Deployment
+    from ixhpc.srtslurm import Role as SrtRole
     from ixhpc.sweep import RunPoint
     from ixhpc.yamlmodel import Located
 
@@ -58,6 +60,7 @@ OPTIONS_COMMAND = "llm_api_options"   # TensorRT-LLM's LLM-API option keys (engi
 # Flags whose value is a TensorRT-LLM LLM-API option file ixhpc writes.
 OPTION_FILE_FLAGS = ("--extra_llm_api_options", "--extra-engine-args")
 _PYTHONS = ("python", "python3")
+_TRTLLM_SERVE = engines.ENGINES["trt"].program
 _WRITE_CONFIG = "ixhpc-write-config"   # $0 of engines.build's config file writer
 _NODE_RANK = "ixhpc-node-rank"         # $0 of engines._ranked's multi-node wrapper
 DEFAULT_GPUS_PER_NODE = 8              # validate without a cluster: how multi-node workers split
@@ -82,6 +85,8 @@ class Finding:
 
     path: tuple[str | int, ...]    # recipe path: the entry, or its engine-args item
     message: str
+    flag: str = ""                 # the flag of the offending word (locates engine-config keys)
+    option: str = ""               # or the option file key (TensorRT-LLM's engine-config keys)
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,10 @@ def invocation(argv: Sequence[str]) -> Invocation | None:
             two = f"{exe} {argv[i + 1]}" if i + 1 < len(argv) else exe
             if two in COMMANDS:
                 return Invocation(COMMANDS[two], two, _script_words(argv[i + 2:]), tuple(files))
+            if exe == _TRTLLM_SERVE and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+                # its command group defaults to `serve`: `trtllm-serve MODEL ...` (srtctl's form)
+                serve = f"{exe} serve"
+                return Invocation(COMMANDS[serve], serve, _script_words(argv[i + 1:]), tuple(files))
             i += 1   # a wrapper (trtllm-llmapi-launch, mpirun and its options) or a program
     return None
 
@@ -280,18 +289,25 @@ def check_role(image: str, role_kind: str, argv: Sequence[str], extra: Sequence[
         path: tuple[str | int, ...] = ()
         if tail is not None and index >= tail:
             path = ("ixhpc", "engine-args", role_kind, index - tail)
-        found.append(Finding(path, message))
+        found.append(Finding(path, message, _flag_at(args, index)))
     for flag, value in _flag_values(args, OPTION_FILE_FLAGS):
         content = inv.file(value)
         keys = _option_keys(content) if content is not None else None
         if keys is None:
             continue   # a file of the user's own: not ixhpc's to read
-        problems = _check_options(inv.family, version, keys)
+        family, options_version = inv.family, version
+        if family == "dynamo":   # dynamo.trtllm's engine args: TensorRT-LLM's keys, of the image's release
+            family = "trt"
+            try:
+                options_version = engine_version(family, image)[0]
+            except (KeyError, ValueError, LookupError):
+                continue
+        problems = _check_options(family, options_version, keys)
         if problems is None:
-            notes.append(f"no list of TensorRT-LLM options for {inv.family} {version}; the keys of "
+            notes.append(f"no list of TensorRT-LLM options for {family} {options_version}; the keys of "
                          f"the {flag} file are not checked")
             continue
-        found.extend(Finding((), f"{flag} file ({value}): {message}") for _, message in problems)
+        found.extend(Finding((), f"{flag} file ({value}): {message}", option=keys[i]) for i, message in problems)
     return found, notes
 
 
@@ -321,12 +337,36 @@ def _engine_args(point: RunPoint, kind: str) -> list[str]:
     return list(getattr(args, kind, []) or [])
 
 
+def _flag_at(args: Sequence[str], index: int) -> str:
+    """The flag the word at ``index`` is (or is the value of)."""
+    if not 0 <= index < len(args):
+        return ""
+    word = args[index] if args[index].startswith("-") or index == 0 else args[index - 1]
+    return word.partition("=")[0] if word.startswith("-") else ""
+
+
+def _config_key_path(point: RunPoint, kind: str, flag: str, option: str = "") -> tuple[str | int, ...]:
+    """Where in the ``ixhpc:`` block an engine-config key gave ``flag`` or option file key
+    ``option`` (``()``: nowhere)."""
+    if not flag and not option:
+        return ()
+    blocks: list[tuple[tuple[str | int, ...], Any]] = [(("ixhpc", "engine-config"), point.ixhpc.engine_config)]
+    blocks += [(("ixhpc", "overrides", i, "engine-config"), o.engine_config)
+               for i, o in enumerate(point.ixhpc.overrides)]
+    for where, configs in reversed(blocks):   # the last one that sets it is what the engine reads
+        for key in getattr(configs, kind, None) or {}:
+            if (flag and "--" + str(key).replace("_", "-") == flag) or (option and str(key) == option):
+                return (*where, kind, key)
+    return ()
+
+
 def _check_roles(point: RunPoint, roles: Iterable[Role], out: _Collector) -> None:
     for role in roles:
         kind = _role_kind(role.name)
         findings, notes = check_role(point.image, kind, role.argv, _engine_args(point, kind))
         for f in findings:
-            out.errors[out.locate(point.source, (point.config_key, *f.path), f"{role.name}: {f.message}")] = None
+            path = f.path or _config_key_path(point, kind, f.flag, f.option)
+            out.errors[out.locate(point.source, (point.config_key, *path), f"{role.name}: {f.message}")] = None
         for note in notes:
             out.note(point.config_key, note)
 
@@ -360,10 +400,14 @@ def check_points(points: Sequence[RunPoint], entries: Mapping[str, LoadedEntry] 
     command; a router gets one more ``--prefill``/``--decode`` each), and additional-settings
     that only become environment variables (engines turns only ``FLAG_SETTINGS`` into flags).
     """
+    from ixhpc.engine_config import depends_on_conc
+    from ixhpc.placement import _per_conc
+
     out = _Collector(entries or {})
     sources: dict[str, str] = {}
     seen: set[tuple[object, ...]] = set()
-    for point in points:
+    # an engine per concurrency where its settings depend on it (as render plans them)
+    for point in [one for p in points for one in (_per_conc(p) if depends_on_conc(p.ixhpc) else [p])]:
         if not has_flag_list(point.framework):
             continue
         flat = _flag_shape(point)
@@ -415,8 +459,12 @@ def _shape_key(point: RunPoint) -> tuple[object, ...]:
     else:
         shape = tuple((w.num_worker, w.tp, w.ep, w.dp_attn, w.pp, w.dcp_size, w.pcp_size,
                        tuple(w.additional_settings or ())) for w in point.workers())
-    # max-model-len is left out: it only ever gives a number to --max-model-len (or its kind)
-    return (point.config_key, point.kind, point.spec_decoding, point.site, shape)
+    # max-model-len is left out: it only ever gives a number to --max-model-len (or its kind);
+    # the concurrency too, unless engine settings depend on it
+    from ixhpc.engine_config import depends_on_conc
+
+    conc = tuple(point.conc) if depends_on_conc(point.ixhpc) else ()
+    return (point.config_key, point.kind, point.spec_decoding, point.site, shape, conc)
 
 
 @functools.lru_cache(maxsize=1)
@@ -447,3 +495,91 @@ def clear_caches() -> None:
     """Forget cached versions and check results (the flag data changed: tests, regeneration)."""
     for cached in (engine_version, _check_args, _check_options, _has_command, _option_keys):
         cached.cache_clear()
+
+
+# ---------------------------------------------------------------------------- srt-slurm plans
+
+
+_SRT_ENGINE_ROLES: tuple[SrtRole, ...] = ("prefill", "decode", "aggregated")
+
+
+def check_srt(dep: Deployment, plan: JobPlan) -> Report:
+    """The roles of an srt-slurm deployment's job (``ixhpc.srtslurm.plan``), as they will run.
+    A problem is located at the recipe key it came from: the ``<engine>_config.<role>`` key
+    of a flag or of a TensorRT-LLM option file key, the ``frontend.args`` key, else the file.
+    Against the flag list of the exact release a problem is an error; against the nearest
+    older known release (the image's is newer than the flag data) a warning, since the newer
+    release may have the flag."""
+    errors: dict[str, None] = {}
+    notes: dict[str, None] = {}
+
+    def found(exact: bool, path: tuple[str | int, ...], message: str) -> None:
+        if exact:
+            errors[dep.doc.error(path, message)] = None
+        else:
+            notes[dep.doc.error(path, f"warning: {message} (checked against an older release)")] = None
+
+    for role in plan.roles:
+        inv = invocation(role.argv)
+        if inv is None:
+            continue
+        try:
+            version, warning = engine_version(inv.family, dep.container)
+        except (KeyError, ValueError, LookupError) as exc:
+            notes[dep.doc.error((), f"warning: {inv.command} not checked: {exc}")] = None
+            continue
+        if warning:
+            notes[dep.doc.error((), f"warning: image {dep.container}: {warning}")] = None
+        if not _has_command(inv.family, version, inv.command):
+            notes[dep.doc.error((), f"warning: no flag list for {inv.family} {version} {inv.command}; "
+                                    f"its flags are not checked")] = None
+            continue
+        kind = role.name.split("-", 1)[0]
+        engine_role = next((r for r in _SRT_ENGINE_ROLES if r == kind), None)
+        for index, message in _check_args(inv.family, version, inv.command, inv.args):
+            path = _srt_flag_path(dep, engine_role, inv.args, index)
+            found(warning is None, path, f"{role.name}: {message}" + ("" if path else " (a flag srtctl adds)"))
+        # TensorRT-LLM's option files, also dynamo.trtllm's: the keys of TensorRT-LLM's release
+        options_family = "trt" if inv.family == "dynamo" else inv.family
+        try:
+            options_version, options_warning = engine_version(options_family, dep.container)
+        except (KeyError, ValueError, LookupError):
+            continue
+        # srtctl gives trtllm-serve its option file as --config
+        serve = inv.command == f"{_TRTLLM_SERVE} serve"
+        option_flags = (*OPTION_FILE_FLAGS, "--config") if serve else OPTION_FILE_FLAGS
+        for flag, value in _flag_values(inv.args, option_flags):
+            content = inv.file(value)
+            keys = _option_keys(content) if content is not None else None
+            if keys is None:
+                continue
+            problems = _check_options(options_family, options_version, keys)
+            if problems is None:
+                notes[dep.doc.error((), f"warning: no list of TensorRT-LLM options for {options_family} "
+                                        f"{options_version}; the keys of the {flag} file are not checked")] = None
+                continue
+            for index, message in problems:
+                path = ("backend", "trtllm_config", engine_role, keys[index]) if engine_role else ()
+                found(options_warning is None, path, f"{role.name}: {flag} file ({value}): {message}")
+    return Report(tuple(errors), tuple(notes))
+
+
+def _srt_flag_path(dep: Deployment, role: SrtRole | None, args: Sequence[str], index: int
+                   ) -> tuple[str | int, ...]:
+    """The recipe key that gave the flag at (or before the value at) ``args[index]``."""
+    if not 0 <= index < len(args):
+        return ()
+    word = args[index]
+    if not word.startswith("-") and index > 0:
+        word = args[index - 1]
+    flag = word.partition("=")[0]
+    if role is not None:
+        engine = f"{dep.backend_type}_config"
+        for key in dep.engine_config(role):
+            if "--" + str(key).replace("_", "-") == flag:
+                return ("backend", engine, role, str(key))
+        return ()
+    for key in dep.frontend.args or {}:
+        if f"--{key}" == flag:
+            return ("frontend", "args", key)
+    return ()

@@ -26,11 +26,16 @@ dropped; a flag the image's engine version lacks is ``ixhpc.engine_check``'s loc
 
 Recipe ``additional-settings`` (``KEY=VALUE``, as InferenceX passes them to its launch
 scripts) are exported as environment variables; the tuning keys in ``TUNING`` (optionally
-prefixed ``PREFILL_``/``DECODE_`` for that role) also become engine flags.
+prefixed ``PREFILL_``/``DECODE_`` for that role) also become engine flags. The recipe's engine
+configuration as data (``ixhpc.engine_config``) arrives resolved: flags in ``extra_args``, or
+``engine_config`` merged into TensorRT-LLM's option files (``config_in_file``), the role's
+``engine_env`` and its ``transfer_backend``. ``nginx`` is the public endpoint in front of several
+frontends (srt-slurm's and ixhpc's multiple frontends).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,6 +162,17 @@ class LaunchSpec(BaseModel):
     etcd_port: Port = 2379                      # dynamo: their client ports (a job gives them
     nats_port: Port = 4222                      # ports of its own block: jobs share nodes)
     config_dir: str = "/tmp"                    # where generated engine config files go
+    # engine configuration as data (ixhpc.engine_config, resolved for this role and point):
+    # TensorRT-LLM's is merged into its option file, the others' come as flags in extra_args
+    engine_config: dict[str, Any] = {}
+    engine_env: dict[str, str] = {}             # the role's environment from the recipe
+    transfer_backend: str | None = None         # KV transfer between prefill and decode
+    # agentic points (agentx SPEC §4): the KV-offload tier, its backend and the DRAM budget in
+    # decimal GB of one replica; None: not an agentic point (no KV_OFFLOADING environment)
+    kv_offloading: Literal["none", "dram"] | None = None
+    kv_offload_backend: str | None = None
+    kv_offload_version: str | None = None
+    total_cpu_dram_gb: int = Field(0, ge=0)
     # sim only
     sim_gpu: str | None = None
     sim_model_params_b: float | None = None
@@ -244,8 +260,42 @@ def launch(spec: LaunchSpec) -> Launch:
     builder = _BUILDERS[spec.family]
     out = builder(spec, role)
     if spec.family != "sim":  # InferenceX's launch scripts read additional-settings as env
-        out.env = {**spec.settings, **out.env}
+        out.env = {**spec.settings, **_kv_offload_env(spec), **spec.engine_env, **out.env}
     return out
+
+
+def _kv_offload_env(spec: LaunchSpec) -> dict[str, str]:
+    """What InferenceX hands every agentic launcher (agentx SPEC §4.2)."""
+    if spec.kv_offloading is None or spec.role in ("router", "frontend"):
+        return {}
+    meta = {"name": spec.kv_offload_backend, **({"version": spec.kv_offload_version}
+                                                 if spec.kv_offload_version else {})}
+    return {"KV_OFFLOADING": spec.kv_offloading, "KV_OFFLOAD_BACKEND": spec.kv_offload_backend or "",
+            "KV_OFFLOAD_BACKEND_METADATA": json.dumps(meta) if spec.kv_offload_backend else "",
+            "TOTAL_CPU_DRAM_GB": str(spec.total_cpu_dram_gb)}
+
+
+def _kv_offload_args(spec: LaunchSpec) -> list[str]:
+    """The engine flags of a DRAM KV tier (agentx SPEC §4.3), sized from the replica's budget
+    per rank where the engine's knob is per rank; decode workers do not offload (§4.2).
+    TensorRT-LLM's ``native`` tier is its option file's ``kv_cache_config`` (``_trt_llm_api``),
+    ATOM's ``lmcache`` its LMCACHE_* environment (``_atom``); Mooncake and LMCache servers for
+    vLLM get the environment of ``_kv_offload_env`` only."""
+    if spec.kv_offloading != "dram" or spec.role in ("decode", "router", "frontend"):
+        return []
+    backend, ranks = spec.kv_offload_backend, max(1, spec.world * spec.pp)
+    if spec.framework.endswith("sglang") and backend == "hicache":
+        return ["--enable-hierarchical-cache", "--hicache-size", str(max(1, spec.total_cpu_dram_gb // ranks)),
+                "--hicache-write-policy", "write_through"]
+    if spec.framework.endswith("vllm") and spec.role == "server" and backend == "vllm-simple":
+        extra = {"cpu_bytes_to_use": spec.total_cpu_dram_gb * 10**9 // ranks, "lazy_offload": not spec.dp_attn}
+        return ["--kv-transfer-config", json.dumps({"kv_connector": "SimpleCPUOffloadConnector",
+                                                    "kv_role": "kv_both", "kv_connector_extra_config": extra})]
+    if spec.framework.endswith("vllm") and backend == "native":
+        return ["--kv-offloading-backend", "native", "--kv-offloading-size", str(spec.total_cpu_dram_gb)]
+    if spec.family == "sim":  # its DRAM tier, whatever backend the point names (docs/agentic.md)
+        return ["--kv-offloading", "dram", "--total-cpu-dram-gb", str(spec.total_cpu_dram_gb)]
+    return []
 
 
 # Writes one config file, then runs the rest: ``sh -c SCRIPT NAME CONTENT PATH ARGV...``.
@@ -254,13 +304,46 @@ _WRITER = ["sh", "-c", 'printf "%s\\n" "$1" > "$2" && shift 2 && exec "$@"', "ix
 
 def build(spec: LaunchSpec) -> list[str]:
     """One self-contained argv: ``env K=V ...``, then a writer per config file, then argv."""
-    out = launch(spec)
+    return self_contained(launch(spec))
+
+
+def self_contained(out: Launch) -> list[str]:
+    """A launch as one argv: ``env K=V ...``, then a writer per config file, then its argv."""
     argv = list(out.argv)
     for path, content in reversed(out.files.items()):
         argv = [*_WRITER, content, path, *argv]
     if out.env:
         argv = ["env", *(f"{k}={v}" for k, v in out.env.items()), *argv]
     return argv
+
+
+def nginx(upstreams: Sequence[str], listen: Port, conf_path: str, *, keepalive_timeout: str = "600s",
+          affinity_header: str | None = None, raise_ulimit: bool = False) -> Launch:
+    """nginx as the public endpoint in front of several frontends (srt-slurm SPEC 11.3: round robin,
+    or a consistent hash on a session header falling back to the request id; upstream keepalive
+    512, 24 h timeouts, no buffering), started in the foreground from ``conf_path``."""
+    affinity: list[str] = []
+    header_map: list[str] = []
+    if affinity_header:
+        header = "$http_" + affinity_header.lower().replace("-", "_")
+        header_map = [f"  map {header} $ixhpc_affinity {{", '    "" $request_id;', f"    default {header};", "  }"]
+        affinity = ["    hash $ixhpc_affinity consistent;"]
+    conf = "\n".join([
+        "worker_processes auto;",
+        *(["worker_rlimit_nofile 1048576;"] if raise_ulimit else []),
+        "events {", "  worker_connections 65535;", "  multi_accept on;", "  use epoll;", "}",
+        "http {", "  client_max_body_size 45m;", "  access_log off;",
+        f"  keepalive_timeout {keepalive_timeout};",
+        *header_map,
+        "  upstream frontends {", *affinity, *(f"    server {u};" for u in upstreams), "    keepalive 512;", "  }",
+        "  server {", f"    listen {listen};", "    location / {",
+        "      proxy_pass http://frontends;", "      proxy_http_version 1.1;",
+        "      proxy_set_header Connection \"\";", "      proxy_buffering off;",
+        "      proxy_read_timeout 24h;", "      proxy_send_timeout 24h;", "    }", "  }", "}"])
+    command = f"nginx -c {conf_path} -g 'daemon off;'"
+    if raise_ulimit:
+        command = "ulimit -n 1048576 && " + command
+    return Launch(argv=["bash", "-c", command], files={conf_path: conf})
 
 
 @dataclass(frozen=True)
@@ -287,6 +370,14 @@ def unbuild(argv: Sequence[str]) -> Built:
         files.append((path, content))
         rest = rest[len(_WRITER) + 2:]
     return Built(tuple(env), tuple(files), tuple(rest))
+
+
+def config_in_file(framework: str, role: str) -> bool:
+    """Whether a role's engine config (``LaunchSpec.engine_config``) goes into the option file
+    it is started with (TensorRT-LLM's engines and disaggregated orchestrator) rather than on
+    its command line as flags (``ixhpc.engine_config.config_flags``)."""
+    family = engine(framework).family
+    return family == "trt" or (family == "dynamo-trt" and role != "router")
 
 
 def health_path(framework: str, role: str = "server") -> str | None:
@@ -404,6 +495,10 @@ def _sglang_engine_args(spec: LaunchSpec, role: str) -> list[str]:
         args += ["--disaggregation-mode", role]
         if spec.bootstrap_port is not None:
             args += ["--disaggregation-bootstrap-port", str(spec.bootstrap_port)]
+        if spec.transfer_backend is not None:
+            _need(spec, spec.transfer_backend in ("mooncake", "nixl"),
+                  f"transfer-backend {spec.transfer_backend}: SGLang's are mooncake and nixl")
+            args += ["--disaggregation-transfer-backend", spec.transfer_backend]
     if spec.uses_mtp:
         args += ["--speculative-algorithm", "EAGLE"]
         steps = _mtp_steps(spec)
@@ -412,7 +507,7 @@ def _sglang_engine_args(spec: LaunchSpec, role: str) -> list[str]:
                      "--speculative-num-draft-tokens", str(steps + 1)]
     if spec.nnodes > 1:
         args += ["--dist-init-addr", f"{spec.head_host}:{spec.dist_port}", "--nnodes", str(spec.nnodes)]
-    return [*args, *_tuning(spec, "sglang")]
+    return [*args, *_kv_offload_args(spec), *_tuning(spec, "sglang")]
 
 
 def _sglang(spec: LaunchSpec, role: str) -> Launch:
@@ -462,8 +557,8 @@ def _vllm_engine_args(spec: LaunchSpec, role: str) -> list[str]:
         steps = _mtp_steps(spec)
         tokens = "" if steps is None else f', "num_speculative_tokens": {steps}'
         args += ["--speculative-config", f'{{"method": "mtp"{tokens}}}']
-    if role in ("prefill", "decode") and spec.family == "vllm":
-        args += ["--kv-transfer-config", '{"kv_connector": "NixlConnector", "kv_role": "kv_both"}']
+    if role in ("prefill", "decode") and (spec.family == "vllm" or spec.transfer_backend is not None):
+        args += ["--kv-transfer-config", _vllm_connector(spec)]
     if spec.nnodes > 1 and dp > 1:
         _need(spec, dp % spec.nnodes == 0, f"{dp} data-parallel ranks do not split over {spec.nnodes} nodes")
         args += ["--data-parallel-size-local", str(dp // spec.nnodes),
@@ -472,7 +567,19 @@ def _vllm_engine_args(spec: LaunchSpec, role: str) -> list[str]:
     elif spec.nnodes > 1:
         args += ["--distributed-executor-backend", "mp", "--nnodes", str(spec.nnodes),
                  "--master-addr", str(spec.head_host), "--master-port", str(spec.dist_port)]
-    return [*args, *_tuning(spec, "vllm")]
+    return [*args, *_kv_offload_args(spec), *_tuning(spec, "vllm")]
+
+
+_VLLM_CONNECTORS = {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "lmcache": "LMCacheConnectorV1"}
+
+
+def _vllm_connector(spec: LaunchSpec) -> str:
+    backend = spec.transfer_backend or "nixl"
+    _need(spec, backend in _VLLM_CONNECTORS,
+          f"transfer-backend {backend}: vLLM's are {', '.join(_VLLM_CONNECTORS)}")
+    if backend == "nixl":
+        return '{"kv_connector": "NixlConnector", "kv_role": "kv_both"}'
+    return json.dumps({"kv_connector": _VLLM_CONNECTORS[backend], "kv_role": "kv_both"})
 
 
 def _vllm_ranked(spec: LaunchSpec, argv: list[str]) -> list[str]:
@@ -508,11 +615,18 @@ def _trt_llm_api(spec: LaunchSpec, role: str) -> dict[str, Any]:
     spec.expressible(pp=True)
     opts: dict[str, Any] = {"enable_attention_dp": spec.dp_attn}
     if role in ("prefill", "decode"):
-        opts["cache_transceiver_config"] = {"backend": "DEFAULT"}
+        backend = (spec.transfer_backend or "default").upper()
+        _need(spec, backend in ("DEFAULT", "UCX", "NIXL", "MPI"),
+              f"transfer-backend {spec.transfer_backend}: TensorRT-LLM's are default, ucx, nixl and mpi")
+        opts["cache_transceiver_config"] = {"backend": backend}
     if spec.uses_mtp:
         steps = _mtp_steps(spec)
         opts["speculative_config"] = {"decoding_type": "MTP",
                                       **({} if steps is None else {"num_nextn_predict_layers": steps})}
+    if spec.kv_offloading == "dram" and spec.kv_offload_backend == "native" and role != "decode":
+        # agentx SPEC §4.3: block reuse on and a host cache of the replica's budget per rank
+        opts["kv_cache_config"] = {"enable_block_reuse": True,
+                                   "host_cache_size": spec.total_cpu_dram_gb * 10**9 // max(1, spec.world * spec.pp)}
     return opts
 
 
@@ -536,7 +650,7 @@ def _trt(spec: LaunchSpec, role: str) -> Launch:
                   "generation_servers": {"num_instances": len(spec.decode_urls),
                                          "urls": [_hostport(u) for u in spec.decode_urls]}}
         return Launch(argv=["trtllm-serve", "disaggregated", "-c", path, *spec.extra_args],
-                      files={path: _yaml(config)})
+                      files={path: _yaml(_with_config(spec, config))})
     _need(spec, role != "frontend", "TensorRT-LLM has no frontend role (use router)")
     path = _config_path(spec, "llm-api")
     argv = ["trtllm-serve", "serve", spec.model, "--host", spec.host, "--port", str(spec.port),
@@ -546,7 +660,19 @@ def _trt(spec: LaunchSpec, role: str) -> Launch:
         argv += ["--max_seq_len", str(spec.max_model_len)]
     argv += [*_tuning(spec, "trt"), "--extra_llm_api_options", path, *spec.extra_args]
     argv, tasks = _trt_mpi(spec, argv)
-    return Launch(argv=argv, files={path: _yaml(_trt_llm_api(spec, role))}, tasks_per_node=tasks)
+    return Launch(argv=argv, files={path: _yaml(_with_config(spec, _trt_llm_api(spec, role)))},
+                  tasks_per_node=tasks)
+
+
+def _with_config(spec: LaunchSpec, generated: dict[str, Any]) -> dict[str, Any]:
+    """A generated option file with the recipe's engine config merged over it (maps
+    recursively, ``null`` deletes: srt-slurm's override rule)."""
+    if not spec.engine_config:
+        return generated
+    from ixhpc.srtslurm.load import merge
+
+    merged: dict[str, Any] = merge(generated, spec.engine_config)
+    return merged
 
 
 # ---------------------------------------------------------------------------- Dynamo
@@ -595,7 +721,7 @@ def _dynamo(spec: LaunchSpec, role: str) -> Launch:
     if role in ("prefill", "decode"):
         argv += ["--disaggregation-mode", role]
     argv, tasks = _trt_mpi(spec, [*argv, *spec.extra_args])
-    return Launch(argv=argv, env=env, files={path: _yaml(engine)}, tasks_per_node=tasks)
+    return Launch(argv=argv, env=env, files={path: _yaml(_with_config(spec, engine))}, tasks_per_node=tasks)
 
 
 # ---------------------------------------------------------------------------- ATOM
@@ -622,7 +748,10 @@ def _atom(spec: LaunchSpec, role: str) -> Launch:
     if spec.uses_mtp:
         steps = _mtp_steps(spec)
         argv += ["--method", "mtp", *([] if steps is None else ["--num-speculative-tokens", str(steps)])]
-    return Launch(argv=[*argv, *_tuning(spec, "atom"), *spec.extra_args])
+    lmcache = ({"LMCACHE_LOCAL_CPU": "True", "LMCACHE_MAX_LOCAL_CPU_SIZE": str(spec.total_cpu_dram_gb),
+                "LMCACHE_CHUNK_SIZE": "256", "OFFLOAD_MIN_LOAD_TOKENS": "8192"}  # agentx SPEC §4.3
+               if spec.kv_offloading == "dram" and spec.kv_offload_backend == "lmcache" else {})
+    return Launch(argv=[*argv, *_tuning(spec, "atom"), *spec.extra_args], env=lmcache)
 
 
 # ---------------------------------------------------------------------------- sim
@@ -650,7 +779,7 @@ def _sim(spec: LaunchSpec, role: str) -> Launch:
                         ("--max-batch", spec.sim_max_batch)):
         if value is not None:
             argv += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    argv += spec.extra_args
+    argv += [*_kv_offload_args(spec), *spec.extra_args]
     if spec.nnodes > 1:
         # One simulated server stands for the whole multi-node worker: rank 0 serves, the
         # other ranks idle like a real engine's worker ranks (and die with the step). Still

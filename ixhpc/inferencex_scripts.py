@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ixhpc.errors import ConfigError
+from ixhpc.results.export import matrix_fingerprint
 
 if TYPE_CHECKING:
     from ixhpc.sweep import RunPoint
@@ -138,6 +139,9 @@ class Site:
     runner_name: str = "ixhpc_0"
     random_range_ratio: str = "0.8"
     conc: str | None = None     # None: the row's; else e.g. "${CONC}" (the job's loop variable)
+    run_eval: str | None = None   # None: the row's; else "${RUN_EVAL}" (set per concurrency)
+    eval_only: str | None = None  # likewise EVAL_ONLY
+    eval_limit: str = ""          # EVAL_LIMIT (the recipe's ixhpc.eval.limit)
 
 
 def environment(row: Mapping[str, Any], site: Site) -> list[tuple[str, str]]:
@@ -150,7 +154,7 @@ def environment(row: Mapping[str, Any], site: Site) -> list[tuple[str, str]]:
         "PORT": site.port, "INFMAX_CONTAINER_WORKSPACE": WORKSPACE, "GPU_MONITOR_INTERVAL": "1",
         "GPU_METRICS_CSV": "gpu_metrics.csv", "KEEP_LOGS": "0", "IS_MULTINODE": "false",
         "RANDOM_RANGE_RATIO": site.random_range_ratio, "HF_HUB_CACHE": site.hf_hub_cache,
-        "EXP_NAME": str(row["exp-name"]), "RECIPE_FINGERPRINT": _gh(row.get("recipe-fingerprint")),
+        "EXP_NAME": str(row["exp-name"]), "RECIPE_FINGERPRINT": matrix_fingerprint(row),
         "MODEL": site.model, "THINKING_MODE": "thinking_on", "MODEL_PREFIX": str(row["model-prefix"]),
         "ISL": "0" if agentic else _gh(row.get("isl")), "OSL": "0" if agentic else _gh(row.get("osl")),
         "MAX_MODEL_LEN": "0" if agentic else _gh(row.get("max-model-len")),
@@ -159,7 +163,8 @@ def environment(row: Mapping[str, Any], site: Site) -> list[tuple[str, str]]:
         "EP_SIZE": _gh(row["ep"]), "DP_ATTENTION": _gh(bool(row["dp-attn"])), "CONC": conc,
         "SPEC_DECODING": str(row["spec-decoding"]),
         "DISAGG": "false" if agentic else _gh(row.get("disagg", False)),
-        "RUN_EVAL": _gh(bool(row.get("run-eval", False))), "EVAL_ONLY": _gh(bool(row.get("eval-only", False))),
+        "RUN_EVAL": _gh(bool(row.get("run-eval", False))) if site.run_eval is None else site.run_eval,
+        "EVAL_ONLY": _gh(bool(row.get("eval-only", False))) if site.eval_only is None else site.eval_only,
         "EVAL_FRAMEWORK": "lm-eval", "EVAL_SUITE": "",
         "SCENARIO_TYPE": scenario_type(row), "SCENARIO_SUBDIR": SCENARIO_SUBDIRS.get(scenario_type(row), ""),
         "IS_AGENTIC": "1" if agentic else "0",
@@ -170,7 +175,7 @@ def environment(row: Mapping[str, Any], site: Site) -> list[tuple[str, str]]:
         "KV_P2P_TRANSFER": _gh(row.get("kv-p2p-transfer")),
         "TOTAL_CPU_DRAM_GB": _gh(row.get("total-cpu-dram-gb")) if agentic else "0",
         "DURATION": _gh(row.get("duration", 3600)), "REQUIRE_POWER": "0", "AIPERF_EXPERIMENTAL_FAST": "0",
-        "EVAL_LIMIT": "", "SWEBENCH_GEN_MODE": "agentic", "AIPERF_FAILED_REQUEST_THRESHOLD": "0.10",
+        "EVAL_LIMIT": site.eval_limit, "SWEBENCH_GEN_MODE": "agentic", "AIPERF_FAILED_REQUEST_THRESHOLD": "0.10",
         "RESULT_DIR": f"{WORKSPACE}/results", "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPYCACHEPREFIX": "/tmp/inferencex-pycache",
         "RUNNER_NAME": site.runner_name, "RUNNER_TYPE": str(row["runner"]),
@@ -221,6 +226,32 @@ def script_errors(points: Sequence[RunPoint], checkout: Path) -> list[str]:
         except ScriptNotFound as exc:
             errors.setdefault(f"{p.source}: {p.config_key}: {exc.errors[0]}", "")
     return list(errors)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptEval:
+    """One concurrency's eval marks for the script, and the ingest's eval options ("" none)."""
+
+    conc: int
+    run_eval: str          # RUN_EVAL, EVAL_ONLY as the workflow spells them
+    eval_only: str
+    ingest_args: str
+
+
+def script_evals(group: Sequence[RunPoint]) -> tuple[ScriptEval, ...]:
+    """Per concurrency of a script-mode job: whether the script runs lm-eval (the point's
+    ``run-eval``/``eval-only`` marks or its ``ixhpc.eval`` block: ixhpc.evals.plan) and what its
+    ingest stores of it (docs/evals.md, script mode)."""
+    from ixhpc.evals import plan
+
+    return tuple(ScriptEval(c, _gh(plan.wanted(p)), _gh(plan.wanted(p) and plan.eval_only(p)),
+                            plan.script_ingest_args(p, c))
+                 for p in group for c in p.conc)
+
+
+def eval_limit(group: Sequence[RunPoint]) -> str:
+    limits = {p.ixhpc.eval.limit for p in group if p.ixhpc.eval is not None}
+    return _gh(limits.pop()) if len(limits) == 1 else ""
 
 
 def writable_root(runner: str) -> bool:

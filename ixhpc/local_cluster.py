@@ -358,8 +358,9 @@ def _nodes_ready(lay: Layout) -> bool:
     stuck = [n for n, st in states.items() if st.rstrip("*~#$@") in ("down", "drain", "drng", "inval")]
     if stuck:
         _quiet(["scontrol", "update", f"NodeName={','.join(stuck)}", "State=RESUME"], lay)
-    # A trailing '*' means the controller has not heard from the node yet.
-    return all(states.get(n.name) in ("idle", "mix", "alloc") for n in nodes())
+    # A trailing '*' means the controller has not heard from the node yet; planned and
+    # completing nodes are up (other jobs' doing).
+    return all(states.get(n.name) in ("idle", "mix", "alloc", "plnd", "comp") for n in nodes())
 
 
 # ---------------------------------------------------------------- setup steps

@@ -29,16 +29,20 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ixhpc import __version__, containers, engines, names, shell
 from ixhpc.bench.validity import stall_timeout
+from ixhpc.engine_config import PointValues, Resolved, config_flags, depends_on_conc, resolve
 from ixhpc.errors import ConfigError, PlanError
 from ixhpc.profiles import ClusterProfile
 from ixhpc.recipe import IxhpcBlock
 from ixhpc.rundir import Layout, ScriptPaths
-from ixhpc.sweep import DisaggPoint, MultiAggPoint, PointKind, RunPoint, SinglePoint
+from ixhpc.sweep import AgenticRun, DisaggPoint, MultiAggPoint, PointKind, RunPoint, SinglePoint
 from ixhpc.topology import Slot, Topology
+
+if TYPE_CHECKING:
+    from ixhpc.evals.plan import EvalPlan
 
 MAX_ROLES = 20      # role i: PORT_BASE + i (HTTP) and PORT_BASE + MAX_ROLES + i (KV side channel)
 # A job's block of 2 * MAX_ROLES ports: PORT_FIRST + (job id mod PORT_BLOCKS) * block. All
@@ -56,7 +60,8 @@ SCRIPT_VARIABLES = ("IXHPC_PYTHON", "NUM_NODES", "HEALTH_TIMEOUT", "NUM_PROMPTS_
                     "NUM_WARMUPS_FIXED")
 JOB_VARIABLES = (*Layout.VARIABLES, *SCRIPT_VARIABLES, "CONCURRENCIES", "NODES", "ADDR", "PORT_BASE",
                  "CONC", "NUM_PROMPTS", "NUM_WARMUPS", "ROLE_PIDS", "ROLE_NAMES", "ROLE_LOGS",
-                 "FAILED_CONCS", "SAMPLER_PIDS", "PS1")
+                 "FAILED_CONCS", "SAMPLER_PIDS", "PS1", "ECONC", "ECONCS", "EVAL_AFTER",
+                 "EVAL_PYTHON", "RUN_EVAL", "EVAL_ONLY", "EVAL_ARGS")
 # Each role's address, <var>_HOST, <var>_PORT and <var>_KV_PORT (Role.var: SERVER, PREFILL_0, ...).
 # Profiles with engine-standins (the local cluster): the engines' commands run ixhpc.standins.
 STANDINS_LINE = (f"{ScriptPaths.standins_line()}  # engine stand-ins (local profile only): the engine "
@@ -120,6 +125,14 @@ class JobPlan:
     script: ScriptStep | None = None   # script mode: InferenceX's own script (plan_script_job)
     power_samplers: list[PowerSampler] = dataclasses.field(default_factory=list)  # one per node
     ingest_args: str = ""              # the ingest step's power options (expected GPUs, strictness)
+    evals: EvalPlan | None = None      # accuracy evals after the benchmarks (ixhpc.evals.plan)
+    slo: str = ""                      # an SLO search over the concurrencies (ixhpc.slo); "": run each
+    # a custom benchmark's command (srt-slurm ``benchmark.type: custom``): one step runs it, the
+    # point records its exit status, log and wall time (no throughput metrics); "": the client
+    custom_bench: str = ""
+    # variables the recipe sets beyond its ixhpc env (an srt-slurm recipe's maps): the plan as data
+    # marks them "recipe"
+    recipe_env: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def script_name(self) -> str:
@@ -168,21 +181,33 @@ class ScriptStep:
     result_filename: str   # RESULT_FILENAME, over the script's ${CONC}
     command: str           # the rendered srun line (per ${CONC})
     copy_command: str      # fills the workspace from the checkout
+    evals: tuple[Any, ...] = ()  # per concurrency: RUN_EVAL, EVAL_ONLY, ingest options (ix.ScriptEval)
 
 
 def directives(opts: dict[str, str | bool]) -> list[str]:
-    """#SBATCH option strings, each checked to be safe on an #SBATCH line."""
+    """#SBATCH lines' texts, each checked to be safe there (values quoted where needed)."""
     return [shell.directive(f"--{k}" if v is True else f"--{k}={v}") for k, v in opts.items()]
+
+
+def option_words(opts: dict[str, str | bool]) -> list[str]:
+    """The same options as argv words (``salloc``), held to what an #SBATCH line can say."""
+    return [shell.option_word(f"--{k}" if v is True else f"--{k}={v}") for k, v in opts.items()]
 
 
 # ---------------------------------------------------------------- grouping
 
 
 def group_points(points: Sequence[RunPoint]) -> list[list[RunPoint]]:
-    """Single-node points equal but for concurrency share a job; multi-node points don't."""
+    """Single-node points equal but for concurrency share a job; multi-node points don't.
+    Points whose engine settings depend on the concurrency (``engine_config.depends_on_conc``)
+    get a job, and so an engine start, per concurrency."""
     groups: dict[str, list[RunPoint]] = {}
     for p in points:
-        if not isinstance(p, SinglePoint):
+        if depends_on_conc(p.ixhpc):
+            for one in _per_conc(p):
+                groups[one.key] = [one]
+            continue
+        if not isinstance(p, SinglePoint) or p.agentic is not None:  # agentic: a cold prefix cache each
             groups[p.key] = [p]
             continue
         row = p.to_inferencex_row()
@@ -191,6 +216,16 @@ def group_points(points: Sequence[RunPoint]) -> list[list[RunPoint]]:
         ident = json.dumps([row, p.config_key, p.ixhpc.model_dump(mode="json")], sort_keys=True)
         groups.setdefault(ident, []).append(p)
     return list(groups.values())
+
+
+def _per_conc(p: RunPoint) -> list[RunPoint]:
+    """A multi-node point of several concurrencies as one point per concurrency (key: the
+    point's with its concurrency part ``_c...`` naming the one)."""
+    if len(p.conc) == 1:
+        return [p]
+    m = re.search(r"_c[0-9n-]+(?=(_[0-9a-f]{8})?$)", p.key)
+    return [p.model_copy(update={"conc": [c], "key": names.key(
+        p.key[:m.start()] + f"_c{c}" + p.key[m.end():] if m else f"{p.key}_c{c}")}) for c in p.conc]
 
 
 def job_key(group: Sequence[RunPoint]) -> str:
@@ -205,7 +240,13 @@ def job_key(group: Sequence[RunPoint]) -> str:
 # ---------------------------------------------------------------- planning
 
 
-def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, run_id: str) -> JobPlan:
+def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, run_id: str,
+             slo: str = "") -> JobPlan:
+    """``slo`` (``ixhpc.slo``'s canonical spelling): the job searches its concurrencies for the
+    highest meeting it instead of running each one."""
+    from ixhpc.evals import plan as evals  # it builds on this module
+
+    group = [evals.narrowed(p) for p in group]  # an eval-only multi-node point: its eval's concurrency
     first = group[0]
     topo = first.topology
     if topo is None:
@@ -216,8 +257,9 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
     model = _model_path(first, profile)
     _check_pools(first, profile)
     try:
-        roles = (_disagg_roles(first, topo, profile, model) if isinstance(first, DisaggPoint)
-                 else _aggregated_roles(first, topo, model))
+        served = evals.engine_point(first)  # an eval-only engine serves the eval's context
+        roles = (_disagg_roles(served, topo, profile, model) if isinstance(served, DisaggPoint)
+                 else _aggregated_roles(served, topo, model))
     except ConfigError as exc:  # what an engine cannot run, said at the recipe entry
         raise ConfigError([f"{first.source}: {first.config_key}: {e}" for e in exc.errors]) from None
     if len(roles) > MAX_ROLES:
@@ -234,6 +276,8 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
             role.here = shell.command(_python(role.argv, runtime))
     prepare = runtime.prepare(spec)
     bench = _bench_argv(first, roles, first.ixhpc.time_limit or profile.time_limit)
+    if slo:
+        bench += ["--slo", slo]
     components = _components(first, topo, profile, run_dir, run_id, key)
     plan = JobPlan(
         key=key, kind=first.kind, points=list(group), concs=concs,
@@ -252,11 +296,13 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
                    f"{r.name} ({r.comment})" for r in roles],
         runtime=runtime, container=spec,
         standins=STANDINS_LINE if profile.engine_standins else "",
+        slo=slo,
     )
     if profile.power_source != "none":
         plan.power_samplers, expect = _power_samplers(roles, profile.power_source, first.framework)
         plan.ingest_args = shell.command([*(f"--power-expect={k}={n}" for k, n in sorted(expect.items())),
                                           *(["--require-power"] if first.ixhpc.benchmark.require_power else [])])
+    plan.evals = evals.plan(group, roles, profile, runtime, spec, plan.ingest_args, topo.heterogeneous)
     return plan
 
 
@@ -323,7 +369,8 @@ def _header(p: RunPoint, key: str, concs: list[int]) -> list[str]:
         f"ixhpc job {key}",
         f"recipe entry {p.config_key} ({p.source})",
         f"{p.model} {p.precision} on {p.runner} with {p.framework}; image {p.image}",
-        f"isl {p.isl} osl {p.osl} max-model-len {p.max_model_len}; {shape}; spec-decoding {p.spec_decoding}",
+        (_agentic_line(p.agentic) + f"; {shape}" if p.agentic else
+         f"isl {p.isl} osl {p.osl} max-model-len {p.max_model_len}; {shape}") + f"; spec-decoding {p.spec_decoding}",
     ]
     if p.current:
         router = f"{p.router.name} {p.router.version}" if p.router else "not set"
@@ -331,6 +378,15 @@ def _header(p: RunPoint, key: str, concs: list[int]) -> list[str]:
         lines.append(f"current InferenceX format; router {router}; kv-p2p-transfer {transfer}")
     lines.append(f"{p.nodes} node(s), {p.gpus} GPU(s) {where}; concurrencies {' '.join(map(str, concs))}")
     return [_comment(x) for x in lines]
+
+
+def _agentic_line(a: AgenticRun) -> str:
+    backend = f" ({a.kv_offload_backend.name})" if a.kv_offload_backend else ""
+    corpus = f"traces {a.traces}" if a.traces else (f"a synthetic corpus generated at render "
+                                                    f"({a.traces_label}, {Layout.TRACES} in the point directory)")
+    return (f"agentic-coding replay of {corpus}, {a.duration} s, warm-up {a.warmup_requests_per_lane} "
+            f"per lane; kv-offloading {a.kv_offloading}{backend}, {a.total_cpu_dram_gb} GB CPU DRAM; "
+            f"no context cap")
 
 
 def _comment(text: str) -> str:
@@ -437,11 +493,21 @@ def _parallel(p: RunPoint, w: Any) -> dict[str, Any]:
 
 def _launch(p: RunPoint, model: str, role: engines.Role, tp: int, ep: int, dp_attn: bool, var: str,
             extra: list[str], settings: list[str] | None = None, **more: Any) -> engines.LaunchSpec:
-    sim = p.ixhpc.sim
+    sim, a = p.ixhpc.sim, p.agentic
+    conf = _engine_config(p, role, tp, ep, dp_attn)
+    if engines.config_in_file(p.framework, role):
+        more["engine_config"] = conf.config
+    else:
+        extra = [*config_flags(conf.config), *extra]   # engine-args last: they win
+    more.update(engine_env=conf.env, transfer_backend=conf.transfer_backend)
+    if a is not None:  # agentx SPEC §4: the KV-offload settings reach every engine
+        more.update(kv_offloading=a.kv_offloading, total_cpu_dram_gb=a.total_cpu_dram_gb,
+                    kv_offload_backend=a.kv_offload_backend.name if a.kv_offload_backend else None,
+                    kv_offload_version=a.kv_offload_backend.version if a.kv_offload_backend else None)
     return engines.LaunchSpec(
         framework=p.framework, role=role, model=model,
         served_model_name=p.model, tp=tp, ep=ep, dp_attn=dp_attn,
-        max_model_len=p.max_model_len, precision=p.precision, spec_decoding=p.spec_decoding,
+        max_model_len=p.max_model_len or None, precision=p.precision, spec_decoding=p.spec_decoding,
         host=shell.var(f"{var}_HOST"), port=shell.var(f"{var}_PORT"),
         extra_args=list(extra), additional_settings=list(settings or []),
         sim_gpu=sim.gpu if sim else None,
@@ -450,6 +516,14 @@ def _launch(p: RunPoint, model: str, role: engines.Role, tp: int, ep: int, dp_at
         sim_max_batch=sim.max_batch if sim else None,
         **more,
     )
+
+
+def _engine_config(p: RunPoint, role: engines.Role, tp: int, ep: int, dp_attn: bool) -> Resolved:
+    """The recipe's engine config, environment and transfer backend for one role of a point
+    (``ixhpc.engine_config``)."""
+    values = PointValues(tp, ep, dp_attn, tuple(p.conc), getattr(p, "isl", 0), getattr(p, "osl", 0),
+                         p.max_model_len or 0, p.spec_decoding)
+    return resolve(p.ixhpc, "router" if role == "frontend" else role, values)
 
 
 def _aggregated_roles(p: SinglePoint | MultiAggPoint, topo: Topology, model: str) -> list[Role]:
@@ -493,7 +567,7 @@ def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model
                            **_parallel(p, w))
             argv = _visible_gpus(profile.gpu_visibility_env, gpn, slot, engines.build(spec))
             roles.append(Role(f"{kind}-{i}", var, placed.first_node + slot.node, slot.nnodes, len(roles),
-                              gpn if slot.gpus < gpn else slot.gpus, argv, engine.health_path(),
+                              gpn if slot.gpus < gpn else slot.gpus, argv, engine.health_path(kind),
                               f"{kind} worker {i}: tp {w.tp} ep {w.ep}{_more(p, w, hardware=False)}, "
                               f"{placed.worker_gpus} GPU(s) on {slot.nnodes} node(s){where}",
                               engines.launch(spec).tasks_per_node, kv_port=kv is not None,
@@ -502,17 +576,39 @@ def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model
                 for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
     bootstrap = [shell.var(r.var + "_KV_PORT") for r in roles if r.name.startswith("prefill")
                  and r.kv_port and engine.router_bootstrap_ports]
-    spec = _launch(p, model, "router", 1, 1, False, "ROUTER", args.router,
-                   prefill_urls=urls["prefill"], decode_urls=urls["decode"],
-                   prefill_bootstrap_ports=bootstrap, **control)
-    roles.append(Role("router", "ROUTER", 0, 1, len(roles), 0, engines.build(spec),
-                      engine.health_path("router"),
-                      "router: sends each request to a prefill worker, then to a decode worker"))
+    router: dict[str, Any] = dict(prefill_urls=urls["prefill"], decode_urls=urls["decode"],
+                                  prefill_bootstrap_ports=bootstrap, **control)
+    count = p.ixhpc.frontend.count
+    if count == 1:
+        spec = _launch(p, model, "router", 1, 1, False, "ROUTER", args.router, **router)
+        roles.append(Role("router", "ROUTER", 0, 1, len(roles), 0, engines.build(spec),
+                          engine.health_path("router"),
+                          "router: sends each request to a prefill worker, then to a decode worker"))
+    else:
+        roles += _frontends(p, topo, model, count, args.router, router, len(roles), engine)
     if topo.heterogeneous:  # the router (and Dynamo's etcd and NATS) beside prefill worker 0
         for role in roles:
             if role.het_group is None:
                 role.het_group = 0
     return roles
+
+
+def _frontends(p: DisaggPoint, topo: Topology, model: str, count: int, extra: list[str],
+               router: dict[str, Any], first_port: int, engine: engines.Engine) -> list[Role]:
+    """``count`` routers/frontends, one per node from node 1 on (wrapping; all on node 0 in a
+    heterogeneous job), behind nginx on node 0, which is the ``router`` role the client and
+    the health check address (srt-slurm's multiple frontends, SPEC 11.1)."""
+    fronts = []
+    for i in range(count):
+        var = f"FRONTEND_{i}"
+        spec = _launch(p, model, "router", 1, 1, False, var, extra, **router)
+        node = 0 if topo.heterogeneous else (i + 1) % topo.nodes
+        fronts.append(Role(f"frontend-{i}", var, node, 1, first_port + i, 0, engines.build(spec),
+                           engine.health_path("router"), f"router {i} of {count}, behind nginx"))
+    upstreams = [f"{shell.var(f.var + '_HOST')}:{shell.var(f.var + '_PORT')}" for f in fronts]
+    web = engines.nginx(upstreams, shell.var("ROUTER_PORT"), f"/tmp/ixhpc-nginx-{shell.var('ROUTER_PORT')}.conf")
+    return [*fronts, Role("router", "ROUTER", 0, 1, first_port + count, 0, engines.self_contained(web), "/health",
+                          f"nginx: round robin over the {count} routers (the public endpoint)")]
 
 
 def _services(engine: engines.Engine) -> list[Role]:
@@ -590,6 +686,8 @@ def _bench_argv(p: RunPoint, roles: list[Role], time_limit_min: int) -> list[str
     """The load generator's program, run once per concurrency (CONC, NUM_PROMPTS, NUM_WARMUPS
     are the script's per-concurrency values)."""
     front = next(r for r in roles if r.name in ("router", "server"))
+    if p.agentic is not None:
+        return _agentic_argv(p, p.agentic, front, roles, time_limit_min)
     b = p.ixhpc.benchmark
     argv = ["python", "-m", "ixhpc.bench",
             "--base-url", f"http://{shell.var(front.var + '_HOST')}:{shell.var(front.var + '_PORT')}",
@@ -609,6 +707,21 @@ def _bench_argv(p: RunPoint, roles: list[Role], time_limit_min: int) -> list[str
         argv.append("--use-chat-template")
     argv += [f"--metrics-url={url}" for r in roles if (url := _metrics_url(r, p.framework))]
     return argv
+
+
+def _agentic_argv(p: RunPoint, a: AgenticRun, front: Role, roles: list[Role], time_limit_min: int) -> list[str]:
+    """The trace replay (``ixhpc.bench --scenario agentic-coding``, docs/agentic.md) at CONC."""
+    gpus = p.gpus or 1  # agentx SPEC §3.4: every engine GPU (both pools)
+    argv = ["python", "-m", "ixhpc.bench", "--scenario", "agentic-coding",
+            "--traces", a.traces or ScriptPaths.traces_text(),
+            "--base-url", f"http://{shell.var(front.var + '_HOST')}:{shell.var(front.var + '_PORT')}",
+            "--model", p.model, "--concurrency", shell.var("CONC"), "--duration", str(a.duration),
+            "--seed", str(a.seed), "--warmup-requests-per-lane", str(a.warmup_requests_per_lane),
+            "--session-header", a.session_header, "--num-gpus", str(gpus),
+            "--stall-timeout", stall_timeout(time_limit_min), "--output", ScriptPaths.bench_json_text("CONC")]
+    if p.ixhpc.benchmark.client_workers > 1:  # lanes split over client processes (docs/agentic.md)
+        argv += ["--workers", str(p.ixhpc.benchmark.client_workers)]
+    return argv + [f"--metrics-url={url}" for r in roles if (url := _metrics_url(r, p.framework))]
 
 
 POWER_INTERVAL_S = 1.0  # seconds between GPU power readings
@@ -702,7 +815,8 @@ def plan_script_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir:
     hf_cache = (_expand(profile.model_dir) or "") if model != first.model and not first.ixhpc.model_path else ""
     site = ix.Site(model=model, hf_hub_cache=hf_cache,
                    port=shell.var("PORT_BASE"), runner_name=f"{profile.name}_{run_id}",
-                   random_range_ratio=str(first.ixhpc.benchmark.random_range_ratio), conc=shell.var("CONC"))
+                   random_range_ratio=str(first.ixhpc.benchmark.random_range_ratio), conc=shell.var("CONC"),
+                   run_eval=shell.var("RUN_EVAL"), eval_only=shell.var("EVAL_ONLY"), eval_limit=ix.eval_limit(group))
     env = [(k, v) for k, v in ix.environment(ix.point_row(first), site) if v != "" or k != "HF_HUB_CACHE"]
     if not in_container:  # on the host the workspace is where it is
         env = [(k, v.replace(ix.WORKSPACE, where, 1) if k in ("INFMAX_CONTAINER_WORKSPACE", "RESULT_DIR") else v)
@@ -730,4 +844,5 @@ def plan_script_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir:
         script=ScriptStep(checkout=str(checkout), script=script, workspace=workspace,
                           result_filename=shell.word(ix.result_filename(ix.point_row(first), site.runner_name,
                                                                         shell.var("CONC"))),
-                          command=command, copy_command=shell.command(_host_python(copy))))
+                          command=command, copy_command=shell.command(_host_python(copy)),
+                          evals=ix.script_evals(group)))

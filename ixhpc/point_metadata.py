@@ -10,8 +10,9 @@ number, 1 is not a bool and an unknown key is an error. ``record()`` is the flat
 Points of a current-format recipe (``scenarios:``) add ``recipe_format: "current"`` and their
 parallelism beyond tp/ep (``pp``, ``dcp_size``, ``pcp_size``; per worker for multi-node points,
 with the worker's ``hardware`` when set), the ``router_name``/``router_version`` and
-``kv_p2p_transfer`` when set; the KV-offload keys are the agentic points' (issue 19: none
-runs yet). A March-format record has none of them (absent = not applicable).
+``kv_p2p_transfer`` when set; agentic-coding points (issue 19) have no isl/osl/max_model_len
+and add ``scenario_type``, ``duration``, ``agentic_traces`` and the KV-offload keys. A
+March-format record has none of them (absent = not applicable).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ class _Record(BaseModel):
     framework: StrictStr
     runner: StrictStr
     cluster: StrictStr
-    isl: Pos
-    osl: Pos
-    max_model_len: Pos
+    isl: Pos | None = None          # fixed-seq-len points (required there); absent: agentic
+    osl: Pos | None = None
+    max_model_len: Pos | None = None
     exp_name: StrictStr
     spec_decoding: StrictStr
     run_eval: StrictBool
@@ -70,6 +71,10 @@ class _Record(BaseModel):
     kv_offload_backend_name: StrictStr | None = None
     kv_offload_backend_version: StrictStr | None = None
     total_cpu_dram_gb: NonNeg | None = None
+    # agentic-coding points (issue 19): no isl/osl/max_model_len
+    scenario_type: Literal["agentic-coding"] | None = None
+    duration: Pos | None = None     # the replay's profiling seconds
+    agentic_traces: StrictStr | None = None  # the corpus: a path, or synthetic:seed=...
     # added by the job
     job_id: StrictStr | None = None
     node_list: StrictStr | None = None
@@ -86,6 +91,16 @@ class _Record(BaseModel):
             if null:
                 raise ValueError(f"{null[0]} is null; expected a string, number or boolean")
         return data
+
+    @model_validator(mode="after")
+    def _lengths(self) -> _Record:
+        if self.scenario_type is None:
+            missing = [k for k in ("isl", "osl", "max_model_len") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: required for a fixed-seq-len point")
+        elif self.duration is None or self.agentic_traces is None or self.kv_offloading is None:
+            raise ValueError("an agentic-coding point needs duration, agentic_traces and kv_offloading")
+        return self
 
     def record(self) -> dict[str, str | int | float | bool]:
         return self.model_dump(exclude_none=True)

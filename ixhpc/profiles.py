@@ -100,6 +100,13 @@ class ClusterProfile(StrictModel):
     # srt-slurm recipe directories that InferenceX's `CONFIG_FILE=recipes/...` settings are looked
     # up in, in order (`--srt-recipes` adds to them; ixhpc.srtslurm.config_file)
     srt_recipes: list[LocalPath] = []
+    # the image lm-eval runs in (accuracy evals, docs/evals.md); None: the point's own image
+    eval_image: Text | None = None
+    # the Python that runs lm-eval there; None: python3 (in a container), the job's (runtime none)
+    eval_python: Text | None = None
+    # wheels of the pinned lm-eval on shared storage (`python -m ixhpc.evals wheelhouse
+    # DIR`): installed offline into a venv of the job when the eval's Python lacks lm_eval
+    eval_wheelhouse: MountDir | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterProfile:

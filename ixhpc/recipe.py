@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from ixhpc.engines import FRAMEWORKS
 from ixhpc.yamlmodel import (
@@ -174,6 +174,139 @@ class SimSettings(StrictModel):
         return self
 
 
+class AgenticSettings(StrictModel):
+    """Agentic-coding points (issue 19, docs/agentic.md "Running agentic points"): the trace
+    corpus and the replay's settings. Without ``traces`` the job replays a synthetic corpus
+    generated from ``seed`` (ixhpc.bench.agentic.traces.generate)."""
+
+    traces: Text | None = None               # a local JSONL corpus (SPEC §1 format)
+    duration: Seconds | None = None          # profiling seconds; None: the point's (3600)
+    seed: NonNegCount = 42                   # replay start points and the synthetic corpus
+    synthetic_traces: Count = 64             # sessions in the synthetic corpus
+    synthetic_max_context: Count = 32768     # its largest request (in + out tokens)
+    warmup_requests_per_lane: NonNegCount = 10
+
+
+Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class EvalThresholds(StrictModel):
+    """Minimum scores in InferenceX's shape (utils/evals/thresholds.yaml): per task, with
+    overrides per model prefix (``models.<prefix>.<task>`` wins over ``default.<task>``)."""
+
+    default: dict[Text, Score] = {}
+    models: dict[Text, dict[Text, Score]] = {}
+
+
+class EvalSettings(StrictModel):
+    """Accuracy evals (lm-eval against the point's engine, after its benchmark; docs/evals.md).
+    A point marked ``run-eval`` runs them with these settings (defaults without the block)."""
+
+    run: bool = False                        # every point of the entry, not only run-eval ones
+    only: bool = False                       # eval-only: no throughput benchmark
+    tasks: Annotated[list[Text], Field(min_length=1)] = ["gsm8k"]
+    task_dir: Text | None = None             # lm-eval --include_path: a directory of your task files
+    limit: Count | None = None               # problems per task (None: all)
+    concurrencies: list[Count] | None = None  # None: the point's eval-conc, else its concurrency
+    thresholds: EvalThresholds | None = None  # inline; neither this nor a file: InferenceX's floors
+    thresholds_file: Text | None = None       # a file of that shape (relative to the recipe)
+    max_tokens: Tokens = 8192                # generated tokens per answer (lm-eval max_gen_toks)
+    num_fewshot: NonNegCount | None = None   # None: the task's own (gsm8k: 5)
+    context_length: Tokens | None = None     # eval-only engines; None: as InferenceX computes it
+    request_timeout: Seconds = 3600
+
+    @model_validator(mode="after")
+    def _one_thresholds(self) -> EvalSettings:
+        if self.thresholds is not None and self.thresholds_file is not None:
+            raise ValueError("expected thresholds or thresholds-file, found both")
+        return self
+
+
+# Engine configuration as data (docs/engine-config.md; resolved per point and role by
+# ixhpc.engine_config): string values may name the point's values as placeholders.
+CONFIG_PLACEHOLDERS = ("conc", "tp", "ep", "isl", "osl", "max-model-len")
+_PLACEHOLDER_WORD = re.compile(r"\{([a-z][a-z0-9_-]*)\}")
+TransferBackend = Literal["nixl", "mooncake", "lmcache", "ucx", "mpi", "default"]
+
+
+def _placeholders_known(value: Any) -> Any:
+    """Every ``{name}`` in a string (at any depth) is a known placeholder (JSON text such as
+    '{"method":"mtp"}' has no bare word in braces, so it is left alone)."""
+    if isinstance(value, str):
+        for name in _PLACEHOLDER_WORD.findall(value):
+            if name not in CONFIG_PLACEHOLDERS:
+                raise ValueError(f"expected a placeholder among {{{'}, {'.join(CONFIG_PLACEHOLDERS)}}}, "
+                                 f"found {{{name}}}")
+    elif isinstance(value, dict):
+        for v in value.values():
+            _placeholders_known(v)
+    elif isinstance(value, list):
+        for v in value:
+            _placeholders_known(v)
+    return value
+
+
+EngineMap = dict[Str, Annotated[Any, AfterValidator(_placeholders_known)]]
+RoleEnvMap = dict[RecipeEnvName, Annotated[Str, AfterValidator(_placeholders_known)]]
+
+
+class RoleConfigs(StrictModel):
+    """Engine settings per role, as a mapping: each key becomes a flag as srt-slurm's
+    ``sglang_config`` does (keys sorted, ``_`` -> ``-``, ``true`` bare, ``false``/``null``
+    left out, a list as several words, a map as JSON); TensorRT-LLM's go into its option file."""
+
+    prefill: EngineMap = {}
+    decode: EngineMap = {}
+    server: EngineMap = {}
+    router: EngineMap = {}
+
+
+class RoleEnv(StrictModel):
+    """Environment per role (on top of ``env``, which every step gets)."""
+
+    prefill: RoleEnvMap = {}
+    decode: RoleEnvMap = {}
+    server: RoleEnvMap = {}
+    router: RoleEnvMap = {}
+
+
+def _one_or_list(v: Any) -> Any:
+    return v if isinstance(v, list) else [v]
+
+
+Match = Annotated[list[Count], BeforeValidator(_one_or_list)]
+
+
+class PointMatch(StrictModel):
+    """Which roles of which points an override applies to: every key given must match (a
+    list: any of its values); tp/ep/dp-attn are the role's own."""
+
+    tp: Match | None = None
+    ep: Match | None = None
+    dp_attn: bool | None = None
+    conc: Match | None = None
+    isl: Match | None = None
+    osl: Match | None = None
+    spec_decoding: SpecDecoding | None = None
+
+
+class EngineOverride(StrictModel):
+    """Merged over the block's engine-config/role-env where ``when`` matches (srt-slurm's
+    override merge: maps recursively, a list or scalar replaces, ``null`` deletes)."""
+
+    when: PointMatch
+    engine_config: RoleConfigs = RoleConfigs()
+    role_env: RoleEnv = RoleEnv()
+    transfer_backend: TransferBackend | None = None
+
+
+class FrontendSettings(StrictModel):
+    """A disaggregated point's public endpoint: its router/frontend, or nginx in front of
+    ``count`` of them (srt-slurm's multiple frontends; docs/engine-config.md)."""
+
+    count: Annotated[int, Field(gt=0, le=16)] = 1
+
+
 class IxhpcBlock(StrictModel):
     engine_args: EngineArgs = EngineArgs()
     env: dict[RecipeEnvName, Str] = {}
@@ -186,6 +319,18 @@ class IxhpcBlock(StrictModel):
     # current 256)
     max_model_len_margin: NonNegTokens | None = None
     sim: SimSettings | None = None
+    engine_config: RoleConfigs = RoleConfigs()   # engine settings per role (docs/engine-config.md)
+    role_env: RoleEnv = RoleEnv()
+    transfer_backend: TransferBackend | None = None   # KV transfer between prefill and decode
+    overrides: list[EngineOverride] = []         # per point/role changes of the three above
+    frontend: FrontendSettings = FrontendSettings()   # disaggregated: routers behind nginx
+    eval: EvalSettings | None = None         # accuracy evals (docs/evals.md)
+    agentic: AgenticSettings = AgenticSettings()
+
+    def env_names(self) -> set[str]:
+        """The variables the recipe sets: ``env`` and every role's ``role-env``."""
+        maps = [self.role_env, *(o.role_env for o in self.overrides)]
+        return {*self.env, *(name for m in maps for env in m.model_dump().values() for name in env)}
 
     def margin(self, current: bool) -> int:
         if self.max_model_len_margin is not None:

@@ -65,8 +65,20 @@ def write_job(run_dir: Path, plan: JobPlan) -> Path:
         from ixhpc.standins import files
 
         files.write(run_dir, plan)
+    agentic = plan.points[0].agentic
+    if agentic is not None and agentic.traces is None:  # the replay's synthetic corpus, from its seed
+        from ixhpc.bench.agentic import traces
+
+        with atomic.atomic_path(layout.traces(plan.key)) as tmp:
+            traces.write_traces(tmp, traces.generate(agentic.synthetic_traces, seed=agentic.seed,
+                                                     max_context=agentic.synthetic_max_context))
     for conc in plan.concs:
         meta = {"result_key": plan.result_key(conc), "metadata": plan.metadata(conc)}
         atomic.write_text(layout.meta(plan.key, conc), json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    if plan.evals is not None and plan.evals.local_task:  # ixhpc's arithmetic task (ixhpc.evals.tasks)
+        from ixhpc.evals import tasks
+
+        seen_as = Layout.of(dict(plan.variables)["RUN_DIR"]).evals_dir  # the run's final name
+        tasks.write_local_task(layout.evals_dir, seen_as)
     return script
 

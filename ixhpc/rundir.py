@@ -69,8 +69,16 @@ class Layout:
     META: ClassVar[str] = "meta-c{conc}.json"
     BENCH_JSON: ClassVar[str] = "bench-c{conc}.json"
     BENCH_LOG: ClassVar[str] = "bench-c{conc}.log"
+    TRACES: ClassVar[str] = "traces.jsonl"  # an agentic job's synthetic trace corpus (render)
     POWER_CSV: ClassVar[str] = "power-n{node}.csv"  # a node's GPU power readings (ixhpc.job.power)
     POWER_LOG: ClassVar[str] = "power-n{node}.log"  # its sampler step's output (log directory)
+    SLO_SEARCH: ClassVar[str] = "slo-search.json"  # a job's SLO search: probes and answer (ixhpc.slo)
+    SLO_RATE_PROBE: ClassVar[str] = "bench-c{conc}-r{rate}.json"  # a rate search's probe result (ixhpc.slo)
+    EVALS: ClassVar[str] = "evals"                      # the run's eval task files and data (render)
+    EVAL_OUT: ClassVar[str] = "eval-c{conc}-e{econc}"   # lm-eval's output of one eval concurrency
+    EVAL_LOG: ClassVar[str] = "eval-c{conc}-e{econc}.log"  # its step's output (log directory)
+    EVAL_VENV: ClassVar[str] = "eval-venv"              # lm-eval from the profile's wheelhouse (job's)
+    EVAL_INSTALL_LOG: ClassVar[str] = "eval-install.log"  # that install step's output (log directory)
     ROLE_LOG: ClassVar[str] = "{role}.log"
     JOB_LOG: ClassVar[str] = "job-%j.out"       # Slurm's --output pattern: %j is the job id
     MERGE_LOG: ClassVar[str] = "merge-%j.out"
@@ -160,11 +168,33 @@ class Layout:
     def bench_json(self, job: str, conc: int) -> Path:
         return self.point_dir(job) / self.BENCH_JSON.format(conc=conc)
 
+    def bench_log(self, job: str, conc: int) -> Path:
+        return self.log_dir(job) / self.BENCH_LOG.format(conc=conc)
+
+    def traces(self, job: str) -> Path:
+        return self.point_dir(job) / self.TRACES
+
     def role_log(self, job: str, role: str) -> Path:
         return self.log_dir(job) / self.ROLE_LOG.format(role=role)
 
     def power_csv(self, job: str, node: int) -> Path:
         return self.point_dir(job) / self.POWER_CSV.format(node=node)
+
+    def slo_search(self, job: str) -> Path:
+        return self.point_dir(job) / self.SLO_SEARCH
+
+    def slo_rate_probe(self, job: str, conc: int, rate: float) -> Path:
+        return self.point_dir(job) / self.SLO_RATE_PROBE.format(conc=conc, rate=f"{rate:g}")
+
+    @property
+    def evals_dir(self) -> Path:
+        return self.root / self.EVALS
+
+    def eval_out(self, job: str, conc: int, econc: int) -> Path:
+        return self.point_dir(job) / self.EVAL_OUT.format(conc=conc, econc=econc)
+
+    def eval_venv(self, job: str) -> Path:
+        return self.point_dir(job) / self.EVAL_VENV
 
     def power_csvs(self, job: str) -> list[Path]:
         """Every node's power readings of the job, in node order."""
@@ -256,6 +286,30 @@ class ScriptPaths:
     @classmethod
     def bench_json_text(cls, conc_var: str) -> str:
         return cls._at("POINT_DIR", Layout.BENCH_JSON.format(conc=shell.var(conc_var)))
+
+    @classmethod
+    def evals_dir_text(cls) -> str:
+        return cls._at("RUN_DIR", Layout.EVALS)
+
+    @classmethod
+    def eval_out_text(cls, conc_var: str, econc_var: str) -> str:
+        return cls._at("POINT_DIR", Layout.EVAL_OUT.format(conc=shell.var(conc_var), econc=shell.var(econc_var)))
+
+    @classmethod
+    def eval_log_text(cls, conc_var: str, econc_var: str) -> str:
+        return cls._at("LOG_DIR", Layout.EVAL_LOG.format(conc=shell.var(conc_var), econc=shell.var(econc_var)))
+
+    @classmethod
+    def eval_venv_text(cls) -> str:
+        return cls._at("POINT_DIR", Layout.EVAL_VENV)
+
+    @classmethod
+    def eval_install_log_text(cls) -> str:
+        return cls._at("LOG_DIR", Layout.EVAL_INSTALL_LOG)
+
+    @classmethod
+    def traces_text(cls) -> str:
+        return cls._at("POINT_DIR", Layout.TRACES)
 
     @classmethod
     def bench_log_text(cls, conc_var: str) -> str:

@@ -46,6 +46,14 @@ class RunTarget:
     # srt-slurm recipe directories for InferenceX's CONFIG_FILE settings, after the profile's
     # srt-recipes (ixhpc.srtslurm.config_file)
     srt_recipes: tuple[Path, ...] = ()
+    # SLO objectives (``ixhpc.slo``, canonical spelling): each job searches its concurrencies
+    # for the highest meeting them; "": every concurrency runs
+    slo: str = ""
+    # agentic-coding points (docs/agentic.md "Running agentic points"): InferenceX's runners.yaml
+    # (the DRAM budget of kv-offloading: dram), and overrides of the recipe's replay settings
+    runner_config: Path | None = None
+    agentic_duration: int | None = None
+    traces: Path | None = None
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +69,20 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
                         help="do not check engine flags against the engine version's flag list")
     add_inferencex_arg(parser)
     add_srt_recipes_arg(parser)
+    add_agentic_args(parser)
     add_filter_args(parser)
+
+
+def add_agentic_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("agentic-coding points (docs/agentic.md)")
+    g.add_argument("--runner-config", type=Path, default=None, metavar="FILE",
+                   help="InferenceX runners.yaml: sizes total-cpu-dram-gb of kv-offloading: dram points")
+    g.add_argument("--traces", type=Path, default=None, metavar="PATH",
+                   help="trace corpus (JSONL, agentx SPEC §1) every agentic point replays, over the "
+                        "recipe's ixhpc.agentic.traces (default: a synthetic corpus from its seed)")
+    g.add_argument("--agentic-duration", type=int, default=None, metavar="SECONDS",
+                   help="profiling seconds of every agentic point (InferenceX: 3600; below 900 the "
+                        "verdict is invalid: below_duration_floor)")
 
 
 def add_inferencex_arg(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +105,43 @@ def target_from_args(args: argparse.Namespace) -> RunTarget:
     profile = get_profile(args.cluster, args.profiles)
     checkout = args.inferencex or (Path(profile.inferencex_checkout).expanduser()
                                    if profile.inferencex_checkout else None)
+    slo = getattr(args, "slo", None)
+    duration = getattr(args, "agentic_duration", None)
+    if duration is not None and duration < 1:
+        raise ConfigError(f"--agentic-duration: expected seconds > 0, found {duration}")
     return RunTarget(args.recipe, profile, filters_from_args(args), engine_check=args.engine_check,
-                     inferencex=checkout, srt_recipes=tuple(args.srt_recipes))
+                     inferencex=checkout, srt_recipes=tuple(args.srt_recipes),
+                     slo=_slo_spec(slo) if slo else "", runner_config=getattr(args, "runner_config", None),
+                     agentic_duration=duration, traces=getattr(args, "traces", None))
+
+
+def _slo_spec(text: str) -> str:
+    from ixhpc import slo
+
+    return slo.parse(text).text()
+
+
+def add_slo_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slo", metavar="SPEC", default=None,
+                        help="search each job's concurrencies, inside its allocation, for the highest "
+                             "meeting these objectives: ttft=2s,tpot=50ms[,e2el=..][,attainment=0.9] "
+                             "(with rate=1..64[,burstiness=1]: the highest request rate at the job's "
+                             "highest concurrency; docs/slo.md)")
+
+
+def _agentic_settings(p: RunPoint, target: RunTarget) -> RunPoint:
+    """An agentic point with the command line's overrides, its corpus an absolute path (the
+    recipe's is relative to the recipe file) that exists."""
+    a = p.agentic
+    if a is None:
+        return p
+    given = target.traces or (Path(p.source).parent / Path(a.traces).expanduser() if a.traces else None)
+    if given is not None and not given.is_file():
+        what = "--traces" if target.traces else f"{p.source}: {p.config_key}: ixhpc.agentic.traces"
+        raise ConfigError(f"{what}: {given}: no such file (a JSONL trace corpus, agentx SPEC §1)")
+    update = {"traces": str(given.resolve()) if given else None,
+              "duration": target.agentic_duration or a.duration}
+    return p.model_copy(update={"agentic": a.model_copy(update=update)})
 
 
 def _stderr(line: str) -> None:
@@ -94,21 +150,26 @@ def _stderr(line: str) -> None:
 
 def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], None] = _stderr) -> list[JobPlan]:
     """Validate everything and plan the jobs; write nothing. Engine flag warnings go to ``warn``."""
-    from ixhpc.recipe import load_recipe_files
+    from ixhpc.recipe import load_recipe_files, load_runners
     from ixhpc.srtslurm import plan as srt
     from ixhpc.sweep import expand
 
     if srt.is_srt_file(target.recipe):  # an srt-slurm recipe: its own planner (ixhpc.srtslurm.plan)
+        if target.slo:
+            raise ConfigError(f"--slo: {target.recipe} is an srt-slurm recipe, whose jobs cannot search")
         return srt.plan_target(target, run_dir, run_id, warn)
     recipes = load_recipe_files([target.recipe])
-    points = expand(recipes, target.filters, cluster=target.profile)
+    runners = load_runners(target.runner_config) if target.runner_config else None
+    points = [_agentic_settings(p, target) for p in
+              expand(recipes, target.filters, cluster=target.profile, runners=runners)]
     if not points:
         raise PlanError(f"{target.recipe}: no run point is left after the filters")
     from ixhpc.srtslurm import config_file
 
     named = [p for p in points if config_file.point_value(p) is not None]  # CONFIG_FILE: the recipe's deployment
     dirs = config_file.recipe_dirs(target.profile.srt_recipes, target.srt_recipes)
-    srt_plans = [config_file.plan_point(p, dirs, target.profile, run_dir, run_id) for p in named]
+    srt_plans = [config_file.plan_point(p, dirs, target.profile, run_dir, run_id,
+                                        warn if target.engine_check else None) for p in named]
     points = [p for p in points if config_file.point_value(p) is None]
     plans = [_plan_group(target, g, run_dir, run_id) for g in placement.group_points(points)]
     if target.engine_check:
@@ -120,6 +181,9 @@ def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], No
         if report.errors:
             raise ConfigError(list(report.errors))
     plans += srt_plans
+    if target.slo and (fixed := [p.key for p in plans if not p.slo]):
+        raise ConfigError(f"--slo: job(s) {', '.join(fixed)} run InferenceX's script or an srt-slurm "
+                          "recipe, which cannot search concurrencies")
     for p in plans:
         render.render(p)  # a template error must surface before the directory exists
     return plans
@@ -130,7 +194,7 @@ def _plan_group(target: RunTarget, group: list[RunPoint], run_dir: Path, run_id:
 
     if target.inferencex is not None and uses_script(group[0]):  # script mode
         return placement.plan_script_job(group, target.profile, run_dir, run_id, target.inferencex)
-    return placement.plan_job(group, target.profile, run_dir, run_id)
+    return placement.plan_job(group, target.profile, run_dir, run_id, target.slo)
 
 
 def write(target: RunTarget, run_dir: Path, run_id: str, plans: Sequence[JobPlan]) -> rundir.Manifest:

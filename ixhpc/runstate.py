@@ -3,6 +3,9 @@
 A point is done when its HDF5 file is there and whole, whatever Slurm says (its validity
 verdict, ``ixhpc.bench.validity``, is reported beside: ``resume --invalid`` reruns invalid ones); a job's state
 comes from one batched squeue+sacct call for the whole run (``ixhpc.slurm.states``).
+A job that searches its concurrencies for an SLO (``ixhpc.slo``) is counted by its search once
+it has started: its points are its probes and the concurrencies it may still probe; the others
+are settled by the bisection without a run, so they are never missing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class JobStatus:
     points_total: int
     missing: list[str]    # point keys without a valid result
     invalid: list[str] = dataclasses.field(default_factory=list)  # results the validity gate rejected
+    # the job's SLO search (ixhpc.slo): spec, done, answer, probes and settled (unprobed) concurrencies
+    search: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,6 +135,23 @@ class RunStatus:
                 f"from squeue alone, a job it no longer lists shows as {slurm.UNKNOWN}")
 
 
+def _searched(layout: rundir.Layout, entry: rundir.JobEntry) -> tuple[list[rundir.PointRef], dict[str, Any] | None]:
+    """The points a job must have results for, and its SLO search's summary (None: no search)."""
+    from ixhpc import slo
+
+    state = slo.load(layout.slo_search(entry.key))
+    if state is None:
+        return entry.points, None
+    probed, still_open = slo.needed(state)
+    wanted = {*probed, *still_open}
+    settled = [p.conc for p in entry.points if p.conc not in wanted and p.conc not in
+               {q["conc"] for q in state["probes"]}]
+    return [p for p in entry.points if p.conc in wanted], {
+        "spec": state.get("spec", ""), "done": state["done"], "answer": state.get("answer"),
+        "probes": [{k: q[k] for k in ("conc", "rate", "met") if k in q} for q in state["probes"]],
+        "open": still_open, "settled": settled, "rate_answer": state.get("answer_rate")}
+
+
 def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:
     return run_status(run, manifest).jobs
 
@@ -141,7 +163,8 @@ def run_status(run: Path, manifest: rundir.Manifest) -> RunStatus:
     out = []
     layout = rundir.Layout.of(run)
     for entry in manifest.jobs:
-        verdicts = {p.key: point_verdict(layout.result(p.key)) for p in entry.points}  # one read each
+        points, search = _searched(layout, entry)
+        verdicts = {p.key: point_verdict(layout.result(p.key)) for p in points}  # one read each
         missing = [key for key, verdict in verdicts.items() if verdict is None]
         invalid = [key for key, verdict in verdicts.items() if verdict == validity.INVALID]
         st = states.get(entry.job_id or "")
@@ -160,8 +183,8 @@ def run_status(run: Path, manifest: rundir.Manifest) -> RunStatus:
                 detail = last_error(lines)
                 reason = "; ".join(x for x in (reason, f"exit {st.exit_code}" if st else "", detail) if x)
         out.append(JobStatus(entry.key, entry.kind, entry.job_id, state, reason,
-                             st.nodes if st else "", len(entry.points) - len(missing),
-                             len(entry.points), missing, invalid))
+                             st.nodes if st else "", len(points) - len(missing),
+                             len(points), missing, invalid, search))
     if manifest.merge_job_id:  # `submit --merge`: one row more, no points of its own
         st = states.get(manifest.merge_job_id)
         out.append(JobStatus(MERGE_KEY, "merge", manifest.merge_job_id,

@@ -15,8 +15,10 @@ _MARK = "\x00"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # Literal text that reads the same inside double quotes: such a word is written "${A}/b-${c}".
 _PLAIN = re.compile(r"[A-Za-z0-9_./:=@%+,-]*\Z")
-# Slurm reads #SBATCH lines itself; no shell quoting applies there, so allow only plain values.
+# Slurm reads #SBATCH lines itself (no shell): plain values as they are; others inside single
+# quotes, which sbatch strips, so long as they hold no quote, backslash or control character.
 _DIRECTIVE = re.compile(r"--[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=/@%+\-\[\]]+)?\Z")
+_QUOTABLE = re.compile(r"(--[a-z][a-z0-9-]*)=([^'\\\x00-\x1f\x7f]+)\Z")
 
 
 def var(name: str) -> str:
@@ -64,8 +66,17 @@ def command(argv: Iterable[str], width: int = 88, indent: str = "    ") -> str:
 
 
 def directive(option: str) -> str:
-    """Check one ``--option=value`` for an #SBATCH line (no spaces, quotes or newlines)."""
-    if not _DIRECTIVE.match(option):
+    """One ``--option[=value]`` as an #SBATCH line's text (``option_word`` for argv)."""
+    if _DIRECTIVE.match(option):
+        return option
+    quotable = _QUOTABLE.match(option)
+    if quotable is None:
         raise ValueError(f"value not allowed in an #SBATCH line: {option!r} "
-                         "(letters, digits and _.,:=/@%+-[] only)")
+                         "(no single quotes, backslashes or control characters)")
+    return f"{quotable[1]}='{quotable[2]}'"
+
+
+def option_word(option: str) -> str:
+    """One ``--option[=value]`` for a command's argv, held to what an #SBATCH line can say."""
+    directive(option)
     return option

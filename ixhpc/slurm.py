@@ -158,9 +158,12 @@ def states(job_ids: Iterable[str]) -> States:
     except SlurmError as exc:
         found.accounting_error = str(exc)
         acct = ""
+    others: dict[str, dict[str, None]] = {}   # a heterogeneous job's nodes of components 1..
     for line in acct.splitlines():
         f = line.split("|")
         job = _het_leader(f[0]) if len(f) == 7 else None
+        if len(f) == 7:
+            _other_component(f[0], f[4], others)
         if job is not None and "[" not in job:
             found[job] = JobState(job, f[1].split()[0], _reason(f[2]), f[3], f[4], f[5], f[6])
     # `squeue -j` fails once a job has left the controller, so list ours and filter. Without
@@ -171,11 +174,25 @@ def states(job_ids: Iterable[str]) -> States:
     for line in queue.splitlines():
         f = line.split("|")
         job = _het_leader(f[0]) if len(f) == 5 else None
+        if len(f) == 5:
+            _other_component(f[0], f[3], others)
         if job is not None and job.split("_")[0] in wanted:
             old = found.get(job)
             found[job] = JobState(job, f[1], _reason(f[2]), old.exit_code if old else "",
                                   f[3], f[4], old.end if old else "")
+    for job, nodes in others.items():   # a heterogeneous job's nodes: every component's
+        st = found.get(job)
+        if st is not None:
+            every = [n for n in (st.nodes, *nodes) if n]
+            found[job] = dataclasses.replace(st, nodes=",".join(dict.fromkeys(every)))
     return found
+
+
+def _other_component(job_id: str, nodes: str, into: dict[str, dict[str, None]]) -> None:
+    """Note the nodes of a heterogeneous job's component ``123+N`` (N > 0) under its job (123)."""
+    base, plus, component = job_id.partition("+")
+    if plus and component != "0" and nodes and nodes not in ("None assigned", "(null)"):
+        into.setdefault(base, {})[nodes] = None
 
 
 def _reason(text: str) -> str:

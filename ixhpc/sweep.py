@@ -43,8 +43,8 @@ concurrency >= 16 of their group, the best multi-node point per group (``eval-co
 ``test-config`` (``--config-keys`` globs, ``--conc``) takes no full-sweep filters and steps
 ranges by 2. ``--runner-node-filter`` emits a row per matching node of the runner label.
 A call takes one format; flags of the other format are refused. ``expand_all`` returns every
-point (``sweep`` lists them); ``expand`` (render, submit) refuses agentic points (issue 19)
-and frameworks ixhpc has no engine for.
+point (``sweep`` lists them); ``expand`` (render, submit) turns agentic points into run points
+of their shape carrying ``AgenticRun`` (issue 19) and refuses frameworks ixhpc has no engine for.
 
 A point is one of three shapes (``kind``): ``single`` (one engine per concurrency),
 ``multi-agg`` (``multinode: true, disagg: false``: ONE engine, the prefill block's tp/ep,
@@ -363,6 +363,44 @@ class _Sited:
         return self.site.arch if self.site else None
 
 
+class AgenticRun(BaseModel):
+    """What makes a run point an agentic-coding one (issue 19; docs/agentic.md "Running agentic
+    points"): the replay's duration and trace corpus (a local file, else a synthetic corpus
+    from ``seed``), the KV-offload settings of agentx SPEC §4 and the fingerprint of the
+    InferenceX row it came from. Such a point has no isl/osl and no context cap (§4.4)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    duration: int
+    kv_offloading: KvOffloading
+    kv_offload_backend: OffloadBackend | None = None
+    total_cpu_dram_gb: int
+    traces: str | None = None          # a local corpus; None: synthetic (the knobs below)
+    seed: int = 42
+    synthetic_traces: int = 64
+    synthetic_max_context: int = 32768
+    warmup_requests_per_lane: int = 10
+    session_header: str = "none"       # ixhpc.bench.agentic.cli.SESSION_HEADERS key
+    inferencex_fingerprint: str = ""
+
+    @property
+    def traces_label(self) -> str:
+        """The corpus as the metadata names it (InferenceX keys agentic rows by it)."""
+        return self.traces or (f"synthetic:seed={self.seed},traces={self.synthetic_traces},"
+                               f"max-context={self.synthetic_max_context}")
+
+    def record(self) -> dict[str, Any]:
+        """Its metadata keys (docs/contracts.md, agentic points)."""
+        out: dict[str, Any] = {"scenario_type": "agentic-coding", "duration": self.duration,
+                               "kv_offloading": self.kv_offloading, "total_cpu_dram_gb": self.total_cpu_dram_gb,
+                               "agentic_traces": self.traces_label}
+        if self.kv_offload_backend is not None:
+            out["kv_offload_backend_name"] = self.kv_offload_backend.name
+            if self.kv_offload_backend.version is not None:
+                out["kv_offload_backend_version"] = self.kv_offload_backend.version
+        return out
+
+
 class _Point(_Sited, BaseModel):
     """What every point has. A shape adds its parallelism and says which roles it runs
     (``engine_roles``); its topology follows from those and the site's node size."""
@@ -399,6 +437,7 @@ class _Point(_Sited, BaseModel):
     eval_conc: int | None = None      # multi-node: the concurrency the eval runs at
     eval_all_concs: bool = False      # multi-node --all-evals: evals at every concurrency
     eval_only: bool = False           # --evals-only / --all-evals output
+    agentic: AgenticRun | None = None  # an agentic-coding point (isl, osl, max-model-len: 0)
 
     def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
         """(role, number of workers, GPUs per worker), in job order."""
@@ -462,8 +501,13 @@ class _Point(_Sited, BaseModel):
             "exp_name": self.exp_name, "spec_decoding": self.spec_decoding,
             "run_eval": self.run_eval, "nodes": topo.nodes, "gpus": topo.gpus, "conc": conc,
             "recipe_fingerprint": self.recipe_fingerprint,
-            "inferencex_fingerprint": changelog_fingerprint(self.to_inferencex_row()),
         }
+        if self.agentic is not None:  # no isl/osl/context cap; its fingerprint is its agentic row's
+            for k in ("isl", "osl", "max_model_len"):
+                del common[k]
+            common.update(self.agentic.record(), inferencex_fingerprint=self.agentic.inferencex_fingerprint)
+        else:
+            common["inferencex_fingerprint"] = changelog_fingerprint(self.to_inferencex_row())
         if self.current:  # the current format's keys (absent: a March-format point)
             common["recipe_format"] = self.recipe_format
             if self.router is not None:
@@ -650,8 +694,8 @@ def _optional_row_keys(p: _Point | _AgenticPoint) -> dict[str, Any]:
 
 class _AgenticPoint(_Sited, BaseModel):
     """An agentic-coding point (current format): a multi-turn coding trace replayed at a
-    concurrency for ``duration`` seconds, no isl/osl. Listed by ``sweep``; running them is
-    issue 19 (``expand`` refuses them, so placement never sees one)."""
+    concurrency for ``duration`` seconds, no isl/osl. Listed by ``sweep``; ``expand`` runs it
+    as ``runnable_agentic`` makes it (placement never sees this type)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     multinode: ClassVar[bool]
@@ -756,17 +800,13 @@ def expand(recipes: Recipes, filters: Filters | None = None,
            cluster: ClusterProfile | None = None,
            profiles: dict[str, ClusterProfile] | None = None,
            runners: RunnersFile | None = None) -> list[RunPoint]:
-    """The run points that can run (render, submit): ``expand_all`` without agentic points or
-    frameworks ixhpc has no engine for -- a PlanError names them."""
+    """The run points that can run (render, submit): ``expand_all``, agentic points as run
+    points of their shape (``runnable_agentic``); frameworks ixhpc has no engine for are a
+    PlanError naming them."""
     from ixhpc.engines import FRAMEWORKS
 
     points = _expand(recipes, filters, cluster, profiles, runners, runnable=True)
-    agentic = [p for p in points if isinstance(p, _AgenticPoint)]
-    if agentic:
-        keys = sorted({p.config_key for p in agentic})
-        raise PlanError(f"agentic points cannot run yet (issue 19): {len(agentic)} agentic-coding "
-                        f"point(s) of {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}; "
-                        f"--scenario-type fixed-seq-len leaves them out")
+    points = [runnable_agentic(p, cluster) if isinstance(p, _AgenticPoint) else p for p in points]
     unknown = sorted({p.framework for p in points if p.framework not in FRAMEWORKS})
     if unknown:
         raise PlanError(f"framework(s) {', '.join(unknown)}: ixhpc has no engine for them yet "
@@ -835,7 +875,7 @@ def _expand(recipes: Recipes, filters: Filters | None, cluster: ClusterProfile |
             if not runnable:
                 continue
         points.extend(made)
-    if unserved and not (runnable and any(isinstance(p, _AgenticPoint) for p in points)):
+    if unserved:
         raise ConfigError(unserved)
     points = _unique_keys(points)
     if not current:
@@ -1019,6 +1059,44 @@ def _current_points(key: str, entry: LoadedEntry, f: Filters, prof: ClusterProfi
                         kv_p2p_transfer=s.kv_p2p_transfer or top_transfer,
                         exp_name=f"{name}_conc{c}" + (f"_{kv}" if kv else ""),
                         **dict(common, runner=runner))
+
+
+def runnable_agentic(p: AgenticPoint, prof: ClusterProfile | None = None) -> RunPoint:
+    """An agentic point as the run point of its shape (single-node, multi-node aggregated or
+    disaggregated) carrying ``AgenticRun``: placement, render, the job and resume then treat
+    it as any other point; only its engine flags (KV offload, no context cap) and its
+    benchmark step (the trace replay) differ. The recipe's ``ixhpc.agentic`` gives the corpus
+    and may shorten the duration."""
+    if p.total_cpu_dram_gb is None:
+        raise PlanError(f"{p.config_key}: kv-offloading: dram sizes total-cpu-dram-gb from the runner's "
+                        f"hardware: give --runner-config (runners.yaml with `hardware:`)")
+    a = p.ixhpc.agentic
+    header = ("x-dynamo-session-id" if p.framework.startswith("dynamo")
+              else "x-session-id" if isinstance(p, AgenticMultiPoint) and p.disagg else "none")
+    run = AgenticRun(duration=a.duration or p.duration, kv_offloading=p.kv_offloading,
+                     kv_offload_backend=p.kv_offload_backend, total_cpu_dram_gb=p.total_cpu_dram_gb,
+                     traces=a.traces, seed=a.seed, synthetic_traces=a.synthetic_traces,
+                     synthetic_max_context=a.synthetic_max_context,
+                     warmup_requests_per_lane=a.warmup_requests_per_lane, session_header=header,
+                     inferencex_fingerprint=changelog_fingerprint(p.to_inferencex_row()))
+    common: dict[str, Any] = dict(
+        key=p.key, config_key=p.config_key, source=p.source, recipe_fingerprint=p.recipe_fingerprint,
+        image=p.image, model=p.model, model_prefix=p.model_prefix, precision=p.precision,
+        framework=p.framework, runner=p.runner, isl=0, osl=0, max_model_len=0, exp_name=p.exp_name,
+        spec_decoding=p.spec_decoding, conc=list(p.conc), run_eval=bool(p.run_eval), site=p.site,
+        ixhpc=p.ixhpc, recipe_format="current", router=p.router, eval_only=p.eval_only, agentic=run)
+    if isinstance(p, AgenticSinglePoint):
+        return SinglePoint(tp=p.tp, ep=p.ep, dp_attn=p.dp_attn, pp=p.pp, dcp_size=p.dcp_size,
+                           pcp_size=p.pcp_size, **common)
+    common.update(kv_p2p_transfer=p.kv_p2p_transfer, entry_disagg=p.disagg)
+    if p.disagg:
+        return _with_pools(DisaggPoint(prefill=p.prefill, decode=p.decode, **common), prof)
+    if p.prefill.num_worker != 1 or p.decode.num_worker != 0:
+        raise PlanError(f"{p.config_key}: an aggregated multi-node agentic entry with {p.prefill.num_worker} "
+                        f"prefill and {p.decode.num_worker} decode worker(s): ixhpc runs one aggregated "
+                        f"engine per multi-node point (prefill num-worker 1, decode 0)")
+    return MultiAggPoint(prefill=AggEngine.model_validate(p.prefill.model_dump()),
+                         decode=UnusedWorker.model_validate(p.decode.model_dump()), **common)
 
 
 def _with_pools(p: RunPoint, prof: ClusterProfile | None) -> RunPoint:

@@ -84,6 +84,7 @@ def test_full_toy_run_keeps_c_trees_and_sends_exact_prompts(agentx: Path) -> Non
         turn = stream.turns[send.turn]
         msgs = prompts.messages(text, send.play.plan.trace.id, stream.session_id, turn, send.play.marker)
         assert msgs[0]["content"].startswith(send.play.marker + "\n\n")
+        assert all(set(m) == {"role", "content"} and isinstance(m["content"], str) for m in msgs)
         assert count_prompt_tokens({"messages": msgs}) == turn.prompt_tokens + 1  # + the marker
     # same hash id -> same block text within a trace, unrelated across traces
     assert text.block("toy-a", 3) == text.block("toy-a", 3) != text.block("toy-b", 3)
@@ -179,3 +180,82 @@ def test_agentic_imports_only_stdlib_and_numpy() -> None:
              "print(sorted(new - set(sys.stdlib_module_names) - {'ixhpc', 'numpy'}))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _replay_on_sim(traces_path: Path, out: Path, conc: int, dram_gb: int) -> dict[str, Any]:
+    """One agentic point against a simulated 30B dense model on one H100 with a 16k-token GPU
+    KV pool (and a DRAM tier of ``dram_gb``); server and trace clocks both at 1/50."""
+    scale = "0.02"
+    engine = ["--gpu", "H100", "--tp", "1", "--model-params-b", "30", "--active-params-b", "30",
+              "--precision", "bf16", "--kv-bytes-per-token", "131072", "--kv-capacity-tokens", "16000",
+              "--time-scale", scale]
+    if dram_gb:
+        engine += ["--kv-offloading", "dram", "--total-cpu-dram-gb", str(dram_gb)]
+    with sim_process("serve", *engine) as url:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ixhpc.bench", "--scenario", "agentic-coding", "--traces", str(traces_path),
+             "--base-url", url, "--concurrency", str(conc), "--duration", "200", "--warmup-requests-per-lane", "3",
+             "--time-scale", scale, "--metrics-url", f"server={url}/metrics", "--metrics-interval", "0.2",
+             "--output", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(out.read_text())
+    summary = doc["server_metrics"]["summary"]
+    return {"theory": doc["agentic"]["request_metrics"]["cache"]["theoretical_cache_hit_rate"],
+            "gpu": summary["srv_prefix_cache_hit_rate"], "cpu": summary.get("srv_cpu_prefix_cache_hit_rate", 0.0),
+            "ttft": doc["agentic"]["request_metrics"]["latency"]["ttft"]["p50"]}
+
+
+def test_prefix_cache_behaviour_of_spec_section_5(tmp_path: Path) -> None:
+    """SPEC §5.7 on the real server and replay client: at C=1 the working set (a few thousand
+    tokens per stream) fits the 16k GPU pool and the server's hit rate is the theoretical one; at
+    C=8 it does not, hits collapse and TTFT jumps (recomputed prefixes); a 8 GB DRAM tier (61k
+    tokens) brings the hits back as DRAM hits and TTFT down."""
+    path = tmp_path / "synth.jsonl"
+    traces.write_traces(path, traces.generate(24, seed=5, turns=(6, 10), first_isl=(1024, 2048), growth=(256, 768),
+                                              osl=(8, 32), think_time=(1.0, 4.0), subagent_rate=0.2,
+                                              max_context=8192))
+    low = _replay_on_sim(path, tmp_path / "c1.json", 1, 0)
+    high = _replay_on_sim(path, tmp_path / "c8.json", 8, 0)
+    dram = _replay_on_sim(path, tmp_path / "c8-dram.json", 8, 8)
+    assert abs(low["gpu"] - low["theory"]) < 0.05, low
+    assert high["gpu"] < 0.3 * low["gpu"] and high["ttft"] > 2 * low["ttft"], (low, high)
+    assert dram["gpu"] < 0.3 * low["gpu"] and dram["cpu"] > 0.5 * dram["theory"], dram
+    assert dram["gpu"] + dram["cpu"] > dram["theory"] - 0.1, dram
+    assert dram["ttft"] < 0.6 * high["ttft"], (high, dram)
+
+
+def test_workers_split_the_lanes_and_keep_sessions_whole(tmp_path: Path) -> None:
+    """--workers 2: worker k replays lanes k, k+2, ... and draws traces k, k+2, ..., so each lane
+    starts on the trace (and t*) one process would give it; every stream and every tree stays on
+    its lane; the profile starts once for all."""
+    path = tmp_path / "synth.jsonl"
+    traces.write_traces(path, traces.generate(8, seed=2, turns=(3, 5), first_isl=(128, 512), growth=(64, 256),
+                                              osl=(4, 16), think_time=(0.5, 5.0), subagent_rate=0.4,
+                                              max_context=4096))
+    scale = "0.005"
+    docs = []
+    with sim_process("serve", "--time-scale", scale) as url:
+        for workers in (1, 2):
+            out = tmp_path / f"w{workers}.json"
+            proc = subprocess.run(
+                [sys.executable, "-m", "ixhpc.bench", "--scenario", "agentic-coding", "--traces", str(path),
+                 "--base-url", url, "--concurrency", "4", "--duration", "300", "--warmup-requests-per-lane", "2",
+                 "--benchmark-id", ZERO, "--time-scale", scale, "--workers", str(workers), "--output", str(out)],
+                capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            docs.append(json.loads(out.read_text()))
+    one, two = docs
+    assert two["config"]["workers"] == 2 and two["failure"] is None
+    assert two["agentic"]["t_stars"] == one["agentic"]["t_stars"] and len(one["agentic"]["t_stars"]) == 4
+    req = two["requests"]
+    n = len(req["lane"])
+    assert set(req["lane"]) == {0, 1, 2, 3}
+    lane_of: dict[str, int] = {}
+    for key in ("correlation_id", "root_correlation_id"):
+        for i in range(n):
+            assert lane_of.setdefault(req[key][i], req["lane"][i]) == req["lane"][i]
+    first = {lane: req["trace_id"][min(i for i in range(n) if req["lane"][i] == lane)] for lane in range(4)}
+    assert first == {lane: f"synth-2-{lane:04d}" for lane in range(4)}, first
+    starts = [req["start"][i] for i in range(n) if req["phase"][i] == "profiling"]
+    warm_ends = [req["end"][i] for i in range(n) if req["phase"][i] == "warmup"]
+    assert min(starts) >= max(warm_ends) - 1e-3  # no worker profiles while another still warms up

@@ -150,3 +150,21 @@ def test_render_resolved_entry_through_the_planner(tmp_path: Path, srt_slurm: Pa
     assert "nginx" in roles or "frontend" in " ".join(roles)    # the recipe's frontend topology
     bench = " ".join(str(x) for x in plans[0].bench_argv)
     assert "--isl 1024 --osl 512" in bench
+
+
+def test_eval_config_files_resolve_and_agree_and_a_missing_one_is_located(inferencex_current: Path,
+                                                                          srt_slurm: Path, tmp_path: Path) -> None:
+    dirs = [srt_slurm / "recipes-inferencex", srt_slurm / "recipes-srt-slurm"]
+    refs = [r for m in MASTERS for r in cf.file_references(inferencex_current / m, cf.EVAL_KEY)]
+    assert len(refs) == 5   # the README's 5 EVAL_CONFIG_FILE items (agentic entries)
+    for r in refs:
+        assert cf.deployment(r.value, dirs, r.topology).name.endswith("-eval-agentic")
+    # validate checks them as CONFIG_FILE items: a missing one is a located error at its item
+    text = (inferencex_current / "nvidia-master.yaml").read_text()
+    bad = refs[0].value.replace("-eval-agentic", "-eval-gone")
+    master = tmp_path / "nvidia-master.yaml"
+    master.write_text(text.replace(f"EVAL_CONFIG_FILE={refs[0].value}", f"EVAL_CONFIG_FILE={bad}", 1))
+    errors = cf.check_file(master, dirs)
+    assert len([e for e in errors if bad in e]) == 1
+    (e,) = [e for e in errors if bad in e]
+    assert e.startswith(f"{master}:{refs[0].line}: ") and "not found" in e

@@ -47,9 +47,14 @@ create)
     sleep "${FAKE_ENROOT_SLEEP:-0}"
     echo "$name" >> "$FAKE_ENROOT_STATE" ;;
 start)
-    while [ $# -gt 0 ]; do case "$1" in --) shift; break;; --mount|--env) shift 2;; *) shift;; esac; done
+    rc=
+    while [ $# -gt 0 ]; do case "$1" in --) shift; break;; --rc) rc="$2"; shift 2;; --mount|--env) shift 2;;
+        *) shift;; esac; done
     shift   # the container name
-    exec "$@" ;;
+    # --rc replaces the image's command script; that one (enroot import's /etc/rc) runs the
+    # image's ENTRYPOINT around the command: here one that exports a variable.
+    [ -n "$rc" ] && exec sh "$rc" "$@"
+    exec sh -c 'IMAGE_ENTRYPOINT=ran; export IMAGE_ENTRYPOINT; exec "$@"' image-rc "$@" ;;
 esac
 """
 
@@ -117,7 +122,7 @@ def test_enroot_wrap_command_line(tmp_path):
     assert rt.srun_args(_spec()) == []
     assert argv[:5] == ["env", "ENROOT_MOUNT_HOME=n", "ENROOT_REMAP_ROOT=n", "ENROOT_ROOTFS_WRITABLE=n", "bash"]
     assert argv[7:] == [
-        "ixhpc-enroot", "ixhpc-job", sqsh, "8",
+        "ixhpc-enroot", "ixhpc-job", sqsh, "image", "8",
         "--mount", "/lustre/models:/models:none:x-create=auto,rbind,ro",
         "--mount", "/scratch/run:/run:none:x-create=auto,rbind",
         "--env", "HF_TOKEN", "--env", "IXHPC_RUN",
@@ -153,6 +158,36 @@ def test_enroot_steps_on_one_node_create_the_container_once_and_run_in_workdir(t
     creates = _calls(log, "create")
     assert len(creates) == 1 and "ixhpc-4242-img-" in creates[0]
     assert len(_calls(log, "start")) == 3
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="needs util-linux flock")
+def test_enroot_skips_the_image_entrypoint_with_a_command_script_of_its_own(tmp_path, fake_enroot):
+    _, log = fake_enroot
+    sqsh = tmp_path / "img.sqsh"
+    sqsh.write_bytes(b"hsqs")
+    rt = containers.runtime("enroot")
+    probe = ["sh", "-c", 'echo "${IMAGE_ENTRYPOINT:-skipped}"']
+    env = {**os.environ, "SLURM_JOB_ID": "77", "TMPDIR": str(tmp_path)}
+
+    def run(spec: ContainerSpec) -> str:
+        res = subprocess.run(["bash", "-c", shell.command(rt.wrap(spec, probe))], env=env, text=True,
+                             capture_output=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    skip = ContainerSpec(image=str(sqsh), entrypoint=False)
+    assert rt.wrap(skip, probe)[7:11] == ["ixhpc-enroot", rt.wrap(skip, probe)[8], str(sqsh), "skip"]
+    assert run(skip) == "skipped\n" and run(skip) == "skipped\n"
+    rc_file = tmp_path / f"ixhpc-77-{rt.wrap(skip, probe)[8]}.no-entrypoint.rc"
+    assert rc_file.read_text() == containers.NO_ENTRYPOINT_RC + "\n"
+    starts = _calls(log, "start")
+    assert starts == [f"start --rc {rc_file} -- ixhpc-77-{rt.wrap(skip, probe)[8]} {' '.join(probe)}"] * 2
+    for default in (ContainerSpec(image=str(sqsh)), ContainerSpec(image=str(sqsh), entrypoint=True)):
+        assert run(default) == "ran\n"
+    assert not [c for c in _calls(log, "start")[2:] if "--rc" in c]
+    cli = subprocess.run([sys.executable, "-m", "ixhpc.containers", "srun-args", str(sqsh), "--runtime", "enroot",
+                          "--no-entrypoint"], capture_output=True, text=True, check=True)
+    assert " skip 0 COMMAND..." in cli.stdout
 
 
 def test_secrets_pass_by_name_and_never_appear_in_any_argv(tmp_path, fake_enroot):

@@ -80,7 +80,8 @@ class Terminal:
 def terminal(slurm, tmp_path):
     if shutil.which("tmux") is None:
         pytest.skip("tmux is installed by `make deps`")
-    env = {**slurm, "PS1": "$ ", "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
+    env = {**slurm, "PS1": "$ ", "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     term = Terminal(env, tmp_path)
     yield term
     term.close()
@@ -150,6 +151,50 @@ def test_debug_shell_for_a_disaggregated_point_starts_roles_on_their_nodes(termi
     assert placed == {"prefill-0": hosts[0], "decode-0": hosts[1], "decode-1": hosts[2], "router": hosts[0]}
     terminal.run("ixhpc_bench 4", r"concurrency 4 done: (\S+)", 120)
     _leave(terminal, job, slurm)
+
+
+@pytest.mark.cluster
+def test_debug_shell_for_a_heterogeneous_job_allocates_both_partitions(terminal, slurm, tmp_path):
+    """prefill on gb200, decode on mi355x: one `salloc ... : ...` allocation, each role's srun in
+    its own het group, the shell on component 0's node."""
+    from test_hetjob import _recipe
+
+    node, job, cwd = _open_debug_shell(terminal, _recipe(tmp_path), tmp_path / "runs", "--cluster", "local")
+    comps = run(["squeue", "-h", "-j", job, "-o", "%i %P %N"], slurm).split("\n")
+    where = {f[0]: (f[1], f[2]) for f in (line.split() for line in comps if line.strip())}
+    assert where[f"{job}+0"][0] == "gb200" and where[f"{job}+1"][0] == "mi355x", where
+    gb, mi = where[f"{job}+0"][1], where[f"{job}+1"][1]
+    assert node == gb
+    terminal.run("for r in prefill-0 decode-0 decode-1 router; do ixhpc_start $r; done; ixhpc_health "
+                 "&& echo healthy $((2 + 2))", r"healthy 4", 120)
+    # a step's id names its component's own job id: the leader's plus the component's offset
+    comp = {str(int(job) + i): i for i in (0, 1)}
+    steps = run(["squeue", "-h", "-s", "-o", "%i %j %N"], slurm)
+    placed = {f[1]: (comp[f[0].split(".")[0]], f[2]) for f in (line.split() for line in steps.splitlines())
+              if f[0].split(".")[0] in comp and f[1] != "debug-shell"}
+    assert placed == {"prefill-0": (0, gb), "router": (0, gb), "decode-0": (1, mi), "decode-1": (1, mi)}, steps
+    terminal.run("ixhpc_bench 4", r"concurrency 4 done: (\S+)", 120)
+    terminal.run("exit", r"DEBUG-EXIT=0", timeout=60)
+    states = wait_done(job, slurm, timeout=30, expect=2)
+    assert {s for s, _ in states.values()} == {"COMPLETED"}, states
+
+
+def test_print_of_a_heterogeneous_job_is_one_salloc_of_both_components(tmp_path):
+    from test_hetjob import _recipe
+
+    res = _cli(str(_recipe(tmp_path)), "--cluster", "local", "--print", "--results", str(tmp_path / "r"))
+    assert res.returncode == 0, res.stderr
+    out = _joined(res.stdout)
+    salloc = next(line for line in out if line.startswith("salloc "))
+    first, second = salloc.removeprefix("salloc ").split(" : ")
+    assert "--partition=gb200" in first and "--gpus-per-node=4" in first and "--job-name=ixhpc-debug-" in first
+    assert "--partition=mi355x" in second and "--gpus-per-node=8" in second and "--job-name" not in second
+    assert second.endswith("/ixhpc-debug.sh")
+    shell_step = out[out.index("# on node 0, the shell step:") + 1]
+    assert shell_step.startswith("srun --pty --overlap --het-group=0 --nodes=1 ")
+    roles = {line.split("--job-name=")[1].split()[0]: line for line in out if line.startswith("srun --overlap")}
+    assert all("--het-group=1 " in roles[r] for r in ("decode-0", "decode-1"))
+    assert all("--het-group=0 " in roles[r] for r in ("prefill-0", "router", "bench"))
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -232,6 +232,8 @@ def test_resume_exclude_with_spaces_works_and_a_bad_name_is_one_line(tmp_path):
      "ixhpc.sim: error: worker URLs must start with http"),
     ("ixhpc.bench", ["--base-url", "http://127.0.0.1:9", "--isl", "8", "--osl", "8",
                      "--max-concurrency", "1"], 1, "ixhpc.bench: error: cannot list models"),
+    ("ixhpc.slo", ["next", "--run-dir", "/nonexistent", "--job", "j", "--slo", "ttft=soon",
+                   "--concurrencies", "1"], 2, "ixhpc.slo: error: --slo: ttft"),
 ])
 def test_every_entry_point_reports_one_line(module, args, code, needle):
     one_line_error(ixhpc(*args, module=module), code, needle)
@@ -241,7 +243,8 @@ def test_every_entry_point_main_is_guarded():
     import importlib
 
     mains = ["ixhpc.bench.__main__", "ixhpc.sim.__main__", "ixhpc.job.steps", "ixhpc.containers",
-             "ixhpc.engine_flags", "ixhpc.standins.__main__", "ixhpc.job.power", "ixhpc.results.serving"]
+             "ixhpc.engine_flags", "ixhpc.standins.__main__", "ixhpc.job.power", "ixhpc.results.serving", "ixhpc.slo",
+             "ixhpc.evals.__main__"]
     found = {str(p.relative_to(REPO).with_suffix("")).replace("/", ".")
              for p in (REPO / "ixhpc").rglob("*.py")
              if re.search(r'^if __name__ == "__main__":', p.read_text(), re.M)}

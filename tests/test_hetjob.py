@@ -101,6 +101,23 @@ def test_the_script_is_one_heterogeneous_job_with_every_srun_in_its_group(tmp_pa
     assert submission.script_options(script)["partition"] == "gb200"  # what resume resubmits
 
 
+def test_plan_json_gives_each_component_and_each_process_its_partition(tmp_path: Path) -> None:
+    res = _ixhpc("render", str(_recipe(tmp_path)), "--cluster", "local", "--plan-json")
+    assert res.returncode == 0, res.stderr
+    (job,) = json.loads(res.stdout)["jobs"]
+    assert [(c["het_group"], c["partition"], c["nodes"], c["first_node"], c["sbatch"]["gpus-per-node"])
+            for c in job["components"]] == [(0, "gb200", 1, 0, "4"), (1, "mi355x", 1, 1, "8")]
+    assert job["sbatch"] == job["components"][0]["sbatch"]
+    placed = {p["role"]: (p["het_group"], p["partition"], p["node_index"], p["group_node_index"])
+              for p in job["processes"]}
+    assert placed == {"prefill-0": (0, "gb200", 0, 0), "router": (0, "gb200", 0, 0),
+                      "decode-0": (1, "mi355x", 1, 0), "decode-1": (1, "mi355x", 1, 0)}
+    same = json.loads(_ixhpc("render", str(_recipe(tmp_path, "mi355x")), "--cluster", "local",
+                             "--plan-json").stdout)["jobs"][0]
+    assert [(c["het_group"], c["partition"]) for c in same["components"]] == [(None, same["sbatch"]["partition"])]
+    assert {p["het_group"] for p in same["processes"]} == {None}
+
+
 def test_a_hardware_no_partition_serves_is_a_plan_error(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="prefill hardware 'h100' and decode hardware 'mi355x' differ"):
         _plan(tmp_path, "h100")
@@ -129,8 +146,8 @@ def test_component_zero_stands_for_a_heterogeneous_job_in_states(monkeypatch) ->
     monkeypatch.setattr(slurm, "run", lambda argv, retries=0, timeout=0: out[argv[0]])
     found = slurm.states(["334", "335"])
     assert set(found) == {"334", "335"}
-    assert found["334"].state == "COMPLETED" and found["334"].nodes == "gb1"
-    assert found["335"].state == "RUNNING"
+    assert found["334"].state == "COMPLETED" and found["334"].nodes == "gb1,mi1"   # every component's
+    assert found["335"].state == "RUNNING" and found["335"].nodes == "gb2,mi2"
 
 
 # ---------------------------------------------------------------- on the local cluster
@@ -162,6 +179,8 @@ def test_a_hetero_disaggregated_point_runs_as_one_hetjob_across_gb200_and_mi355x
         time.sleep(2)
     assert status["state"] == "COMPLETED", status
     assert status["points_done"] == status["points_total"] == 2
+    listed = slurm_run(["scontrol", "show", "hostnames", status["nodes"]], slurm).split()
+    assert sorted(n[:2] for n in listed) == ["gb", "mi"], status   # the nodes of both components
     steps = slurm_run(["sacct", "-n", "-P", "-j", job["job_id"], "-o", "JobID,JobName,NodeList,Partition"],
                       slurm)
     where = {f[1]: (f[0], f[2]) for f in (line.split("|") for line in steps.splitlines())}

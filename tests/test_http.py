@@ -253,3 +253,65 @@ def test_late_reads_keep_the_arrival_time() -> None:
     thread.join(5)
     (arrived, read), = stamps
     assert read - arrived > 0.2 and abs(arrived - sent[0]) < 0.1
+
+
+@needs_stamps
+def test_later_chunks_of_one_late_read_keep_kernel_stamps() -> None:
+    """Two bursts of three chunks, 50 ms apart, arrive while the client's loop is blocked, so
+    each burst is one read. Every chunk of a read, the later ones too, takes a kernel receive
+    stamp (the read's last packet's, handed over with the bytes; the first packet's, peeked
+    once reads hold several chunks), not the read's time. Loopback coalesces queued packets and
+    the merged packet keeps the newest stamp, so a stamp is bounded by the burst, not exact."""
+    sent: list[float] = []
+    stamps: list[tuple[float, float]] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(CHUNKED)
+        await writer.drain()
+        for burst in range(2):
+            await asyncio.sleep(0.1 if burst == 0 else 0.6)
+            for k in range(3):
+                sent.append(time.perf_counter())
+                writer.write(f"5\r\nchk{burst}{k}\r\n".encode())
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    def sink(data: bytes, arrived: float, read: float) -> None:
+        stamps.append((arrived, read))
+
+    ports: list[int] = []
+
+    def run_server() -> None:
+        loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(asyncio.start_server(_closing(script), "127.0.0.1", 0))
+        ports.append(server.sockets[0].getsockname()[1])
+        loop.run_until_complete(asyncio.sleep(2.5))
+        server.close()
+        loop.close()
+
+    thread = threading.Thread(target=run_server, daemon=True)
+    thread.start()
+    while not ports:
+        time.sleep(0.01)
+
+    async def body() -> None:
+        client = http.Client(f"http://127.0.0.1:{ports[0]}")
+        request = asyncio.ensure_future(client.request("POST", "/", b"{}", sink))
+        await asyncio.sleep(0.05)  # the head has been read; the first burst comes at ~0.1 s
+        time.sleep(0.4)  # stuck through the first burst
+        await asyncio.sleep(0.1)  # the first burst is read
+        time.sleep(0.6)  # stuck through the second
+        await request
+        client.close()
+
+    asyncio.run(body())
+    thread.join(5)
+    assert len(stamps) == 6 and len(sent) == 6, (stamps, sent)
+    for (arrived, read), at in zip(stamps, sent):
+        assert arrived <= read - 0.1, (stamps, sent)  # a kernel stamp, not the late read's time
+        assert at - 0.01 <= arrived <= at + 0.2, (stamps, sent)  # within its burst (+ the last chunk)
+    assert [a for a, _ in stamps] == sorted(a for a, _ in stamps)

@@ -20,7 +20,7 @@ import yaml
 
 from ixhpc import runs
 from ixhpc.cli import main
-from ixhpc.errors import PlanError
+from ixhpc.errors import ConfigError
 from ixhpc.profiles import ENV_VAR, get_profile
 from ixhpc.recipe import CurrentDisaggEntry, load_recipe_files, load_runners, validate_file
 from ixhpc.render import render
@@ -357,13 +357,14 @@ def test_current_points_render_as_march_ones(tmp_path: Path, name: str, top: dic
         assert strip.sub("", render(a)) == strip.sub("", render(b)).replace(" pp1 dcp1 pcp1", "")
 
 
-def test_agentic_points_cannot_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_agentic_points_run_where_a_partition_serves_their_cluster_label(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Agentic points render and submit (issue 19; tests/test_agentic_jobs.py runs them): on a
+    profile that does not serve their `cluster:` runner they are refused like any point."""
     path = write(tmp_path, textwrap.dedent(AGENTIC).replace("kv-offloading: dram, kv-offload-backend: "
                                                             "{name: hicache}", "kv-offloading: none"))
-    with pytest.raises(PlanError, match=r"agentic points cannot run yet \(issue 19\)"):
-        runs.plan(runs.RunTarget(path, get_profile("local"), Filters()), tmp_path / "run", "run")
-    assert main(["render", str(path), "--cluster", "local", "-o", str(tmp_path / "out")]) == PlanError.exit_code
+    assert main(["render", str(path), "--cluster", "local", "-o", str(tmp_path / "out")]) == ConfigError.exit_code
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "agentic points cannot run yet (issue 19)" in err[0]
+    assert len(err) == 1 and "serves no runner 'cluster:b300-nv'" in err[0]
     assert main(["sweep", str(path)]) == 0   # listed
     assert "a_agentic0-0_c16" in capsys.readouterr().out

@@ -150,6 +150,22 @@ def test_validate_and_render_with_a_checkout(tmp_path: Path) -> None:
     text = script.read_text()
     assert f"bash {SCRIPT}" in text and '"CONC=${CONC}"' in text and '"PORT=${PORT_BASE}"' in text
     assert "ixhpc.results.serving ingest" in text and "--job-name=inferencex" in text
+    metas = [json.loads(m.read_text()) for m in out.rglob("*.json")]
+    prints = {m["metadata"]["inferencex_fingerprint"] for m in metas if "inferencex_fingerprint" in
+              (m.get("metadata") or {})}
+    assert len(prints) == 1 and f"RECIPE_FINGERPRINT={prints.pop()}" in text  # the row's, as the HDF5's
+
+
+def test_recipe_fingerprint_is_the_one_inferencex_computes(inferencex_current: Path) -> None:
+    """process_changelog's own output carries recipe-fingerprint, computed over the raw generator
+    row (SPEC.md 9.3: before its pydantic round trip added ``eval-only: false``): the
+    environment of that raw row, as a point gives it, has the same."""
+    out = json.loads((inferencex_current / "examples" / "process-changelog-out.json").read_text())
+    rows = [r for bucket in out["single_node"].values() for r in bucket]
+    assert rows and all(len(r["recipe-fingerprint"]) == 64 for r in rows)
+    for row in rows:
+        raw = {k: v for k, v in row.items() if k not in ("recipe-fingerprint", "eval-only")}
+        assert dict(ix.environment(raw, ix.Site(model="m")))["RECIPE_FINGERPRINT"] == row["recipe-fingerprint"]
 
 
 def test_container_flags_of_a_script_step() -> None:
@@ -161,6 +177,8 @@ def test_container_flags_of_a_script_step() -> None:
     assert "--no-container-entrypoint" in args and "--container-writable" in args
     assert "--container-remap-root" in args and "--container-workdir=/workspace" in args
     assert "--container-env=HF_TOKEN" in args
+    wrapped = containers.runtime("enroot", squash_cache="/cache").wrap(spec, ["bash", "s.sh"])
+    assert wrapped[wrapped.index("ixhpc-enroot") + 3] == "skip"   # enroot start --rc: no entrypoint
 
 
 def test_serving_result_becomes_a_point(tmp_path: Path) -> None:
@@ -177,6 +195,60 @@ def test_serving_result_becomes_a_point(tmp_path: Path) -> None:
     assert bench["requests"]["e2el_ms"][0] == pytest.approx(20.0)
     assert bench["requests"]["tpot_ms"][0] == pytest.approx(5.0)
     assert "input_lens" not in bench["summary"] and bench["summary"]["completed"] == 2
+
+
+AGGREGATE = {"backend": "vllm", "model_id": "m", "num_prompts": 40, "duration": 4.0, "completed": 40,
+             "total_input_tokens": 40 * 900, "total_output_tokens": 40 * 92, "request_throughput": 10.0,
+             "output_throughput": 920.0, "total_token_throughput": 9920.0, "mean_ttft_ms": 30.0,
+             "median_tpot_ms": 5.0, "p99_itl_ms": 9.0}   # a result without --save-detailed
+
+
+def test_a_result_without_per_request_arrays_gets_a_verdict_from_its_totals(tmp_path: Path) -> None:
+    from ixhpc.bench import validity
+    from ixhpc.results import serving, store
+
+    from results_helpers import metadata
+
+    want = serving.Requested(isl=1000, osl=100, range_ratio=0.8)   # lengths drawn from [0.8 L, L]
+
+    def judged(**changes: Any) -> dict[str, Any]:
+        return validity.judge(serving.bench_result({**AGGREGATE, **changes}, "r.json", want)["validity"]["evidence"])
+
+    good = judged()
+    assert good["verdict"] == "valid" and good["unchecked"] == [
+        "stalled_stream", "too_few_output_tokens", "output_tokens_unconfirmed", "client_behind"]
+    assert judged(total_output_tokens=40 * 80)["verdict"] == "valid"     # the range's low end: fine
+    assert judged(completed=38)["reasons"] == ["failed_requests"]        # 2 of 40 never completed
+    assert judged(total_output_tokens=40 * 30)["reasons"] == ["osl_off"]  # far below even 0.8 x OSL
+    short_prompts = judged(total_input_tokens=40 * 500)
+    assert short_prompts["reasons"] == ["isl_off"] and "client counted 500" in short_prompts["details"]["isl_off"]
+    assert judged(total_output_tokens=0)["reasons"][0] == "no_output_tokens"
+    assert judged(num_prompts=40, completed=0)["verdict"] == "invalid"
+    # stored as any point's verdict, with what could not be checked
+    out = tmp_path / "p.h5"
+    serving.write_point(out, AGGREGATE, metadata(conc=4, isl=1000, osl=100, tp=8), {}, 0.8)
+    point = store.read(out, with_requests=False)
+    assert point.verdict == "valid" and point.validity is not None
+    assert validity.line(point.validity) == ("valid; not checked: stalled_stream, too_few_output_tokens, "
+                                             "output_tokens_unconfirmed, client_behind")
+
+
+def test_a_detailed_result_is_judged_per_request() -> None:
+    from ixhpc.bench import validity
+    from ixhpc.results import serving
+
+    n = 10
+    doc = {**AGGREGATE, "num_prompts": n, "completed": n, "input_lens": [950] * n, "output_lens": [95] * n,
+           "ttfts": [0.03] * n, "itls": [[0.005] * 94] * n, "errors": [""] * n}
+    want = serving.Requested(isl=1000, osl=100, range_ratio=0.8)
+    ok = validity.judge(serving.bench_result(doc, "r.json", want)["validity"]["evidence"])
+    assert ok["verdict"] == "valid" and "too_few_output_tokens" not in ok["unchecked"]
+    doc["output_lens"] = [1] * 5 + [95] * 5
+    bad = validity.judge(serving.bench_result(doc, "r.json", want)["validity"]["evidence"])
+    assert "too_few_output_tokens" in bad["reasons"]
+    doc["errors"] = ["boom"] + [""] * (n - 1)
+    assert "failed_requests" in validity.judge(serving.bench_result(doc, "r.json", want)["validity"]["evidence"])[
+        "reasons"]
 
 
 # ---------------------------------------------------------------- end to end (local cluster)
@@ -323,6 +395,7 @@ def test_script_mode_end_to_end(slurm: dict[str, str], tmp_path: Path) -> None:
     assert len(table) == 4
     clients = sorted(table["bench_client"].fillna("ixhpc").tolist())
     assert clients == ["inferencex-benchmark_serving"] * 2 + ["ixhpc"] * 2
+    assert set(table["validity"]) == {"valid"}   # script-mode points judged from their own counts
     report = _ixhpc("report", str(merged), "-o", str(tmp_path / "report"))
     assert report.returncode == 0, report.stderr
     summary = (tmp_path / "report" / "summary.md").read_text()

@@ -10,7 +10,9 @@ from ixhpc.sim import server
 
 VALUES = {"running": 7, "waiting": 3, "kv_cache_usage": 0.25, "prefix_cache_hit_rate": 0.5,
           "prefix_cache_queries": 1000, "prefix_cache_hits": 400, "preemptions": 2,
-          "prompt_tokens": 5000, "generation_tokens": 900, "requests": 11}
+          "prompt_tokens": 5000, "generation_tokens": 900, "requests": 11,
+          "cpu_prefix_cache_queries": 1000, "cpu_prefix_cache_hits": 300, "cpu_kv_cache_usage": 0.75,
+          "kv_offload_bytes_gpu_to_cpu": 4096, "kv_offload_bytes_cpu_to_gpu": 2048}
 
 
 @pytest.mark.parametrize("style", sorted(sm.ENGINE_METRICS))

@@ -46,11 +46,37 @@ def test_long_commands_wrap_and_still_parse():
     assert _run(line) == argv[2:]
 
 
-@pytest.mark.parametrize("bad", ["--partition=gb200 --x", "--job-name=a\nb", "--comment='x'",
-                                 "--qos=$(id)", "partition=gb200"])
+@pytest.mark.parametrize("bad", ["--job-name=a\nb", "--comment='x'", "--comment=a\\b", "--comment=a\tb",
+                                 "partition=gb200", "--Partition=x"])
 def test_directive_values_are_checked(bad):
     with pytest.raises(ValueError):
         shell.directive(bad)
+    with pytest.raises(ValueError):
+        shell.option_word(bad)
+
+
+def test_other_directive_values_are_single_quoted_on_the_line_and_plain_in_argv():
+    text = '--comment={"kv": "mooncake", "n": [1, 2], "x": "$(id) #1"}'
+    assert shell.directive(text) == """--comment='{"kv": "mooncake", "n": [1, 2], "x": "$(id) #1"}'"""
+    assert shell.option_word(text) == text
+
+
+@pytest.mark.cluster
+def test_sbatch_reads_a_quoted_directive_as_its_value(slurm, tmp_path):
+    """Slurm parses #SBATCH lines itself: the value arrives without the quotes, $ and # as text."""
+    value = '{"kv": "mooncake", "n": [1, 2], "x": "$(id) #1 %j"}'
+    script = tmp_path / "job.sh"
+    script.write_text("#!/bin/bash\n"
+                      f"#SBATCH {shell.directive('--comment=' + value)}\n"
+                      "#SBATCH --partition=debug\n#SBATCH --hold\ntrue\n")
+    job = subprocess.run(["sbatch", "--parsable", str(script)], env=slurm, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", job], env=slurm, capture_output=True, text=True,
+                               check=True).stdout
+    finally:
+        subprocess.run(["scancel", job], env=slurm, check=False)
+    assert f"Comment={value}" in shown
 
 
 def test_plain_directives_pass():

@@ -401,3 +401,43 @@ def test_reference_recipes_validate_as_srtctl_does(srt_slurm):
     # SPEC.md 16: the 451 accepted InferenceX files are 478 variants
     assert variants["recipes-inferencex"] == 478
     assert elapsed < 10, f"loading {sum(folders.values())} recipes took {elapsed:.1f}s"
+
+
+def test_every_accepted_reference_deployment_plans(srt_slurm):
+    """Every deployment the folders' recipes expand to plans as an ixhpc job (custom benchmarks,
+    vLLM per_gpu DP, num_warmup_mult 1, and a JSON --comment in sbatch_directives included)."""
+    from ixhpc.errors import PlanError
+    from ixhpc.profiles import get_profile
+    from ixhpc.srtslurm.plan import plan_deployment
+
+    profile = get_profile("mi355x", None).model_copy(update={"model_dir": "/models"})
+    refused: dict[str, str] = {}
+    planned = 0
+    for path in sorted(srt_slurm.rglob("*.yaml")):
+        try:
+            deps = load_recipe(path)
+        except ConfigError:
+            continue   # rejected at load as srtctl does (test_reference_recipes_validate_as_srtctl_does)
+        for dep in deps:
+            try:
+                plan_deployment(dep, profile, Path("/nonexistent/run"), "run")
+                planned += 1
+            except (ConfigError, PlanError) as exc:
+                refused[dep.source] = str(exc)
+    assert not refused, refused
+    assert planned == 668
+
+
+def test_a_quoted_json_comment_directive_reaches_sbatch_as_slurm_reads_it(srt_slurm):
+    """srtctl writes sbatch_directives verbatim on #SBATCH lines, where Slurm drops one pair of
+    enclosing quotes: ixhpc reads the value so and quotes it again on its own line."""
+    from ixhpc.profiles import get_profile
+    from ixhpc.srtslurm.plan import plan_deployment
+
+    recipe = next(srt_slurm.rglob("kimi-k3/agentic/agg-gb300-dcp8-nospec-mooncake-agentic.yaml"))
+    profile = get_profile("mi355x", None).model_copy(update={"model_dir": "/models"})
+    dep = load_recipe(recipe)[0]
+    plan = plan_deployment(dep, profile, Path("/nonexistent/run"), "run")
+    comment = plan.sbatch["comment"]
+    assert comment.startswith('{"OccupiedIdleGPUsJobReaper":') and comment.endswith("}}")
+    assert f"--comment='{comment}'" in plan.directives

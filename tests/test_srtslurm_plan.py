@@ -11,6 +11,7 @@ Hosts are shown as ``IP(node-NN)``.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -19,10 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from ixhpc import plan_data, runs
-from ixhpc.errors import ConfigError
+from ixhpc import engines, plan_data, runs
+from ixhpc.errors import ConfigError, PlanError
 from ixhpc.profiles import get_profile
 from ixhpc.srtslurm import load_recipe
+from ixhpc.srtslurm.plan import _SETUP as SETUP
 from ixhpc.srtslurm.plan import allocate, config_flags, plan_deployment
 from ixhpc.sweep import Filters
 
@@ -271,8 +273,11 @@ def test_vllm_agg_matches_spec_15_3(srt_slurm: Path, tmp_path: Path) -> None:
     assert got == [("etcd", 0), ("nats", 0), ("aggregated-0", 0), ("aggregated-0-rank1", 1), ("frontend-0", 0)]
     recipe = _recipe(srt_slurm, VLLM)
     agg_env = recipe["backend"]["aggregated_environment"]
+    setup = ["bash", "-c", SETUP, "ixhpc-setup-script", "vllm-container-deps.sh"]   # SPEC 9.3 step 1
     for role, expected, i in (("aggregated-0", VLLM_R0, 0), ("aggregated-0-rank1", VLLM_R1, 1)):
         p = _process(job, role)
+        assert p["argv"][:5] == setup
+        p["argv"] = p["argv"][5:]
         assert _normalized(p["argv"], hosts) == _normalized(_spec(expected)), role
         assert p["argv"].count("--served-model-name") == 1   # SPEC 17.2: once
         assert "--kv-transfer-config" not in p["argv"]        # connector: null
@@ -286,7 +291,8 @@ def test_vllm_agg_matches_spec_15_3(srt_slurm: Path, tmp_path: Path) -> None:
         assert env["VLLM_NIXL_SIDE_CHANNEL_HOST"] == f"IP(node-{i:02d})"
         assert "VLLM_PORT" not in env   # multi-node endpoint: srtctl unsets it
     fe = _process(job, "frontend-0")
-    assert _normalized(fe["argv"]) == ["python3", "-m", "dynamo.frontend", "--http-port=<port>"]
+    assert fe["argv"][:5] == setup
+    assert _normalized(fe["argv"][5:]) == ["python3", "-m", "dynamo.frontend", "--http-port=<port>"]
     assert [e["name"] for e in fe["env"]][-2:] == ["DYNAMO_WHEEL_NAME", "DYNAMO_VERSION"]
     _check_bench(job, hosts, conc=1, warmups=2, prompts=10, model="deepseek-ai/DeepSeek-V4-Pro",
                  isl=8192, osl=1024)
@@ -366,6 +372,217 @@ def test_unsupported_benchmark_refused(tmp_path: Path) -> None:
         plan_deployment(dep, _profile(), tmp_path / "run", "run")
 
 
+@pytest.mark.parametrize(("mult", "warmups"), [(None, [2, 8]), (0, [0, 0]), (1, [1, 4]), (2, [2, 8])])
+def test_warmup_mult_per_concurrency(tmp_path: Path, mult: int | None, warmups: list[int]) -> None:
+    # SPEC 13.2: each concurrency C warms up with C x num_warmup_mult prompts (0: none)
+    line = "" if mult is None else f", num_warmup_mult: {mult}"
+    text = BASE.replace('concurrencies: "1x4"}', f'concurrencies: "1x4"{line}}}')
+    (dep,) = load_recipe(_write(tmp_path, text))
+    job = plan_data.document("run", "x", [plan_deployment(dep, _profile(), tmp_path / "run", "run")])["jobs"][0]
+    got = [s["argv"][s["argv"].index("--num-warmups") + 1] for s in job["benchmark"]]
+    assert got == [str(w) for w in warmups]
+
+
+def test_warmup_mult_3_with_several_concurrencies_refused(tmp_path: Path) -> None:
+    text = BASE.replace('concurrencies: "1x4"}', 'concurrencies: "1x4", num_warmup_mult: 3}')
+    (dep,) = load_recipe(_write(tmp_path, text))
+    with pytest.raises(PlanError, match="num_warmup_mult 3 with several concurrencies"):
+        plan_deployment(dep, _profile(), tmp_path / "run", "run")
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_engine_flags_are_checked_at_the_recipe_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ixhpc.srtslurm import file_errors
+
+    # sglang 0.5.8 has a flag list of its own: a problem is an error, at the key that gave it
+    text = (BASE.replace('container: "img:1"', 'container: "lmsysorg/sglang:v0.5.8"')
+            .replace("decode: {tensor-parallel-size: 4}", "decode: {tensor-parallel-size: 4,\n"
+                     "             cuda-graph-max-bss: 8}")
+            .replace("frontend: {type: sglang, enable_multiple_frontends: false}",
+                     "frontend: {type: sglang, enable_multiple_frontends: false, args: {policy: nearest}}"))
+    path = _write(tmp_path, text)
+    errors = file_errors(str(path))
+    assert errors is not None
+    key = [e for e in errors if "backend.sglang_config.decode.cuda-graph-max-bss: decode-0:" in e]
+    assert len(key) == 1 and f"{path}:{_line_of(path, 'cuda-graph-max-bss')}:" in key[0]
+    assert "did you mean '--cuda-graph-max-bs'?" in key[0]
+    # the router's flag data stops at an older release than the image's: a warning, located too
+    assert not [e for e in errors if "policy" in e]
+    warned = [w for w in capsys.readouterr().err.splitlines() if "frontend.args.policy: warning: router-0:" in w]
+    assert len(warned) == 1 and "'--policy' expects one of" in warned[0] and "older release" in warned[0]
+    assert file_errors(str(path), engine_check=False) == []
+    # render/submit refuse the same, unless --no-engine-check
+    target = runs.RunTarget(path, _profile(), Filters())
+    with pytest.raises(ConfigError) as exc:
+        runs.plan(target, tmp_path / "run", "run")
+    assert any("cuda-graph-max-bss" in e for e in exc.value.errors)
+    runs.plan(runs.RunTarget(path, _profile(), Filters(), engine_check=False), tmp_path / "run2", "run")
+
+
+def test_trtllm_option_keys_are_checked_at_the_recipe_key(tmp_path: Path) -> None:
+    from ixhpc.srtslurm import file_errors
+
+    text = """\
+name: tiny-trt
+model: {path: /models/tiny, container: "nvcr.io/nvidia/tensorrt-llm/release:1.1.0", precision: fp8}
+resources: {gpu_type: h100, gpus_per_node: 4, agg_nodes: 1, agg_workers: 1}
+frontend: {type: trtllm_serve, enable_multiple_frontends: false}
+backend:
+  type: trtllm
+  trtllm_config:
+    aggregated:
+      kv_cache_confg: {free_gpu_memory_fraction: 0.8}
+benchmark: {type: sa-bench, isl: 128, osl: 16, concurrencies: "4"}
+"""
+    path = _write(tmp_path, text)
+    errors = file_errors(str(path))
+    assert errors is not None and len(errors) == 1, errors
+    assert errors[0].startswith(f"{path}:{_line_of(path, 'kv_cache_confg')}: "
+                                "backend.trtllm_config.aggregated.kv_cache_confg: aggregated-0: --config file")
+    assert "unknown LLM-API option 'kv_cache_confg'" in errors[0] and "kv_cache_config" in errors[0]
+
+
+def test_setup_script_runs_from_configs_or_warns(tmp_path: Path) -> None:
+    import subprocess
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-c", SETUP, "ixhpc-setup-script", name, "sh", "-c", "echo program"],
+                              capture_output=True, text=True, timeout=30)
+    missing = run("no-such-setup-script-ixhpc.sh")   # srtctl: a warning, and the program runs
+    assert missing.stdout == "program\n" and "setup_script no-such-setup-script-ixhpc.sh: not in /configs" \
+        in missing.stderr
+
+
+def test_dynamo_version_is_installed_in_worker_and_frontend_containers(tmp_path: Path) -> None:
+    from ixhpc.srtslurm.plan import _DYNAMO_INSTALL
+
+    text = BASE.replace("frontend: {type: sglang, enable_multiple_frontends: false}",
+                        "frontend: {type: dynamo, enable_multiple_frontends: false}\ndynamo: {version: 0.9.1}")
+    (dep,) = load_recipe(_write(tmp_path, text))
+    plan = plan_deployment(dep, _profile(), tmp_path / "run", "run")
+    install = ["bash", "-c", _DYNAMO_INSTALL, "ixhpc-dynamo-install", "0.9.1"]
+    for role in plan.roles:
+        program = list(engines.unbuild(role.argv).program)
+        wanted = role.name.startswith(("prefill", "decode", "frontend"))   # SPEC 9.3: not etcd/NATS
+        assert (program[:5] == install) == wanted, role.name
+        assert ("--container-remap-root" in role.command) == wanted, role.name
+    assert any("0.9.1 installed from PyPI" in line for line in plan.header)
+    # hash / wheel / top_of_tree builds are not performed; nor on the local profile (stand-ins)
+    (dep,) = load_recipe(_write(tmp_path, text.replace("version: 0.9.1", "hash: 81d0555e")))
+    plan = plan_deployment(dep, _profile(), tmp_path / "run", "run")
+    assert not any("ixhpc-dynamo-install" in r.argv for r in plan.roles)
+    assert any("not installed by the job" in line and "hash 81d0555e" in line for line in plan.header)
+    (dep,) = load_recipe(_write(tmp_path, text))
+    local = get_profile("local", None)
+    plan = plan_deployment(dep, local, tmp_path / "run", "run")
+    assert not any("ixhpc-dynamo-install" in r.argv for r in plan.roles)
+
+
+MOONCAKE_VLLM = """\
+name: tiny-vllm-mooncake
+model: {path: /models/tiny, container: "vllm/vllm-openai:v0.19.0", precision: fp8}
+resources: {gpu_type: gb200, gpus_per_node: 4, prefill_nodes: 1, prefill_workers: 1, decode_nodes: 1,
+            decode_workers: 1}
+frontend: {type: dynamo, enable_multiple_frontends: false}
+dynamo: {install: false}
+backend:
+  type: vllm
+  connector: null
+  mooncake_kv_store:
+    container: "mooncake/master:1"
+    env: {MC_TE_METRIC: "0"}
+    master_extra_args: ["--eviction_ratio=0.10"]
+    store_config: {metadata_server: P2PHANDSHAKE, protocol: rdma, global_segment_size: 140GB}
+  vllm_config:
+    prefill: {tensor-parallel-size: 4, kv-transfer-config: '{"kv_connector":"MooncakeStoreConnector"}'}
+    decode: {tensor-parallel-size: 4, kv-transfer-config: '{"kv_connector":"MooncakeStoreConnector"}'}
+benchmark: {type: sa-bench, isl: 128, osl: 16, concurrencies: "4"}
+"""
+
+
+def test_mooncake_master_and_its_worker_environment(tmp_path: Path) -> None:
+    (dep,) = load_recipe(_write(tmp_path, MOONCAKE_VLLM))
+    plan = plan_deployment(dep, _profile(), tmp_path / "run", "run")
+    roles = {r.name: r for r in plan.roles}
+    master = roles["mooncake"]
+    assert master.node_index == 0 and master.kv_port          # the infra node; RPC + metadata ports
+    image = re.compile(r"--container-image=(\S+)")
+    assert "mooncake" in image.search(master.command)[1] and "vllm" in image.search(roles["decode-0"].command)[1]
+    built = engines.unbuild(master.argv)
+    assert built.program[0] == "mooncake_master" and built.program[-1] == "--eviction_ratio=0.10"
+    assert "--port=\x00MOONCAKE_PORT\x00" in built.program
+    assert "--http_metadata_server_port=\x00MOONCAKE_KV_PORT\x00" in built.program
+    ((path, content),) = built.files                         # SPEC 12.2: vLLM's store config, first
+    assert path == "/logs/mooncake_store_config.json"
+    assert json.loads(content) == {"metadata_server": "P2PHANDSHAKE", "protocol": "rdma",
+                                   "global_segment_size": "140GB",
+                                   "master_server_address": "\x00MOONCAKE_HOST\x00:\x00MOONCAKE_PORT\x00"}
+    env = dict(engines.unbuild(roles["decode-0"].argv).env)
+    names = list(env)
+    # SPEC 9.1 row 15, after the vLLM per-process variables (row 14)
+    assert names.index("MOONCAKE_LOCAL_HOSTNAME") > names.index("VLLM_NIXL_SIDE_CHANNEL_HOST")
+    assert names[names.index("MOONCAKE_LOCAL_HOSTNAME"):] == [
+        "MOONCAKE_LOCAL_HOSTNAME", "MC_TE_METRIC", "MOONCAKE_MASTER", "MOONCAKE_TE_META_DATA_SERVER",
+        "MOONCAKE_CONFIG_PATH"]
+    assert env["MOONCAKE_LOCAL_HOSTNAME"] == "\x00DECODE_0_HOST\x00"
+    assert env["MOONCAKE_TE_META_DATA_SERVER"] == "http://\x00MOONCAKE_HOST\x00:\x00MOONCAKE_KV_PORT\x00/metadata"
+    assert env["MOONCAKE_CONFIG_PATH"] == "/logs/mooncake_store_config.json"
+
+
+def test_mooncake_master_stand_in_serves_metadata(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    def free() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    rpc, meta = free(), free()
+    proc = subprocess.Popen([sys.executable, "-m", "ixhpc.standins", "mooncake_master", f"--port={rpc}",
+                             "--rpc_address=127.0.0.1", "--enable_http_metadata_server=true",
+                             f"--http_metadata_server_port={meta}", "--eviction_ratio=0.1"],
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url = f"http://127.0.0.1:{meta}/metadata?key=seg0"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(urllib.request.Request(url, data=b"hello", method="PUT"), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.2)
+        assert urllib.request.urlopen(url, timeout=5).read() == b"hello"
+        socket.create_connection(("127.0.0.1", rpc), timeout=5).close()   # the RPC port accepts
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    bad = subprocess.run([sys.executable, "-m", "ixhpc.standins", "mooncake_master", "--bogus=1"],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "flag provided but not defined: -bogus" in bad.stderr
+
+
+def test_numactl_stand_in_runs_the_command_and_refuses_bad_options(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def numactl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ixhpc.standins", "numactl", *args],
+                              capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+
+    ok = numactl("-m", "0,1", "--cpunodebind=0", "sh", "-c", "echo ran $0", "it")
+    assert ok.returncode == 0 and ok.stdout == "ran it\n", ok.stderr
+    bad = numactl("--bogus", "true")
+    assert bad.returncode == 1 and "unrecognized option '--bogus'" in bad.stderr
+    assert numactl("-m").returncode == 1
+
+
 # ---------------------------------------------------------------- end to end (local cluster)
 
 LOCAL = """\
@@ -387,6 +604,22 @@ environment: {SRT_ROLE: "global"}
 health_check: {max_attempts: 60, interval_seconds: 2}
 benchmark: {type: sa-bench, isl: 128, osl: 16, concurrencies: "2x4"}
 """
+
+
+def test_plan_json_marks_the_recipes_variables(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ixhpc", "render", str(_write(tmp_path, LOCAL)), "--cluster", "local",
+                          "--plan-json"], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    (job,) = json.loads(out.stdout)["jobs"]
+    decode = next(p for p in job["processes"] if p["role"] == "decode-0")
+    origin = {e["name"]: e["origin"] for e in decode["env"]}
+    assert origin["SRT_ROLE"] == origin["PYTHONUNBUFFERED"] == "recipe"    # role map, global environment:
+    assert origin["DYN_SYSTEM_PORT"] == origin["ETCD_ENDPOINTS"] == "engine"   # ixhpc's (srtctl's) own
 
 
 @pytest.mark.cluster

@@ -91,8 +91,9 @@ def test_trtllm_serve_and_vllm_refuse_unknown_flags_in_their_own_words(tmp_path,
     assert "Error: No such option: --bogus" in capsys.readouterr().err
     assert main.main(["vllm", "serve", "m", "--bogus"], {}) == 2
     assert "vllm serve: error: unrecognized arguments: --bogus" in capsys.readouterr().err
-    assert main.main(["trtllm-serve", "servee"], {}) == 2
-    assert "No such command 'servee'" in capsys.readouterr().err
+    # its command group defaults to `serve` (TensorRT-LLM's docs: `trtllm-serve <model> ...`)
+    assert main.main(["trtllm-serve", "some/model", "--bogus"], {}) == 2
+    assert "Error: No such option: --bogus" in capsys.readouterr().err
 
 
 def test_the_secret_rule_is_the_recipes():
@@ -165,6 +166,128 @@ def test_vllm_trt_atom_servers_map_onto_the_simulated_engine(tmp_path):
     assert (r.kind, r.host, r.port, r.prefill, r.decode) == ("router", "node1", 8001, ["http://a:1"], ["http://c:2"])
     a = _plan_of(engines.launch(_spec("atom", "server", ep=1)), tmp_path)
     assert (a.port, a.model, a.tp, a.max_model_len, a.metrics) == (8001, "/models/dsr1", 4, 2248, ["atom"])
+
+
+def _release_plan(family: str, version: str, launch: engines.Launch, env: dict[str, str]) -> commands.Serve:
+    argv = list(launch.argv)
+    program, args = (argv[2], argv[3:]) if argv[0] == "python3" else (argv[0], argv[1:])
+    command, args, _ = main.command_of(program, args)
+    table, options, _ = main.tables(family, command, {}, {main.VERSION_ENV: version})
+    return commands.plan(command, table, args, {**launch.env, **env}, options)
+
+
+def _gpus(n: int) -> dict[str, str]:
+    return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, range(n)))}
+
+
+def test_context_parallel_flags_follow_each_release_and_its_gpu_arithmetic():
+    """sglang: --attn-cp-size (0.5.9 on) and --dcp-size (0.5.16 on) split --tp-size, which
+    counts the attention CP ranks; vLLM: -pcp multiplies tp x pp, -dcp splits tp. A release
+    without the flag refuses it; too few GPUs visible on the node, or sizes that do not
+    divide, and the stand-in fails at start as the engine does."""
+    ef = flagtable.load_engine_flags()
+    if ef is None:
+        pytest.skip("ixhpc.engine_flags is not installed")
+    cp = engines.launch(_spec("sglang", "server", ep=1, gpu_rule="current", pp=2, dcp_size=2, pcp_size=2))
+    for version in ef.versions("sglang"):
+        table = main.tables("sglang", "sglang.launch_server", {}, {main.VERSION_ENV: version})[0]
+        if "--dcp-size" not in table:
+            with pytest.raises(parsing.UsageError, match="unrecognized arguments: --dcp-size"):
+                _release_plan("sglang", version, cp, _gpus(16))
+            continue
+        assert "--attn-cp-size" in table
+        s = _release_plan("sglang", version, cp, _gpus(16))      # tp 4 x pcp 2 x pp 2
+        assert (s.tp, s.pp, s.cp, s.dcp, s.gpus) == (8, 2, 2, 2, 16)
+        assert serve_sim_tp(s) == 16
+        with pytest.raises(commands.StartupError, match="16 rank.* need 16 GPU.*8 visible"):
+            _release_plan("sglang", version, cp, _gpus(8))
+        odd = engines.launch(_spec("sglang", "server", ep=1, tp=6, gpu_rule="current", dcp_size=4))
+        with pytest.raises(commands.StartupError, match="--tp-size 6 is not a multiple of --dcp-size 4"):
+            _release_plan("sglang", version, odd, _gpus(8))
+    attn_only = engines.launch(_spec("sglang", "server", ep=1, gpu_rule="current", pcp_size=2))
+    releases = [v for v in ef.versions("sglang") if {"--attn-cp-size", "--enable-prefill-context-parallel"}
+                <= set(main.tables("sglang", "sglang.launch_server", {}, {main.VERSION_ENV: v})[0])]
+    assert releases and all(_release_plan("sglang", v, attn_only, _gpus(8)).gpus == 8 for v in releases)
+    v = engines.launch(_spec("vllm", "server", ep=1, gpu_rule="current", pp=2, dcp_size=2, pcp_size=2))
+    for version in ef.versions("vllm"):
+        s = _release_plan("vllm", version, v, _gpus(16))
+        assert (s.tp, s.pp, s.cp, s.dcp, s.gpus) == (4, 2, 2, 2, 16)
+        with pytest.raises(commands.StartupError, match="need 16 GPU"):
+            _release_plan("vllm", version, v, _gpus(12))
+    bad = engines.launch(_spec("vllm", "server", ep=1, tp=4, gpu_rule="current", dcp_size=3))
+    with pytest.raises(commands.StartupError, match="--tensor-parallel-size 4 is not a multiple of "
+                                                    "--decode-context-parallel-size 3"):
+        _release_plan("vllm", ef.versions("vllm")[0], bad, _gpus(8))
+
+
+def test_kv_offload_flags_become_the_simulated_dram_tier(tmp_path):
+    """Each engine's own knob, sized as the engine reads it (per rank x ranks, or vLLM's total
+    in GiB), becomes the simulated engine's DRAM tier; decode workers get none."""
+    from ixhpc.standins import serve
+
+    ef = flagtable.load_engine_flags()
+    if ef is None:
+        pytest.skip("ixhpc.engine_flags is not installed")
+    dram = {"kv_offloading": "dram", "total_cpu_dram_gb": 800, "ep": 1, "gpu_rule": "current"}
+
+    def newest(framework: str, role: str, backend: str, **more: Any) -> commands.Serve:
+        launch = engines.launch(_spec(framework, role, kv_offload_backend=backend, **dram, **more))
+        family = "sglang" if framework == "sglang" else "vllm"
+        return _release_plan(family, ef.versions(family)[-1], launch, _gpus(8))
+
+    hicache = newest("sglang", "prefill", "hicache")
+    assert hicache.dram_bytes == 200e9 * 4                       # --hicache-size 200 GB on each of 4 ranks
+    assert newest("sglang", "decode", "hicache").dram_bytes == 0
+    assert newest("vllm", "server", "vllm-simple").dram_bytes == 800e9   # cpu_bytes_to_use per rank
+    assert newest("vllm", "server", "native").dram_bytes == 800 * 2**30  # --kv-offloading-size: GiB, total
+    trt = _plan_of(engines.launch(_spec("trt", "server", kv_offload_backend="native", **dram)), tmp_path)
+    assert trt.dram_bytes == 800e9                               # host_cache_size per rank
+    cfg = serve.sim_config(hicache, {})
+    assert serve.cache_config(hicache, cfg).dram_tokens == int(800e9 // cfg.kv_bytes_per_token)
+    version = ef.versions("sglang")[-1]
+    table = main.tables("sglang", "sglang.launch_server", {}, {main.VERSION_ENV: version})[0]
+    ratio = commands.plan("sglang.launch_server", table, ["--model-path", "m", "--max-total-tokens", "5000",
+                                                          "--enable-hierarchical-cache", "--hicache-ratio", "3"], {})
+    assert serve.cache_config(ratio, cfg) == serve.kvcache.CacheConfig(gpu_tokens=5000, dram_tokens=15000)
+
+
+def test_a_hicache_stand_in_serves_prefixes_back_from_its_dram_tier():
+    """sglang started on 8 GPUs with --enable-hierarchical-cache --hicache-size 1 (GB per rank)
+    and a 1024-token GPU pool: a prefix pushed out of the GPU by another prompt comes back from the host tier, and
+    sglang's HiCache metrics say so."""
+    port = _free_port()
+    words = [" ".join(f"{tag}{i}" for i in range(640)) for tag in ("a", "b")]
+    with _started(["sglang.launch_server", "--model-path", "m", "--port", str(port), "--host", "127.0.0.1",
+                   "--tp-size", "8", "--max-total-tokens", "1024", "--enable-hierarchical-cache", "--hicache-size", "1",
+                   "--hicache-write-policy", "write_through"],
+                  {"IXHPC_STANDIN_CONFIG": ""}, f"http://127.0.0.1:{port}/health"):
+        base = f"http://127.0.0.1:{port}"
+        for text in (words[0], words[1], words[0]):
+            body = json.dumps({"model": "m", "prompt": text, "max_tokens": 2, "ignore_eos": True}).encode()
+            req = urllib.request.Request(base + "/v1/completions", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=20) as r:
+                assert r.status == 200
+        metrics = _get(base + "/metrics")
+    from ixhpc.sim import model
+
+    tokens = int(8e9 // model.SimConfig().kv_bytes_per_token)   # 1 GB on each of 8 ranks
+    assert f'sglang:hicache_host_total_tokens{{model_name="m"}} {tokens}' in metrics
+    host = re.search(r'sglang:cached_tokens_total\{model_name="m",cache_source="host"\} (\d+)', metrics)
+    assert host and int(host.group(1)) == 5 * 64, metrics  # the 5 blocks evicted to make room for "b"
+
+
+def serve_sim_tp(s: commands.Serve) -> int:
+    from ixhpc.standins import serve
+
+    return serve.sim_config(s, {"gpu": "GB200", "model_params_b": 8}).tp
+
+
+def test_a_stand_in_with_too_few_gpus_exits_1_with_the_reason(tmp_path):
+    argv = ["sglang.launch_server", "--model-path", "m", "--tp-size", "4", "--pp-size", "2", "--port", "1"]
+    res = subprocess.run([sys.executable, "-m", "ixhpc.standins", *argv], capture_output=True, text=True,
+                         env={**os.environ, **_gpus(4), main.VERSION_ENV: "0.5.16"}, timeout=60)
+    assert res.returncode == 1 and "need 8 GPU(s) on this node, 4 visible" in res.stderr, res.stderr
 
 
 def test_a_trt_option_file_with_an_unknown_key_is_refused(tmp_path):

@@ -109,8 +109,10 @@ def _event(text: str | None = None, usage: dict[str, int] | None = None, **extra
 
 
 def _server(chunks: int, text: str = " t", usage: bool = True, prompt_factor: float = 1.0,
-            stall_after: int | None = None, gap: float = 0.0, **extra: Any) -> Any:
-    """A handler streaming ``chunks`` content events of ``text`` (extra keys in each event)."""
+            stall_after: int | None = None, gap: float = 0.005, **extra: Any) -> Any:
+    """A handler streaming ``chunks`` content events of ``text`` (extra keys in each event), a
+    decode step (``gap``) apart: with tokens microseconds apart any client's read lag exceeds
+    the inter-token latency, and the client_behind check fires on a busy machine."""
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -240,9 +242,9 @@ def test_the_verdict_is_stored_merged_shown_and_applied(tmp_path: Path, capsys: 
 
     from ixhpc.commands import merge as merge_cmd
     merged = tmp_path / "m.h5"
-    args = merge_cmd.argparse.Namespace(paths=[str(tmp_path / "points")], output=str(merged), summary_only=False,
-                                        progress=False, csv=None, json=str(tmp_path / "agg.json"),
-                                        include_invalid=False)
+    parser = merge_cmd.argparse.ArgumentParser()
+    merge_cmd.configure(parser)
+    args = parser.parse_args([str(tmp_path / "points"), "-o", str(merged), "--json", str(tmp_path / "agg.json")])
     assert merge_cmd.run(args) == 0
     out = capsys.readouterr().out
     assert "validity: 1 valid, 1 invalid, 1 unknown" in out and "output_tokens_unconfirmed" in out

@@ -18,6 +18,7 @@ from typing import Any
 
 from ixhpc import atomic
 from ixhpc.bench import client, dataset, eventloop, metrics, servermetrics, validity, workers
+from ixhpc.bench import goodput as slo
 from ixhpc.errors import ConfigError, IxhpcError, main_guard
 
 RESULT_FORMATS = ("ixhpc", "benchmark_serving")
@@ -41,7 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-range-ratio", type=float, default=1.0, help="lengths uniform in [ratio*len, len]")
     p.add_argument("--num-prompts", type=int, help="default: max-concurrency x 10")
     p.add_argument("--max-concurrency", type=int, required=True)
-    p.add_argument("--request-rate", type=float, default=math.inf, help="requests/s, Poisson (default inf)")
+    p.add_argument("--request-rate", type=float, default=math.inf,
+                   help="requests/s, Poisson arrivals unless --burstiness (default inf: all at once)")
+    p.add_argument("--burstiness", type=float, default=1.0,
+                   help="gamma shape of the gaps between arrivals at a finite rate, as vLLM's: 1 = Poisson, "
+                        "< 1 burstier, > 1 more even (default %(default)g)")
+    p.add_argument("--slo", metavar="SPEC",
+                   help="latency objectives for goodput, e.g. ttft=2s,tpot=50ms[,e2el=..][,attainment=0.9] "
+                        "(ixhpc.slo): the summary gains good_requests, request_goodput, goodput_fraction")
+    p.add_argument("--goodput", nargs="+", metavar="KEY:MS",
+                   help="vLLM's spelling of --slo: ttft:2000 tpot:50 (ms)")
     p.add_argument("--num-warmups", type=int, default=0, help="requests sent first and not counted")
     p.add_argument("--ignore-eos", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -84,6 +94,15 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--num-prompts must be >= 1")
     if not args.request_rate > 0:
         p.error("--request-rate must be > 0 (inf for all at once)")
+    if not 0 < args.burstiness < math.inf:
+        p.error("--burstiness must be > 0")
+    if args.slo and args.goodput:
+        p.error("--slo and --goodput are two spellings of one setting: give one")
+    spec = args.slo or (" ".join(args.goodput) if args.goodput else None)
+    try:
+        args.objectives = slo.parse(spec) if spec else None
+    except ConfigError as exc:
+        p.error("; ".join(exc.errors))
     if args.num_warmups < 0 or args.request_timeout <= 0:
         p.error("--num-warmups must be >= 0 and --request-timeout > 0")
     if not args.stall_timeout > 0:
@@ -147,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = client.ClientConfig(
         base_url=args.base_url, model=model, ignore_eos=args.ignore_eos, temperature=args.temperature,
         endpoint="/v1/chat/completions" if args.use_chat_template else args.endpoint,
-        max_concurrency=args.max_concurrency, request_rate=args.request_rate,
+        max_concurrency=args.max_concurrency, request_rate=args.request_rate, burstiness=args.burstiness,
         request_timeout=args.request_timeout, seed=args.seed,
         token_clock=args.token_clock, stall_timeout=args.stall_timeout, max_line_bytes=args.max_line_bytes,
     )
@@ -166,12 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     server_metrics = scraper.document(start, duration) if scraper.targets else None
     if server_metrics:
         print("server metrics: " + "  ".join(f"{k[4:]}={v:.4g}" for k, v in server_metrics["summary"].items()))
-    summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate)
+    summary = metrics.summarize(results, duration, args.max_concurrency, args.request_rate, args.objectives)
     failure = metrics.point_failure(summary)
     evidence = metrics.validity_evidence(results, summary, args.ignore_eos, cfg.stall_timeout)
     verdict = {**validity.judge(evidence), "evidence": evidence}
     _print_summary(summary, failure)
     print(f"validity: {validity.line(verdict)}")
+    if args.objectives is not None:
+        print(f"goodput ({args.objectives.text()}): {summary['good_requests']} good requests, "
+              f"{summary['request_goodput']:.2f} req/s, fraction {summary['goodput_fraction']:.3f}")
     if cfg.token_clock == "kernel_receive" and results:
         lag = max(r.read_lag for r in results) * 1e3
         print(f"client read lag (ms): max={lag:.2f} (how late this client read arrived bytes; "
@@ -189,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 "base_url": args.base_url, "model": model, "isl": args.isl, "osl": args.osl,
                 "random_range_ratio": args.random_range_ratio, "num_prompts": num_prompts,
                 "max_concurrency": args.max_concurrency, "request_rate": args.request_rate,
+                "burstiness": args.burstiness, **({"slo": args.objectives.text()} if args.objectives else {}),
                 "num_warmups": args.num_warmups, "ignore_eos": args.ignore_eos, "seed": args.seed,
                 "timer_start": client.TIMER_START, "token_clock": cfg.token_clock,
                 "endpoint": cfg.endpoint, "temperature": cfg.temperature,
@@ -201,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             **({"server_metrics": server_metrics} if server_metrics else {}),
         }
         serving = metrics.serving_document(summary, arrays,
-                                           {"model": model}, clock["start_unix"],
+                                           {"model": model, "burstiness": args.burstiness}, clock["start_unix"],
                                            time.strftime("%Y%m%d-%H%M%S"))
         atomic.write_text(args.output, json.dumps(serving if args.result_format == "benchmark_serving"
                                                   else document))

@@ -11,12 +11,15 @@ InferenceX-style TTFT can be shown beside the true one.
 
 A token's time is when its bytes reached this host: the kernel's receive stamp of the packet
 that completed its SSE event (``ixhpc.bench.rxstamp``), so a client whose event loop is busy
-still times the server, not itself. Two cases fall back to the time the bytes were read: no
-stamp (``token_clock="read"``, or an OS without them) and an event that was not the first
-one completed by its read, which only happens when the client fell behind; it then shares
-that read's time with the events after it. Any failure of one request (HTTP error, reset
-connection, truncated or malformed stream, error event, timeout) becomes that request's error
-text; it never stops the benchmark.
+still times the server, not itself. A read holding several events happens only when the
+client fell behind: its first event takes the stamp of the read's first packet, and the
+events of its later HTTP chunks (engines send an event per chunk) the stamp of its last packet,
+which the kernel hands over with the bytes on plain TCP (``http``). Both are the kernel's, far
+closer than the read's time, and bounds rather than exact: Linux merges packets queued unread
+and the merged one keeps the newest stamp. The time the bytes were read stands in where there
+is no stamp (``token_clock="read"``, TLS, an OS without them) and for further events inside
+one chunk. Any failure of one request (HTTP error, reset connection, truncated or malformed
+stream, error event, timeout) becomes that request's error text; it never stops the benchmark.
 
 A request's memory is bounded whatever the server sends: at most ``max_tokens`` +
 ``STAMP_SLACK`` token times, SSE events (lines) of at most ``max_line_bytes``, each read in
@@ -82,6 +85,7 @@ class ClientConfig:
     ignore_eos: bool = False
     max_concurrency: int = 1
     request_rate: float = math.inf
+    burstiness: float = 1.0  # gamma shape of the gaps between arrivals: 1 = Poisson, < 1 burstier
     request_timeout: float = 6 * 3600.0
     seed: int = 0
     stall_timeout: float = 300.0  # seconds a request may receive nothing (inf: no limit)
@@ -117,60 +121,59 @@ def _payload(cfg: ClientConfig, prompt: Prompt) -> dict[str, Any]:
     return body
 
 
-def _chunk_text(event: dict[str, Any]) -> str:
-    choices = event.get("choices")
-    if not choices:
-        return ""
-    choice = choices[0]
-    text = choice.get("text")
-    if text is None:
-        delta = choice.get("delta") or {}
-        text = delta.get("content") or delta.get("reasoning_content") or ""
-    return str(text)
-
-
 _DECODER = json.JSONDecoder()
-
-
-def _parse_json(data: bytes) -> Any:
-    """``json.loads`` at about half the cost (this runs once per streamed token): ``raw_decode``
-    of a str skips the encoding sniffing; the end check keeps the full validation."""
-    try:
-        text = data.decode()
-        event, end = _DECODER.raw_decode(text)
-        if end == len(text) and isinstance(event, dict):
-            return event
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        pass
-    raise StreamError(f"malformed SSE data: {data[:80]!r}")
 
 
 def _handle_event(raw: bytes, now: float, result: RequestResult, max_stamps: int = _UNBOUNDED) -> bool:
     """Account one SSE event; return True at ``[DONE]``. More than ``max_stamps`` token events
-    (or a usage count above it) fail the request: the server ignored ``max_tokens``."""
+    (or a usage count above it) fail the request: the server ignored ``max_tokens``.
+
+    It runs once per streamed token, so it is one function: absent keys cost one dict lookup,
+    and ``raw_decode`` of a str (about half ``json.loads``'s cost: no encoding sniffing; the end
+    check keeps the full validation) parses the event (``benchmarks/bench_client.py``)."""
     raw = raw.strip()
-    if not raw or raw.startswith(b":"):  # keep-alive comment
-        return False
-    if not raw.startswith(b"data:"):
+    if raw[:5] != b"data:":
+        if not raw or raw[:1] == b":":  # keep-alive comment
+            return False
         raise StreamError(f"malformed SSE event: {raw[:80]!r}")
     data = raw[5:].lstrip()
     if data == b"[DONE]":
         return True
-    event = _parse_json(data)
-    error = event.get("error")
-    if error is not None and error is not False and error != "":  # "error": null is no error
-        raise StreamError(f"server error event: {str(error)[:200]}")
+    try:
+        text = data.decode()
+        event, end = _DECODER.raw_decode(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        text, end, event = "", -1, None
+    if end != len(text) or type(event) is not dict:
+        raise StreamError(f"malformed SSE data: {data[:80]!r}")
+    if "error" in event:
+        error = event["error"]
+        if error is not None and error is not False and error != "":  # "error": null is no error
+            raise StreamError(f"server error event: {str(error)[:200]}")
     if not result.response_id:
         result.response_id = str(event.get("id", ""))
-    text = _chunk_text(event)
-    if text:
-        if len(result.token_times) >= max_stamps:
-            raise StreamError(f"the server sent more than {max_stamps} tokens (max_tokens + {STAMP_SLACK})")
-        result.token_times.append(now)
-        result.text_chars += len(text)
-        if " " in text.strip():  # a token holds one word at most: this chunk holds several tokens
-            result.multi_word_chunks += 1
-    usage = event.get("usage")
+    choices = event.get("choices")
+    if choices:
+        choice = choices[0]
+        chunk = choice.get("text")
+        if chunk is None:
+            delta = choice.get("delta") or {}
+            chunk = delta.get("content") or delta.get("reasoning_content") or ""
+        if chunk:
+            times = result.token_times
+            if len(times) >= max_stamps:
+                raise StreamError(f"the server sent more than {max_stamps} tokens (max_tokens + {STAMP_SLACK})")
+            times.append(now)
+            chunk = str(chunk)
+            result.text_chars += len(chunk)
+            if " " in chunk.strip():  # a token holds one word at most: this chunk holds several tokens
+                result.multi_word_chunks += 1
+    if "usage" in event:
+        _account_usage(event["usage"], result, max_stamps)
+    return False
+
+
+def _account_usage(usage: Any, result: RequestResult, max_stamps: int) -> None:
     if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
         count = usage["completion_tokens"]
         if not 0 <= count <= max_stamps:
@@ -180,7 +183,6 @@ def _handle_event(raw: bytes, now: float, result: RequestResult, max_stamps: int
         prompt_tokens = usage.get("prompt_tokens")
         if type(prompt_tokens) is int and prompt_tokens >= 0:
             result.prompt_tokens = prompt_tokens
-    return False
 
 
 class _EventStream:
@@ -191,10 +193,10 @@ class _EventStream:
     and re-splitting it at every read cost quadratic time). Events longer than ``max_line``
     bytes and more than ``max_stamps`` token events fail the request."""
 
-    __slots__ = ("result", "pending", "done", "last_read", "max_stamps", "max_line")
+    __slots__ = ("result", "pending", "done", "max_stamps", "max_line")
 
     def __init__(self, result: RequestResult, max_stamps: int = _UNBOUNDED, max_line: int = 1 << 20) -> None:
-        self.result, self.pending, self.done, self.last_read = result, bytearray(), False, math.nan
+        self.result, self.pending, self.done = result, bytearray(), False
         self.max_stamps, self.max_line = max_stamps, max_line
 
     def __call__(self, data: bytes, arrived: float, read: float) -> None:
@@ -205,21 +207,26 @@ class _EventStream:
             if whole is None:
                 return
             data = whole
+        elif (data.endswith(b"\n\n") and data.find(b"\n\n") == len(data) - 2 and b"\r" not in data
+              and len(data) <= self.max_line):  # the usual read: one whole event
+            self.done = _handle_event(data, arrived, self.result, self.max_stamps) or self.done
+            return
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         *events, rest = data.split(b"\n\n")  # usually one whole event per read
         if rest:
             self._check_length(len(rest))
             self.pending = bytearray(rest)
+        when = arrived
         for raw in events:
             if len(raw) > self.max_line:
                 self._check_length(len(raw))
-            # The first event completed by a read ends in the read's first packet, whose
-            # arrival the kernel stamped. Events after it in the same read (a client that fell
-            # behind) arrived later, at times nobody recorded: they get the read's time.
-            when = arrived if read != self.last_read else read
-            self.last_read = read
+            # The first event completed by these bytes ends in their first packet, whose
+            # arrival the kernel stamped (``arrived``: for a read's later HTTP chunks, the read's
+            # last packet's stamp, ``http._Connection._deliver``). Events after it in the same
+            # bytes arrived later, at times nobody recorded: they get the read's time.
             self.done = _handle_event(raw, when, self.result, self.max_stamps) or self.done
+            when = read
 
     def _extend(self, data: bytes) -> bytes | None:
         """Add ``data`` to the unfinished event; all of it once an event ends in it, else None."""
@@ -310,7 +317,9 @@ def open_session(cfg: ClientConfig) -> Iterator[http.Client]:
 
 
 async def run_requests(session: http.Client, cfg: ClientConfig, prompts: list[Prompt]) -> list[RequestResult]:
-    """Send ``prompts`` at most ``max_concurrency`` at a time, at Poisson times if the rate is finite."""
+    """Send ``prompts`` at most ``max_concurrency`` at a time; with a finite rate, at arrival
+    times whose gaps are gamma-distributed with shape ``burstiness`` and mean 1/rate, as vLLM's
+    ``benchmark_serving --burstiness`` (1: a Poisson process)."""
     sem = asyncio.Semaphore(cfg.max_concurrency)
 
     async def one(prompt: Prompt) -> RequestResult:
@@ -327,7 +336,7 @@ async def run_requests(session: http.Client, cfg: ClientConfig, prompts: list[Pr
             delay = next_at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            next_at += rng.expovariate(cfg.request_rate)
+            next_at += _gap(rng, cfg.request_rate, cfg.burstiness)
         await sem.acquire()
         tasks.append(asyncio.create_task(one(prompt)))
         # One launch per loop turn: launched together, a burst of thousands would run back to
@@ -335,6 +344,13 @@ async def run_requests(session: http.Client, cfg: ClientConfig, prompts: list[Pr
         # last request was sent; interleaved, reads wait for at most one request's send.
         await asyncio.sleep(0)
     return list(await asyncio.gather(*tasks))
+
+
+def _gap(rng: random.Random, rate: float, burstiness: float) -> float:
+    """Seconds to the next arrival: mean 1/rate; exponential (Poisson arrivals) at burstiness 1."""
+    if burstiness == 1.0:
+        return rng.expovariate(rate)
+    return rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
 
 
 async def benchmark(

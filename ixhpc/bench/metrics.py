@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ixhpc.bench import goodput as slos
 from ixhpc.bench import validity
 from ixhpc.bench.client import RequestResult
 
@@ -93,13 +94,13 @@ def serving_document(summary: dict[str, Any], requests: dict[str, Any], config: 
     doc: dict[str, Any] = {
         "date": date, "backend": "openai", "model_id": config["model"], "tokenizer_id": config["model"],
         "best_of": 1, "num_prompts": summary["num_prompts"],
-        "request_rate": "inf" if math.isinf(rate) else rate, "burstiness": 1.0,
+        "request_rate": "inf" if math.isinf(rate) else rate, "burstiness": config.get("burstiness", 1.0),
         "max_concurrency": summary["max_concurrency"], "duration": summary["duration"],
         "benchmark_start_time_unix": start_unix, "benchmark_end_time_unix": start_unix + summary["duration"],
     }
     doc |= {k: summary[k] for k in ("completed", "total_input_tokens", "total_output_tokens",
                                     "request_throughput")}
-    doc["request_goodput:"] = None  # sic: benchmark_serving's key
+    doc["request_goodput:"] = summary.get("request_goodput")  # sic: benchmark_serving's key
     doc |= {k: summary[k] for k in ("output_throughput", "total_token_throughput")}
     doc |= {
         "input_lens": requests["input_len"], "output_lens": requests["output_len"],
@@ -114,8 +115,10 @@ def serving_document(summary: dict[str, Any], requests: dict[str, Any], config: 
 
 
 def summarize(
-    results: list[RequestResult], duration: float, max_concurrency: int, request_rate: float
+    results: list[RequestResult], duration: float, max_concurrency: int, request_rate: float,
+    slo: slos.Slo | None = None,
 ) -> dict[str, Any]:
+    """The summary; with ``slo`` also its goodput figures (``ixhpc.bench.goodput``)."""
     ok = [r for r in results if r.success]
     total_in = sum(r.input_len for r in ok)
     total_out = sum(r.output_len for r in ok)
@@ -138,6 +141,11 @@ def summarize(
     ):
         summary.update(distribution(name, values))
     summary.update(max_concurrency=max_concurrency, num_prompts=len(results), request_rate=request_rate)
+    if slo is not None:
+        summary.update(slos.goodput(slo, {"ttft_ms": [r.ttft * 1e3 for r in results],
+                                          "tpot_ms": [r.tpot * 1e3 for r in results],
+                                          "e2el_ms": [r.e2el * 1e3 for r in results],
+                                          "success": [r.success for r in results]}, duration))
     return summary
 
 

@@ -26,6 +26,7 @@ SO_TIMESTAMPNS = 35  # Linux asm-generic value; Python's socket module does not 
 # same number may be another option, so no stamps there
 SUPPORTED = sys.platform == "linux" and os.uname().machine in ("x86_64", "aarch64")
 _TIMESPEC = struct.Struct("@ll")
+_TIMESPEC_SIZE = _TIMESPEC.size
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 _PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # an int: OR-ing the enum flags per call costs µs
 
@@ -48,6 +49,15 @@ def enable(transport: asyncio.BaseTransport) -> socket.socket | None:
     return dup
 
 
+def read_into(sock: socket.socket, buffer: memoryview) -> tuple[int, float | None]:
+    """Read what ``sock`` holds into ``buffer`` in one system call: (bytes read, 0 at EOF; the
+    receive stamp the kernel hands over with them as a ``perf_counter`` time, or None). On TCP
+    that stamp is the LAST packet's the read took (``arrival`` peeks for the first's). Raises
+    ``BlockingIOError`` when there is nothing to read, and the socket's other ``OSError``s."""
+    nbytes, ancillary, _, _ = sock.recvmsg_into([buffer], _ANCILLARY)
+    return nbytes, _stamp(ancillary)
+
+
 def arrival(sock: socket.socket) -> float | None:
     """``time.perf_counter()`` seconds at which the first unread byte of ``sock`` was received,
     or None (nothing unread, no stamp on the packet)."""
@@ -55,8 +65,15 @@ def arrival(sock: socket.socket) -> float | None:
         _, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY, _PEEK)
     except OSError:
         return None
+    return _stamp(ancillary)
+
+
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+
+
+def _stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
     for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) == _TIMESPEC.size:
+        if kind == SO_TIMESTAMPNS and level == _SOL_SOCKET and len(data) == _TIMESPEC_SIZE:
             sec, nsec = cast(tuple[int, int], _TIMESPEC.unpack(data))
             # the stamp is CLOCK_REALTIME; perf_counter is CLOCK_MONOTONIC: same rate, so the
             # offset between them, read now, converts it

@@ -28,9 +28,13 @@ from collections.abc import Iterable
 from typing import Any
 
 KEYS = ("running", "waiting", "kv_cache_usage", "prefix_cache_hit_rate", "prefix_cache_queries",
-        "prefix_cache_hits", "preemptions", "prompt_tokens", "generation_tokens", "requests")
-GAUGES = frozenset({"running", "waiting", "kv_cache_usage", "prefix_cache_hit_rate"})
-FRACTIONS = frozenset({"kv_cache_usage", "prefix_cache_hit_rate"})  # 0..1, averaged over label sets
+        "prefix_cache_hits", "preemptions", "prompt_tokens", "generation_tokens", "requests",
+        # the DRAM (offload) tier: its prefix-cache queries and hits in prompt tokens, its usage,
+        # the bytes copied each way
+        "cpu_prefix_cache_queries", "cpu_prefix_cache_hits", "cpu_kv_cache_usage",
+        "kv_offload_bytes_gpu_to_cpu", "kv_offload_bytes_cpu_to_gpu")
+GAUGES = frozenset({"running", "waiting", "kv_cache_usage", "prefix_cache_hit_rate", "cpu_kv_cache_usage"})
+FRACTIONS = frozenset({"kv_cache_usage", "prefix_cache_hit_rate", "cpu_kv_cache_usage"})  # 0..1, averaged
 
 # style -> figure -> Prometheus name (absent: the engine does not expose it). Names from each
 # engine's metrics documentation; vLLM's ``kv_cache_usage_perc`` is a fraction despite its name.
@@ -41,7 +45,12 @@ ENGINE_METRICS: dict[str, dict[str, str]] = {
              "prefix_cache_queries": "vllm:prefix_cache_queries_total",
              "prefix_cache_hits": "vllm:prefix_cache_hits_total",
              "preemptions": "vllm:num_preemptions_total", "prompt_tokens": "vllm:prompt_tokens_total",
-             "generation_tokens": "vllm:generation_tokens_total", "requests": "vllm:request_success_total"},
+             "generation_tokens": "vllm:generation_tokens_total", "requests": "vllm:request_success_total",
+             "cpu_prefix_cache_queries": "vllm:external_prefix_cache_queries_total",
+             "cpu_prefix_cache_hits": "vllm:external_prefix_cache_hits_total",
+             "cpu_kv_cache_usage": "vllm:cpu_kv_cache_usage_perc",
+             "kv_offload_bytes_gpu_to_cpu": "vllm:kv_offload_bytes_gpu_to_cpu_total",
+             "kv_offload_bytes_cpu_to_gpu": "vllm:kv_offload_bytes_cpu_to_gpu_total"},
     "sglang": {"running": "sglang:num_running_reqs", "waiting": "sglang:num_queue_reqs",
                "kv_cache_usage": "sglang:token_usage", "prefix_cache_hit_rate": "sglang:cache_hit_rate",
                "prompt_tokens": "sglang:prompt_tokens_total",
@@ -263,7 +272,8 @@ def summarize(targets: list[dict[str, Any]], t0: float, t1: float) -> dict[str, 
 
     running/waiting: ``_mean`` the sum over engines of each one's mean, ``_max`` the largest
     one engine showed; kv_cache_usage: mean and max over engines (fraction); prefix_cache_hit_rate:
-    hits / queries over the window where counted, else the engines' mean gauge; preemptions: the
+    hits / queries over the window where counted, else the engines' mean gauge (``srv_cpu_...``:
+    the DRAM tier's hits over the same queries, and its usage); preemptions: the
     counters' increase; prefill / decode tokens per second: the increase of prompt tokens on
     prefill (or aggregated) engines and of generated tokens on decode (or aggregated) engines."""
     engines = [tg for tg in targets if role_kind(str(tg["role"])) != "router" and tg["series"]]
@@ -287,14 +297,19 @@ def summarize(targets: list[dict[str, Any]], t0: float, t1: float) -> dict[str, 
         means, maxes = gauge(key)
         if means:
             out[f"srv_{key}_mean"], out[f"srv_{key}_max"] = sum(means), max(maxes)
-    means, maxes = gauge("kv_cache_usage")
-    if means:
-        out["srv_kv_cache_usage_mean"], out["srv_kv_cache_usage_max"] = sum(means) / len(means), max(maxes)
+    for key in ("kv_cache_usage", "cpu_kv_cache_usage"):
+        means, maxes = gauge(key)
+        if means:
+            out[f"srv_{key}_mean"], out[f"srv_{key}_max"] = sum(means) / len(means), max(maxes)
     counted = [tg for tg in chosen if "prefix_cache_queries" in tg["series"] and "prefix_cache_hits" in tg["series"]]
     if counted:
         queries = sum(_delta(tg["series"]["prefix_cache_queries"], t0, t1) for tg in counted)
         hits = sum(_delta(tg["series"]["prefix_cache_hits"], t0, t1) for tg in counted)
         out["srv_prefix_cache_hit_rate"] = hits / queries if queries > 0 else math.nan
+        cpu = [tg for tg in counted if "cpu_prefix_cache_hits" in tg["series"]]  # a DRAM tier's share
+        if cpu and queries > 0:
+            out["srv_cpu_prefix_cache_hit_rate"] = sum(
+                _delta(tg["series"]["cpu_prefix_cache_hits"], t0, t1) for tg in cpu) / queries
     else:
         means, _ = gauge("prefix_cache_hit_rate")
         if means:

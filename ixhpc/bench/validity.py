@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ixhpc.bench.agentic import gate
+
 VALID, INVALID, UNKNOWN = "valid", "invalid", "unknown"
 VERDICTS = (VALID, INVALID, UNKNOWN)
 
@@ -27,6 +29,17 @@ OSL_OFF = "osl_off"
 ISL_OFF = "isl_off"
 OUTPUT_TOKENS_UNCONFIRMED = "output_tokens_unconfirmed"
 CLIENT_BEHIND = "client_behind"
+# agentic-coding points (the trace replay, agentx SPEC §3.7 and §2.1; ``judge_agentic``)
+AGENTIC_FAILED_REQUESTS = "agentic_failed_requests"
+BELOW_DURATION_FLOOR = "below_duration_floor"
+# custom benchmarks (srt-slurm ``benchmark.type: custom``): only the step's exit status is known
+CUSTOM_EXIT_STATUS = "custom_exit_status"
+
+# Evidence keys a client without ixhpc's per-event counters adds (InferenceX's benchmark_serving,
+# ixhpc.results.serving): the codes its data cannot check (comma-separated; the verdict lists
+# them as "unchecked"), and who counted the input tokens ("server" unless said).
+UNCHECKED = "unchecked"
+INPUT_COUNTER = "input_counter"
 
 CODES: dict[str, str] = {
     FAILED_REQUESTS: "too many requests failed (HTTP errors, refused connections, timeouts, broken "
@@ -40,6 +53,14 @@ CODES: dict[str, str] = {
                                "the output token counts (and throughput) are chunk counts",
     CLIENT_BEHIND: "the client read the stream later than the inter-token latency: token times are "
                    "its own, not the server's",
+    AGENTIC_FAILED_REQUESTS: f"agentic replay: more than {gate.FAILURE_THRESHOLD:.0%} of the profiling requests "
+                             f"failed, or none succeeded (InferenceX's gate; exactly {gate.FAILURE_THRESHOLD:.0%} "
+                             "passes)",
+    BELOW_DURATION_FLOOR: f"agentic replay: the profiling window is shorter than AgentX's "
+                          f"{gate.MIN_CANONICAL_DURATION:g} s floor: a non-canonical run, not comparable with "
+                          "InferenceX's rows",
+    CUSTOM_EXIT_STATUS: "custom benchmark: its command exited with a non-zero status (its output is "
+                        "its own: no throughput figures are judged)",
 }
 
 # ----------------------------------------------------------------------------- thresholds
@@ -144,13 +165,42 @@ def judge(evidence: Mapping[str, Any]) -> dict[str, Any]:
     asked, counted = _num(e, "requested_input_tokens"), _num(e, "reported_input_tokens")
     n_reported = _num(e, "reported_input_requests")
     if asked and n_reported and abs(counted - asked) > ISL_TOLERANCE * asked + ISL_SLACK_TOKENS * n_reported:
-        details[ISL_OFF] = (f"server counted {counted / n_reported:.0f} input tokens per request, "
-                            f"{asked / n_reported:.0f} requested")
+        details[ISL_OFF] = (f"{e.get(INPUT_COUNTER) or 'server'} counted {counted / n_reported:.0f} input "
+                            f"tokens per request, {asked / n_reported:.0f} requested")
     lag, itl = _num(e, "median_read_lag_ms"), _num(e, "mean_itl_ms")
     if itl > 0 and lag > MAX_READ_LAG_ITL_RATIO * itl and lag > MIN_READ_LAG_MS:
         details[CLIENT_BEHIND] = f"median read lag {lag:.2f} ms > mean ITL {itl:.2f} ms (raise --workers)"
     reasons = [code for code in CODES if code in details]
+    judged: dict[str, Any] = {"verdict": INVALID if reasons else VALID, "reasons": reasons, "details": details}
+    unchecked = [code for code in str(e.get(UNCHECKED) or "").split(",") if code in CODES]
+    if unchecked:
+        judged["unchecked"] = unchecked
+    return judged
+
+
+def judge_agentic(evidence: Mapping[str, Any]) -> dict[str, Any]:
+    """The verdict of an agentic point over ``{profiling_requests, failed, duration}`` (the
+    profiling requests, how many failed, the profiling seconds asked for), by the replay's gate."""
+    n, failed, duration = _num(evidence, "profiling_requests"), _num(evidence, "failed"), _num(evidence, "duration")
+    details: dict[str, str] = {}
+    if n - failed <= 0:
+        details[AGENTIC_FAILED_REQUESTS] = f"no successful profiling request ({int(n)} sent)"
+    elif failed > gate.FAILURE_THRESHOLD * n:
+        details[AGENTIC_FAILED_REQUESTS] = (f"{int(failed)} of {int(n)} profiling requests failed; more than "
+                                            f"{gate.FAILURE_THRESHOLD:.0%}")
+    if duration < gate.MIN_CANONICAL_DURATION:
+        details[BELOW_DURATION_FLOOR] = (f"profiled {duration:g} s, below the {gate.MIN_CANONICAL_DURATION:g} s "
+                                         f"floor (non-canonical)")
+    reasons = [code for code in CODES if code in details]
     return {"verdict": INVALID if reasons else VALID, "reasons": reasons, "details": details}
+
+
+def judge_custom(exit_status: int) -> dict[str, Any]:
+    """A custom benchmark's verdict: its command's exit status, the only evidence there is."""
+    if exit_status == 0:
+        return {"verdict": VALID, "reasons": [], "details": {}}
+    return {"verdict": INVALID, "reasons": [CUSTOM_EXIT_STATUS],
+            "details": {CUSTOM_EXIT_STATUS: f"exit status {exit_status}"}}
 
 
 def verdict_of(validity: Mapping[str, Any] | None) -> str:
@@ -160,9 +210,12 @@ def verdict_of(validity: Mapping[str, Any] | None) -> str:
 
 
 def line(validity: Mapping[str, Any] | None) -> str:
-    """One line: ``invalid: code (detail); code (detail)``, ``valid`` or ``unknown``."""
+    """One line: ``invalid: code (detail); code (detail)``, ``valid`` or ``unknown``, and the
+    checks the client's data could not make (``valid; not checked: code, code``)."""
     verdict = verdict_of(validity)
+    unchecked = f"; not checked: {', '.join(validity['unchecked'])}" if validity and validity.get("unchecked") else ""
     if verdict != INVALID or not validity:
-        return verdict
+        return verdict + unchecked
     details = validity.get("details") or {}
-    return "invalid: " + "; ".join(f"{c} ({details[c]})" if c in details else c for c in validity.get("reasons", []))
+    return "invalid: " + "; ".join(f"{c} ({details[c]})" if c in details else c
+                                   for c in validity.get("reasons", [])) + unchecked

@@ -58,7 +58,7 @@ def _worker(cfg: client.ClientConfig, prompts: list[Prompt], warmups: list[Promp
         conn.close()
 
 
-def _collect(procs: list[Any], pipes: list[Connection], barrier: Any) -> list[tuple[str, Any]]:
+def collect(procs: list[Any], pipes: list[Connection], barrier: Any) -> list[tuple[str, Any]]:
     """Every worker's (status, detail). A failed or dead worker breaks the barrier, so the
     others stop waiting for it."""
     from multiprocessing.connection import wait
@@ -98,7 +98,7 @@ def benchmark(cfg: client.ClientConfig, prompts: list[Prompt], warmups: list[Pro
         child.close()
         procs.append(proc)
         pipes.append(parent)
-    outcomes = _collect(procs, pipes, barrier)
+    outcomes = collect(procs, pipes, barrier)
     errors = sorted((detail for status, detail in outcomes if status != "ok"),
                     key=lambda e: e.startswith("BrokenBarrierError"))  # the cause before its echoes
     if errors:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from ixhpc.runs import add_run_args
+    from ixhpc.runs import add_run_args, add_slo_arg
 
     add_run_args(parser)
+    add_slo_arg(parser)
     out = parser.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", type=Path,
                      help="directory to create (a run directory, as submit would make)")
@@ -46,7 +47,8 @@ def _plan_json(args: argparse.Namespace, target: object) -> int:
     run_id = rundir.new_run_id(args.recipe)
     run_dir = rundir.default_root() / run_id   # where submit would put it; nothing is written
     plans = runs.plan(target, run_dir, run_id)
-    recipe_env = sorted({name for p in plans for pt in p.points for name in pt.ixhpc.env})
+    recipe_env = sorted({name for p in plans for pt in p.points for name in pt.ixhpc.env_names()}
+                        | {name for p in plans for name in p.recipe_env})
     doc = plan_data.document(run_id, target.profile.name, plans, recipe_env,
                              target.profile.gpu_visibility_env)
     print(json.dumps(doc, indent=1))

@@ -3,6 +3,11 @@
 With ``--invalid``, points whose result the validity gate judged invalid are rerun too: their
 files are moved aside first (``runstate.set_aside_invalid``), never deleted.
 
+A job searching for an SLO (``ixhpc submit --slo``, ``ixhpc.slo``) is rerun while its search is
+unfinished (it continues from its recorded probes) or a probe's result is missing, never once
+its search is done and ingested; an invalid probe of a finished search is one of its findings
+(an invalid point misses the SLO), so ``--invalid`` leaves it: to search again, submit anew.
+
 A point with a valid HDF5 file is never run again: the job script itself skips every
 concurrency already done, so a resubmitted job runs only what is missing. Jobs still
 queued, running, suspended or requeued are left alone (``slurm.is_live``), and nothing is
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         statuses = {s.key: s for s in status.jobs}
         if args.invalid:  # invalid points count as missing: set aside below, then rerun
             for s in status.jobs:
-                s.missing = s.missing + s.invalid
+                if s.search is None or not s.search["done"]:  # a finished search's invalid probes stand
+                    s.missing = s.missing + s.invalid
         redo = [e for e in manifest.jobs if statuses[e.key].missing and not slurm.is_live(statuses[e.key].state)]
         aside = [] if args.dry_run else runstate.set_aside_damaged(
             path, [k for e in redo for k in statuses[e.key].missing])

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ixhpc import rundir
@@ -40,19 +40,52 @@ def show(path: Path, manifest: rundir.Manifest, as_json: bool, watch: float | No
     while True:
         status = runstate.run_status(path, manifest)
         jobs = status.jobs
+        power = power_verdicts(path, manifest)
         if as_json:  # without accounting: a field, and no line on stderr to parse around
             print(json.dumps({"run_id": manifest.run_id, "accounting_available": status.accounting,
                               "accounting_error": status.accounting_error,
-                              "jobs": [j.as_dict() for j in jobs]}), flush=True)
+                              "jobs": [{**j.as_dict(), "power": power.get(j.key, {})} for j in jobs]}),
+                  flush=True)
         else:
             if not status.accounting:
                 print(status.accounting_note(), file=sys.stderr)
             _print_table(manifest.run_id, jobs)
+            _print_power(power)
         if not watch or not any(slurm.is_live(j.state) for j in jobs):
             break
         time.sleep(watch)
     failed = any(j.missing and slurm.is_terminal(j.state) for j in jobs)
     return 1 if failed else 0
+
+
+def power_verdicts(path: Path, manifest: rundir.Manifest) -> dict[str, dict[str, str]]:
+    """Per job, each result's GPU power verdict (ixhpc.results.power): "valid", or "invalid:
+    REASONS"; points without a result or without sampled power are left out."""
+    from ixhpc import rundir
+    from ixhpc.results import store
+
+    layout = rundir.Layout.of(path)
+    out: dict[str, dict[str, str]] = {}
+    for entry in manifest.jobs:
+        for ref in entry.points:
+            try:
+                doc = store.read(layout.result(ref.key), with_requests=False).power
+            except store.PointFileError:
+                continue
+            if doc is not None:
+                out.setdefault(entry.key, {})[ref.key] = (
+                    "valid" if doc.get("power_valid") else f"invalid: {','.join(doc.get('reasons', [])) or '?'}")
+    return out
+
+
+def _print_power(power: dict[str, dict[str, str]]) -> None:
+    verdicts = [v for job in power.values() for v in job.values()]
+    if not verdicts:
+        return
+    bad = {k: v for job in power.values() for k, v in job.items() if v != "valid"}
+    print(f"GPU power: {len(verdicts) - len(bad)} valid, {len(bad)} not valid")
+    for key, verdict in sorted(bad.items()):
+        print(f"  power {verdict}: {key}")
 
 
 def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
@@ -61,7 +94,7 @@ def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
     print(f"run {run_id}: {done}/{total} points have results")
     width = max([len(j.key) for j in jobs] + [3])
     print(f"{'JOB':{width}}  {'JOB ID':10}  {'STATE':13}  {'POINTS':7}  NODES / REASON")
-    invalid = sum(len(j.invalid) for j in jobs)
+    invalid = sum(len(j.invalid) for j in jobs if not _searched(j))
     if invalid:
         print(f"{invalid} point(s) judged invalid by the validity gate (`ixhpc resume --invalid` reruns them)")
     for j in jobs:
@@ -69,3 +102,27 @@ def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
                          if x)
         print(f"{j.key:{width}}  {j.job_id or '-':10}  {j.state:13}  "
               f"{f'{j.points_done}/{j.points_total}':7}  {extra}")
+    for j in jobs:
+        if j.search is not None:
+            print(f"{j.key}: {_search_line(j.search)}")
+
+
+def _searched(job: JobStatus) -> bool:
+    """A finished SLO search: its invalid probes are findings (missed), not reruns."""
+    return job.search is not None and bool(job.search["done"])
+
+
+def _search_line(search: dict[str, Any]) -> str:
+    probes = ", ".join(f"{_probe_at(p)} {'met' if p['met'] else 'missed'}" for p in search["probes"]) or "none yet"
+    if not search["done"]:
+        return (f"SLO search {search['spec']} unfinished (probes: {probes}; may still probe "
+                f"{', '.join(map(str, search['open']))}: `ixhpc resume` continues it)")
+    answer, rate = search["answer"], search.get("rate_answer")
+    found = ("none meets it" if answer is None
+             else f"answer {rate:g} req/s at concurrency {answer}" if rate is not None else f"answer {answer}")
+    return (f"SLO search {search['spec']}: {found} "
+            f"(probes: {probes}; not run, settled by the search: {', '.join(map(str, search['settled'])) or '-'})")
+
+
+def _probe_at(probe: dict[str, Any]) -> str:
+    return f"{probe['rate']:g}/s" if "rate" in probe else f"c{probe['conc']}"

@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from ixhpc.rundir import Layout
-    from ixhpc.runs import add_run_args
+    from ixhpc.runs import add_run_args, add_slo_arg
 
     add_run_args(parser)
+    add_slo_arg(parser)
     parser.add_argument("--results", type=Path, default=None,
                         help="where run directories go (default: $IXHPC_RESULTS or ./results)")
     parser.add_argument("--dry-run", action="store_true",

@@ -19,6 +19,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ixhpc.recipe import Recipes
+    from ixhpc.sweep import AnyPoint
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -38,25 +43,50 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _expansion_errors(path: str, engine_check: bool, inferencex: Path | None = None) -> list[str]:
     """What expanding the file into run points refuses (no cluster: runners stay unresolved),
-    then the engine flags of every role of every point (warnings go to stderr)."""
-    from ixhpc.engines import FRAMEWORKS
+    then the ``ixhpc.eval`` blocks (thresholds files, task names), then the engine flags of
+    every role of every point (warnings go to stderr)."""
     from ixhpc.errors import ConfigError
     from ixhpc.recipe import load_recipe_files
-    from ixhpc.sweep import AgenticMultiPoint, AgenticSinglePoint, expand_all
+    from ixhpc.sweep import expand_all
 
     try:
         recipes = load_recipe_files([path])
         points = expand_all(recipes, profiles={})
     except ConfigError as exc:
         return exc.errors
-    # Points ixhpc cannot run yet (render/submit refuse them with a PlanError): agentic ones,
-    # and frameworks without an ixhpc engine (InferenceX's current files name a few).
+    from ixhpc.evals import check as eval_check
+
+    evals = eval_check.errors(points)  # all at once with what follows
+    return evals + _runnable_errors(path, points, recipes, engine_check, inferencex)
+
+
+def _runnable_errors(path: str, points: list[AnyPoint], recipes: Recipes, engine_check: bool,
+                     inferencex: Path | None) -> list[str]:
+    from ixhpc.engines import FRAMEWORKS
+    from ixhpc.errors import PlanError
+    from ixhpc.sweep import AgenticMultiPoint, AgenticSinglePoint, runnable_agentic
+
+    # Points ixhpc cannot run (render/submit refuse them with a PlanError): frameworks without
+    # an ixhpc engine (InferenceX's current files name a few). Agentic points are checked as
+    # they run; without a runner config a DRAM budget of 1 GB stands in (flags, not sizes).
     unknown = sorted({p.framework for p in points if p.framework not in FRAMEWORKS})
     if unknown:
         print(f"{path}: warning: framework(s) {', '.join(unknown)} have no ixhpc engine yet: "
               f"their points are listed by `sweep`, not rendered", file=sys.stderr)
-    runnable = [p for p in points if p.framework in FRAMEWORKS
-                and not isinstance(p, (AgenticSinglePoint, AgenticMultiPoint))]
+    runnable, shapes = [], set[str]()
+    for p in points:
+        if p.framework not in FRAMEWORKS:
+            continue
+        if isinstance(p, (AgenticSinglePoint, AgenticMultiPoint)):
+            try:
+                p = runnable_agentic(p if p.total_cpu_dram_gb is not None else
+                                     p.model_copy(update={"total_cpu_dram_gb": 1}))
+            except PlanError as exc:  # valid InferenceX, a shape ixhpc does not run
+                shapes.add(f"{path}: warning: {exc}; not rendered")
+                continue
+        runnable.append(p)
+    if shapes:
+        print("\n".join(sorted(shapes)), file=sys.stderr)
     if inferencex is not None:  # script mode: the scripts replace the engine launch
         from ixhpc import inferencex_scripts
 
@@ -92,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from ixhpc.srtslurm import file_errors as srt_file_errors
 
     failed = False
-    srt = {path: srt_file_errors(path) for path in args.files}  # None: not an srt-slurm recipe
+    srt = {path: srt_file_errors(path, args.engine_check) for path in args.files}  # None: not an srt-slurm recipe
     dirs = _srt_recipe_dirs(args)
     unchecked = False
     for path in args.files:

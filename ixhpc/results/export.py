@@ -56,9 +56,12 @@ def records(df: pandas.DataFrame) -> list[dict[str, Any]]:
 def ok_rows(df: pandas.DataFrame, include_invalid: bool = False) -> pandas.DataFrame:
     """Points whose benchmark succeeded and that the validity gate did not find invalid
     (unless ``include_invalid``): failed and invalid points stay in the table, not in
-    comparisons. A point judged before the gate (no verdict: unknown) is kept."""
+    comparisons. A point judged before the gate (no verdict: unknown) is kept. An eval-only
+    point ran no throughput benchmark (ixhpc.evals): its scores are in the eval export."""
     if "failure" in df:
         df = df[df["failure"].isna()]
+    if "eval_only" in df:
+        df = df[(df["eval_only"] != True).fillna(True).astype(bool)]  # noqa: E712 (a nullable column)
     if not include_invalid and "validity" in df:
         df = df[(df["validity"] != validity.INVALID).fillna(True).astype(bool)]
     return df
@@ -72,7 +75,12 @@ def invalid_rows(df: pandas.DataFrame) -> pandas.DataFrame:
 
 
 def agg_rows(df: pandas.DataFrame, include_invalid: bool = False) -> list[dict[str, Any]]:
-    return [inferencex_row(*point_inputs(row)) for row in records(ok_rows(df, include_invalid))]
+    """One row per point; agentic-coding points as InferenceX writes theirs (agentx SPEC §3.6,
+    ``ixhpc.results.agentic.export_row``)."""
+    from ixhpc.results import agentic
+
+    return [agentic.export_row(row) if row.get("scenario_type") == agentic.SCENARIO
+            else inferencex_row(*point_inputs(row)) for row in records(ok_rows(df, include_invalid))]
 
 
 # ----------------------------------------------------------------------------- InferenceX's row
@@ -271,6 +279,15 @@ def point_inputs(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]
 def write_agg_json(df: pandas.DataFrame, path: str | os.PathLike[str], include_invalid: bool = False) -> int:
     rows = agg_rows(df, include_invalid)
     # allow_nan=False: InferenceX's consumers include strict JSON parsers
+    atomic.write_text(path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
+    return len(rows)
+
+
+def write_eval_json(df: pandas.DataFrame, path: str | os.PathLike[str]) -> int:
+    """InferenceX's agg_eval_all.json rows of every point that ran evals (ixhpc.evals.report)."""
+    from ixhpc.evals.report import inferencex_rows
+
+    rows = inferencex_rows(records(df))
     atomic.write_text(path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
     return len(rows)
 

@@ -7,6 +7,7 @@ same that ``sweep`` builds it with: closed, strict, one of three point shapes.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any, get_args
@@ -25,7 +26,7 @@ from pydantic import (
 from ixhpc import point_metadata
 from ixhpc.bench import servermetrics, validity
 from ixhpc.errors import ResultFileError
-from ixhpc.results import metrics, store
+from ixhpc.results import agentic, metrics, store
 
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 Number = StrictInt | StrictFloat
@@ -107,11 +108,15 @@ def _validated(validate: Callable[[Any], Any], data: Any, what: str) -> Any:
 
 def build_point(bench_result: dict[str, Any], metadata: dict[str, Any],
                 power: tuple[dict[str, Any], dict[str, Any]] | None = None,
-                require_power: bool = False) -> store.Point:
+                require_power: bool = False, slo_search: dict[str, Any] | None = None) -> store.Point:
     """Check both inputs and compute the InferenceX metrics once, from the metadata's topology.
 
     ``power``: the GPU power verdict and readings (``ixhpc.results.power.for_point``); with
-    ``require_power`` a point whose power is not valid is invalid (reason ``power_invalid``)."""
+    ``require_power`` a point whose power is not valid is invalid (reason ``power_invalid``).
+    ``slo_search``: the job's SLO search (``ixhpc.slo``) this point was a probe of.
+    An agentic-coding replay's result is built by ``_agentic_point``."""
+    if agentic.is_replay(bench_result):
+        return _agentic_point(bench_result, metadata, power, require_power)
     bench = _validated(BenchResult.model_validate, bench_result, "benchmark result")
     meta = _validated(point_metadata.ADAPTER.validate_python, metadata, "metadata").record()
     req = bench.requests
@@ -127,6 +132,30 @@ def build_point(bench_result: dict[str, Any], metadata: dict[str, Any],
         requests=store.Requests.from_columns(columns, req.itl_ms_values, req.itl_ms_offsets, req.error),
         validity=_with_power(_judged(bench.validity), power[0] if power else None, require_power),
         **_server_metrics(bench.server_metrics, float(bench.summary.get("duration", 0.0))),
+        **_power_fields(power),
+        slo_search=_validated(SloSearch.model_validate, slo_search, "SLO search").model_dump()
+        if slo_search is not None else None,
+    )
+
+
+def _agentic_point(doc: dict[str, Any], metadata: dict[str, Any],
+                   power: tuple[dict[str, Any], dict[str, Any]] | None, require_power: bool) -> store.Point:
+    """An agentic-coding replay's point (``ixhpc.results.agentic``)."""
+    replay = _validated(agentic.Replay.model_validate, doc, "agentic result")
+    meta = _validated(point_metadata.ADAPTER.validate_python, metadata, "metadata").record()
+    summary = agentic.summary(replay)
+    columns, itl, offsets, errors = agentic.request_columns(replay)
+    lo, hi = replay.agentic["profiling_window"]
+    return store.Point(
+        metadata=meta, summary=summary,
+        metrics=agentic.metrics(replay.agentic, metrics.point_metrics(meta, summary)),
+        failure=replay.failure or "",
+        config={k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
+                for k, v in replay.config.items() if v is not None},
+        requests=store.Requests.from_columns(columns, itl, offsets, errors),
+        validity=_with_power(agentic.judged(replay), power[0] if power else None, require_power),
+        agentic=replay.agentic, agentic_requests=agentic.id_columns(replay),
+        **_server_metrics(replay.server_metrics, float(hi) - float(lo)),
         **_power_fields(power),
     )
 
@@ -174,21 +203,60 @@ def _judged(given: Validity | None) -> dict[str, Any] | None:
     return {**validity.judge(evidence), "evidence": evidence}
 
 
+class SloProbe(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    conc: StrictInt
+    met: StrictBool
+    goodput_fraction: float
+
+
+class SloSearch(BaseModel):
+    """A job's SLO search (``ixhpc.slo``): its objectives, probes and answer."""
+    model_config = ConfigDict(extra="allow")
+    spec: StrictStr
+    slo: dict[str, Number | None]
+    concurrencies: list[StrictInt]
+    probes: list[SloProbe]
+    done: StrictBool
+    answer: StrictInt | None
+
+
 class ResultExists(ResultFileError):
     """The point's result file exists already (another writer may have just published it)."""
 
 
 def write_point(path: str | os.PathLike[str], bench_result: dict[str, Any], metadata: dict[str, Any],
-                power: tuple[dict[str, Any], dict[str, Any]] | None = None, require_power: bool = False) -> str:
+                power: tuple[dict[str, Any], dict[str, Any]] | None = None, require_power: bool = False,
+                slo_search: dict[str, Any] | None = None,
+                eval_result: tuple[dict[str, Any], dict[str, bytes]] | None = None,
+                custom: dict[str, Any] | None = None) -> str:
     """Write one run-point file atomically; returns its result id. Never overwrites a result:
-    publishing is an atomic no-replace, so of two concurrent writers exactly one wins."""
+    publishing is an atomic no-replace, so of two concurrent writers exactly one wins.
+    ``eval_result``: the point's eval document and sample logs (``ixhpc.evals.results``).
+    ``custom``: a custom benchmark's step record (``no_benchmark``); its verdict is the exit status."""
     if os.path.exists(path):  # cheap early answer; store.write decides race-free
         raise ResultExists(f"{path} exists; results are never overwritten")
-    point = build_point(bench_result, metadata, power, require_power)
+    point = build_point(bench_result, metadata, power, require_power, slo_search)
+    if eval_result is not None:
+        point.eval, point.eval_samples = eval_result
+    if custom is not None:
+        point.custom, point.validity = custom, validity.judge_custom(int(custom["exit_status"]))
     try:
         return store.write(path, point)
     except FileExistsError:
         raise ResultExists(f"{path} exists; results are never overwritten") from None
+
+
+def no_benchmark(**config: Any) -> dict[str, Any]:
+    """The benchmark result of a point whose load generator did not run (an eval-only point, a
+    custom benchmark's): no requests and no throughput (NaN, never 0); ``config`` says why."""
+    return {"summary": {"completed": 0, "failed": 0, "duration": 0.0, "total_input_tokens": 0,
+                        "total_output_tokens": 0, "total_token_throughput": math.nan,
+                        "output_throughput": math.nan},
+            "requests": {"ttft_ms": [], "tpot_ms": [], "e2el_ms": [], "input_len": [], "output_len": [],
+                         "success": [], "error": [], "start_time": [], "itl_ms_values": [],
+                         "itl_ms_offsets": [0]},
+            "config": config}
 
 
 def load_json(path: str | os.PathLike[str], what: str) -> Any:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ixhpc import atomic
 from ixhpc.bench import validity
-from ixhpc.results import export
+from ixhpc.evals import report as eval_report
+from ixhpc.results import agentic_report, export
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,7 +95,7 @@ def markdown(df: pandas.DataFrame, include_invalid: bool = False) -> str:
     for r in ok:
         lines.append(
             f"| {r.get('runner')} | {r.get('framework')} | {_client(r)} | {r.get('precision')} "
-            f"| {r.get('isl')}/{r.get('osl')} "
+            f"| {agentic_report.lengths(r)} "
             f"| {parallelism(r)} | {r.get('conc')} | {_num(r.get('tput_per_gpu'))} "
             f"| {_num(r.get('output_tokens_per_joule'), digits=3)} | {_num(r.get('avg_power_w'))} "
             f"| {_num(r.get('median_ttft'), 1000)} | {_num(r.get('p99_ttft'), 1000)} "
@@ -107,7 +108,10 @@ def markdown(df: pandas.DataFrame, include_invalid: bool = False) -> str:
         notes.append(f"{len(invalid)} invalid, {'shown' if include_invalid else 'left out'}")
     text += f" ({'; '.join(notes)}; listed below)\n\n" if notes else "\n\n"
     text += "\n".join(lines) + "\n"
-    text += _server_section(ok) + _power_section(ok)
+    text += _server_section(ok) + _power_section(ok) + _slo_section(ok)
+    text += eval_report.section(export.records(df))  # every point that ran evals, eval-only ones too
+    text += agentic_report.section(ok, parallelism)
+    text += _custom_section(export.records(df))
     if failed:
         text += "\n## Failed points\n\n" + "".join(
             f"- `{r.get('point_key')}` (job {r.get('job_id')}): {r.get('failure')}\n" for r in failed)
@@ -124,6 +128,18 @@ SERVER_COLUMNS = (("srv_running_mean", "running", 1.0, 1), ("srv_waiting_mean", 
                   ("srv_preemptions", "preemptions", 1.0, 0),
                   ("srv_prefill_tokens_per_s", "prefill tok/s", 1.0, 0),
                   ("srv_decode_tokens_per_s", "decode tok/s", 1.0, 0))
+
+
+def _custom_section(rows: list[dict[str, Any]]) -> str:
+    """Custom benchmarks (srt-slurm ``benchmark.type: custom``): their output is their own, so
+    the point is the step: exit status, wall time and log (no throughput figures above)."""
+    custom = [r for r in rows if r.get("custom_exit_status") is not None]
+    if not custom:
+        return ""
+    return ("\n## Custom benchmarks (the command's own output is in its log; no throughput measured)\n\n"
+            "| point | job | exit status | wall time (s) | log |\n|---|---|---:|---:|---|\n" + "".join(
+                f"| `{r.get('point_key')}` | {r.get('job_id')} | {r.get('custom_exit_status')} "
+                f"| {_num(r.get('custom_wall_s'))} | `{r.get('custom_log')}` |\n" for r in custom))
 
 
 def _server_section(rows: list[dict[str, Any]]) -> str:
@@ -158,6 +174,59 @@ def _power_section(rows: list[dict[str, Any]]) -> str:
                      f"| {_num(r.get('joules_per_output_token'), digits=4)} "
                      f"| {_num(r.get('output_tokens_per_joule'), digits=3)} | {_num(r.get('tput_per_gpu'))} |")
     return "\n".join(lines) + "\n"
+
+
+def _slo_section(rows: list[dict[str, Any]]) -> str:
+    """Each SLO search (``ixhpc submit --slo``): its probes and the highest concurrency met."""
+    rows = [r for r in rows if isinstance(r.get("slo_spec"), str) and r["slo_spec"]]
+    if not rows:
+        return ""
+    lines = ["\n## SLO search (highest concurrency, or request rate, meeting the objectives; ixhpc.slo)\n",
+             "| setup | parallelism | SLO | probes (conc: goodput fraction) | answer |", "|---|---|---|---|---:|"]
+    searches = _groups(rows, lambda r: (series(r), parallelism(r), r.get("isl"), r.get("osl"), r["slo_spec"]))
+    for (label, par, _, _, spec), srows in sorted(searches.items(), key=str):
+        rate = _finite(srows[0].get("slo_burstiness"))  # a rate search: its point is the chosen rate's probe
+        probes = ", ".join(f"{r.get('conc')}{_at_rate(r) if rate else ''}: {_num(r.get('goodput_fraction'), digits=2)}"
+                           f"{' met' if r.get('slo_met') is True else ' missed'}"
+                           for r in sorted(srows, key=lambda r: r.get("conc") or 0))
+        answer = srows[0].get("slo_answer")
+        shown = answer if isinstance(answer, (int, float)) and _finite(answer) and answer >= 0 else "none"
+        if rate and shown != "none":
+            shown = f"{srows[0].get('request_rate'):g} req/s at {shown}"
+        lines.append(f"| {label} | {par} | {spec} | {probes} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+def _at_rate(row: dict[str, Any]) -> str:
+    return f" @ {row.get('request_rate'):g}/s"
+
+
+def _slo_line(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """The TPOT objective as interactivity (1000 / TPOT ms): points right of it meet it."""
+    limits = sorted({r["slo_tpot_ms"] for r in rows if _finite(r.get("slo_tpot_ms")) and r["slo_tpot_ms"] > 0})
+    for tpot in limits:
+        ax.axvline(1000.0 / tpot, color="crimson", linestyle="--", linewidth=1,
+                   label=f"SLO: TPOT <= {tpot:g} ms ({1000.0 / tpot:g} tok/s/user)")
+
+
+def _slo_probes(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """Each SLO search's probes, ringed when they met the objectives and crossed when they
+    missed them (a TTFT or goodput miss has no line to show it), with their concurrency."""
+    probes = [r for r in rows if isinstance(r.get("slo_spec"), str) and r["slo_spec"]
+              and _finite(r.get(X_INTVTY), r.get("tput_per_gpu"))]
+    for spec, srows in sorted(_groups(probes, lambda r: r["slo_spec"]).items()):
+        for met in (True, False):
+            pts = [(r[X_INTVTY], r["tput_per_gpu"]) for r in srows if (r.get("slo_met") in (True,)) == met]
+            if pts:
+                style = ({"marker": "o", "facecolors": "none", "edgecolors": "green", "s": 120, "linewidths": 1.5}
+                         if met else {"marker": "x", "color": "crimson", "s": 90})
+                ax.scatter(*zip(*pts), zorder=3, label=f"SLO {spec}: probe {'met' if met else 'missed'}", **style)
+            if pts and met:  # the frontier within the SLO: what the search offers
+                ax.plot(*zip(*pareto(pts)), color="green", linestyle=":", linewidth=1.5, zorder=2,
+                        label=f"SLO {spec}: frontier of the probes meeting it")
+        for r in srows:
+            ax.annotate(f"c{r.get('conc')}", (r[X_INTVTY], r["tput_per_gpu"]), textcoords="offset points",
+                        xytext=(7, 5), fontsize=7)
 
 
 def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -219,6 +288,12 @@ def plot_experiment(rows: list[dict[str, Any]], title: str, out_dir: Path, stem:
                 ax.plot(*zip(*sorted(best.items())), marker="o", color=_rgb(dots),
                         label=f"{label} (best per concurrency)")
         if kind == "pareto":
+            every = [(r[X_INTVTY], r["tput_per_gpu"]) for r in rows if _finite(r.get(X_INTVTY), r.get("tput_per_gpu"))]
+            if len(_groups(rows, series)) > 1 and every:  # the experiment's frontier over every setup
+                ax.plot(*zip(*pareto(every)), color="black", linewidth=3, alpha=0.3, zorder=1,
+                        label="Pareto frontier, all setups")
+            _slo_line(ax, rows)
+            _slo_probes(ax, rows)
             ax.set(xlabel="interactivity, median (tok/s/user)", ylabel="token throughput per GPU (tok/s)",
                    title=f"{title}: throughput vs interactivity (lines: Pareto frontier)")
         else:
@@ -259,6 +334,8 @@ def write_report(df: pandas.DataFrame, out_dir: str | os.PathLike[str], include_
     atomic.write_text(summary, markdown(df, include_invalid))
     written = [summary]
     rows = export.records(export.ok_rows(df, include_invalid))
+    written += agentic_report.plots(rows, out, plot_stem, parallelism)  # their own experiments
+    rows = [r for r in rows if not agentic_report.is_agentic(r)]
     experiments = _groups(rows, lambda r: (r.get("model_prefix"), r.get("isl"), r.get("osl")))
     for (prefix, isl, osl), erows in sorted(experiments.items(), key=str):
         title = f"{prefix} isl={isl} osl={osl}"

@@ -15,21 +15,37 @@ directory and inside the HDF5 file (group ``/inferencex``: one string dataset ea
     python -m ixhpc.results.serving workspace --checkout DIR --to DIR
         the job's copy of the checkout (no .git), the script's working directory
     python -m ixhpc.results.serving ingest --run-dir R --job K --conc C --result-filename NAME
+            --random-range-ratio X
         after one concurrency's step: move its files into the run directory, write the point
+
+Validity (``ixhpc.bench.validity``, its codes and thresholds): the result's own counts are the
+evidence. Requests are ``num_prompts`` (else the per-request rows), failed ones those not
+``completed`` (or with an error text); output and input tokens are ``total_output_tokens``
+and ``total_input_tokens`` (benchmark_serving's own count of the prompts it sent: the
+``client`` counted them); what was requested is the nearest total the random range allows
+(each request's length drawn from [ratio x L, L] for the row's ISL and OSL), so only a
+realized average outside that range counts against the point. Unknown whether the script
+asked for ``ignore_eos``, the OSL check is the lenient one (at least half). A result cannot
+show stalls, chunk contents or read lag (``stalled_stream``, ``output_tokens_unconfirmed``,
+``client_behind``), nor, without ``--save-detailed``, short requests
+(``too_few_output_tokens``): the verdict lists those as ``unchecked``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import math
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
+from ixhpc.bench import validity
 from ixhpc.errors import ResultFileError, main_guard
+from ixhpc.evals.results import EvalSpec, add_ingest_arguments, spec_of
 from ixhpc.rundir import Layout
 
 CLIENT = "inferencex-benchmark_serving"
@@ -40,15 +56,28 @@ _CONFIG_KEYS = ("date", "backend", "model_id", "tokenizer_id", "num_prompts", "r
                 "burstiness", "max_concurrency")
 _ARRAYS = ("input_lens", "output_lens", "ttfts", "itls", "errors", "generated_texts", "e2els",
            "start_times")
+# What no benchmark_serving result can show; and what needs its per-request arrays.
+UNCHECKABLE = (validity.STALLED_STREAM, validity.OUTPUT_TOKENS_UNCONFIRMED, validity.CLIENT_BEHIND)
+NEEDS_DETAILED = (validity.TOO_FEW_OUTPUT_TOKENS,)
 
 
-def _number(v: Any) -> bool:
+@dataclasses.dataclass(frozen=True)
+class Requested:
+    """What the row asked for: each request's lengths are drawn from [ratio x L, L]."""
+
+    isl: int
+    osl: int
+    range_ratio: float    # RANDOM_RANGE_RATIO, the recipe's ixhpc.benchmark.random-range-ratio
+
+
+def _number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def bench_result(doc: dict[str, Any], source: str = "") -> dict[str, Any]:
+def bench_result(doc: dict[str, Any], source: str = "", requested: Requested | None = None) -> dict[str, Any]:
     """The ixhpc benchmark-result record (``ixhpc.results.ingest.BenchResult``) of one
-    ``benchmark_serving`` result."""
+    ``benchmark_serving`` result; judged (``validity``) when the row's ``requested`` lengths
+    are known."""
     if not isinstance(doc, dict):
         raise ResultFileError(f"{source}: expected a benchmark_serving result object")
     summary = {k: v for k, v in doc.items() if _number(v) and k not in _ARRAYS}
@@ -59,8 +88,47 @@ def bench_result(doc: dict[str, Any], source: str = "") -> dict[str, Any]:
     config: dict[str, Any] = {k: doc[k] for k in _CONFIG_KEYS
                               if isinstance(doc.get(k), (str, int, float, bool))}
     config["client"] = CLIENT
-    return {"summary": summary, "requests": _requests(doc, source), "config": config,
-            "failure": None if doc.get("completed", 1) else "no request completed"}
+    requests = _requests(doc, source)
+    out = {"summary": summary, "requests": requests, "config": config,
+           "failure": None if doc.get("completed", 1) else "no request completed"}
+    if requested is not None:
+        ev = evidence(doc, requests, requested)
+        judged = validity.judge(ev)
+        out["validity"] = {"verdict": judged["verdict"], "reasons": judged["reasons"],
+                           "details": judged["details"], "evidence": ev}
+    return out
+
+
+def _float(doc: dict[str, Any], key: str, default: float = 0.0) -> float:
+    value = doc.get(key)
+    return float(value) if _number(value) else default
+
+
+def _clamped(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)
+
+
+def evidence(doc: dict[str, Any], requests: dict[str, list[Any]], want: Requested) -> dict[str, Any]:
+    """``validity.judge``'s evidence from what the result holds (see the module's docstring)."""
+    detailed = bool(requests["success"])
+    ok = [i for i, good in enumerate(requests["success"]) if good]
+    completed = _float(doc, "completed", float(len(ok)))
+    n = max(_float(doc, "num_prompts"), float(len(requests["success"])), completed)
+    failed = max(n - completed, float(len(requests["success"]) - len(ok)))
+    done = n - failed
+    outs = float(sum(requests["output_len"][i] for i in ok)) if detailed else _float(doc, "total_output_tokens")
+    ins = float(sum(requests["input_len"][i] for i in ok)) if detailed else _float(doc, "total_input_tokens")
+    r = want.range_ratio
+    unchecked = [*UNCHECKABLE, *([] if detailed else NEEDS_DETAILED)]
+    return {
+        "requests": n, "failed": failed, "output_tokens": outs,
+        "requested_output_tokens": _clamped(outs, done * r * want.osl, done * want.osl),
+        "short_requests": sum(requests["output_len"][i] < validity.MIN_OUTPUT_TOKENS for i in ok),
+        "requested_input_tokens": _clamped(ins, done * r * want.isl, done * want.isl) if ins else 0.0,
+        "reported_input_tokens": ins, "reported_input_requests": done if ins else 0.0,
+        "ignore_eos": False, validity.INPUT_COUNTER: "client",
+        validity.UNCHECKED: ",".join(c for c in validity.CODES if c in unchecked),
+    }
 
 
 def _requests(doc: dict[str, Any], source: str) -> dict[str, list[Any]]:
@@ -109,8 +177,10 @@ def _job_fields(result: Path, duration: float) -> dict[str, str]:
 
 
 def write_point(out: Path, doc: dict[str, Any], metadata: dict[str, Any],
-                attachments: dict[str, Path]) -> str:
-    """The point file at ``out`` (never replaced), the side files inside it."""
+                attachments: dict[str, Path], range_ratio: float,
+                eval_result: tuple[dict[str, Any], dict[str, bytes]] | None = None) -> str:
+    """The point file at ``out`` (never replaced), the side files inside it, judged against the
+    metadata's ISL and OSL; ``eval_result``: the script's lm-eval scores (ixhpc.evals.results)."""
     import h5py
 
     from ixhpc import atomic
@@ -118,7 +188,12 @@ def write_point(out: Path, doc: dict[str, Any], metadata: dict[str, Any],
 
     staging = out.parent / f".{out.name}.serving-staging"
     staging.unlink(missing_ok=True)
-    result_id = ingest.write_point(staging, bench_result(doc, str(out)), metadata)
+    requested = (Requested(int(metadata["isl"]), int(metadata["osl"]), range_ratio)
+                 if metadata.get("isl") and metadata.get("osl") else None)   # agentic rows have none
+    config = doc.get("config")
+    eval_only = isinstance(config, dict) and config.get("eval_only") is True  # ixhpc.results.ingest.no_benchmark
+    bench = doc if eval_only else bench_result(doc, str(out), requested)
+    result_id = ingest.write_point(staging, bench, metadata, eval_result=eval_result)
     try:
         with h5py.File(staging, "a") as f:
             group = f.create_group(ATTACHMENTS)
@@ -133,9 +208,17 @@ def write_point(out: Path, doc: dict[str, Any], metadata: dict[str, Any],
     return result_id
 
 
-def ingest_step(layout: Layout, job: str, conc: int, result_filename: str, status: int = 0) -> Path:
-    """After one concurrency's step: keep its files in the run directory, write its point."""
+def ingest_step(layout: Layout, job: str, conc: int, result_filename: str, status: int,
+                range_ratio: float, evals: EvalSpec | None = None) -> Path:
+    """After one concurrency's step: keep its files in the run directory, write its point.
+    ``evals``: the script ran lm-eval (RUN_EVAL); an eval-only one wrote no benchmark result."""
+    from ixhpc import atomic
+    from ixhpc.evals import results as eval_results
+    from ixhpc.results.ingest import no_benchmark
+
     ws = layout.workspace(job)
+    if evals is not None:
+        eval_results.take_script_eval(ws, layout.eval_out(job, conc, evals.concs[0]))
     moves = {ws / f"{result_filename}.json": layout.serving_json(job, conc),
              ws / SERVER_LOG: layout.server_log(job, conc), ws / GPU_METRICS: layout.gpu_metrics(job, conc)}
     for src, dst in moves.items():
@@ -143,6 +226,9 @@ def ingest_step(layout: Layout, job: str, conc: int, result_filename: str, statu
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
     result = layout.serving_json(job, conc)
+    if evals is not None and evals.only and not result.is_file():  # no throughput benchmark ran
+        result.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(result, json.dumps(no_benchmark(eval_only=True)))
     if not result.is_file():
         raise ResultFileError(f"the InferenceX script (status {status}) wrote no {result_filename}.json "
                               f"at concurrency {conc}")
@@ -153,7 +239,9 @@ def ingest_step(layout: Layout, job: str, conc: int, result_filename: str, statu
     attachments = {n: p for n, p in (("server_log", layout.server_log(job, conc)),
                                      ("gpu_metrics_csv", layout.gpu_metrics(job, conc))) if p.is_file()}
     out = layout.result(rendered["result_key"])
-    write_point(out, doc, meta, attachments)
+    scored = (eval_results.collect({e: layout.eval_out(job, conc, e) for e in evals.concs}, evals)
+              if evals is not None else None)
+    write_point(out, doc, meta, attachments, range_ratio, scored)
     return out
 
 
@@ -178,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     ing.add_argument("--conc", type=int, required=True)
     ing.add_argument("--result-filename", required=True)
     ing.add_argument("--status", type=int, default=0)
+    ing.add_argument("--random-range-ratio", type=float, required=True,
+                     help="the job's RANDOM_RANGE_RATIO: request lengths in [ratio x ISL/OSL, ISL/OSL]")
+    add_ingest_arguments(ing)
     args = parser.parse_args(argv)
     if args.action == "workspace":
         copy_workspace(args.checkout, args.to)
@@ -185,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     from ixhpc.results.ingest import ResultExists
 
     try:
-        out = ingest_step(Layout.of(args.run_dir), args.job, args.conc, args.result_filename, args.status)
+        out = ingest_step(Layout.of(args.run_dir), args.job, args.conc, args.result_filename, args.status,
+                          args.random_range_ratio, spec_of(args.eval_conc, args.eval_task, args.eval_only))
     except ResultExists as exc:
         print(f"[ixhpc] already done: {exc}")
         return 0

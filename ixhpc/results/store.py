@@ -21,6 +21,18 @@ Layout (format ``ixhpc-run-point``, version 2)::
                 (n, 2) float64 (seconds from the benchmark's start, value)
     /power      (when sampled) attrs: power_valid, power_reasons and the power figures;
                 datasets ``node<K>/gpu<I>``: (n, 2) float64 (seconds from the start, W)
+    /agentic    (agentic-coding points) attrs: the flat ``agentic_*`` figures; ``requests/<column>``:
+                each request's identity in the replay (ixhpc.results.agentic.ID_COLUMNS), rows as
+                /requests; the record holds the replay's metrics document (``agentic``) and the
+                columns' digest (``agentic_requests_sha256``)
+    /eval       (points that ran lm-eval, ixhpc.evals) attrs: eval_verdict (pass/fail),
+                eval_reasons, eval_concs, eval_only; ``scores/c<E>/<task>`` attrs: each metric and
+                its stderr; ``samples/c<E>/<task>``: lm-eval's sample log (JSONL bytes); the record's
+                ``eval`` holds the whole document (scores, thresholds, samples' sha256, verdict)
+    /custom     (custom benchmarks, srt-slurm ``benchmark.type: custom``) attrs: custom_command,
+                custom_exit_status, custom_log (the step's stdout and stderr), custom_start_unix,
+                custom_end_unix, custom_wall_s; no requests, throughputs NaN; the verdict is the
+                exit status (``custom_exit_status``); the record's ``custom`` holds the same
 
 ``record`` repeats metadata, summary, metrics, failure, bench config and error texts as one
 canonical JSON string, plus ``validity`` (the verdict, ``ixhpc.bench.validity``; absent in files
@@ -170,6 +182,18 @@ class Point:
     # GPU power (ixhpc.results.power): the verdict document, and the readings per device
     power: dict[str, Any] | None = None
     power_series: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # the SLO search this point was a probe of (ixhpc.slo): objectives, every probe, the answer
+    slo_search: dict[str, Any] | None = None
+    # agentic-coding points (ixhpc.results.agentic): the replay's metrics document (in the
+    # record) and each request's identity columns (/agentic/requests; written, not read back)
+    agentic: dict[str, Any] | None = None
+    agentic_requests: dict[str, list[Any]] | None = None
+    # accuracy evals (ixhpc.evals.results): the document (in the record) and the sample logs,
+    # "c<eval conc>/<task>" -> lm-eval's JSONL bytes (/eval/samples; written, not read back)
+    eval: dict[str, Any] | None = None
+    eval_samples: dict[str, bytes] = field(default_factory=dict)
+    # a custom benchmark's step (command, exit status, log, times): its output format is its own
+    custom: dict[str, Any] | None = None
 
     @property
     def verdict(self) -> str:
@@ -210,7 +234,16 @@ def _record(point: Point) -> dict[str, Any]:
             **({"created_time": True} if req.created_time is not None else {}),
             **({"validity": point.validity} if point.validity is not None else {}),
             **({"server_metrics": point.server_metrics} if point.server_metrics else {}),
-            **({"power": point.power} if point.power is not None else {})}
+            **({"power": point.power} if point.power is not None else {}),
+            **({"slo_search": point.slo_search} if point.slo_search is not None else {}),
+            **({"agentic": point.agentic, "agentic_requests_sha256": _columns_digest(point.agentic_requests)}
+               if point.agentic is not None else {}),
+            **({"eval": point.eval} if point.eval is not None else {}),
+            **({"custom": point.custom} if point.custom is not None else {})}
+
+
+def _columns_digest(columns: dict[str, list[Any]] | None) -> str:
+    return hashlib.sha256(json.dumps(columns or {}, sort_keys=True).encode()).hexdigest()
 
 
 def write(path: str | os.PathLike[str], point: Point) -> str:
@@ -249,7 +282,71 @@ def write(path: str | os.PathLike[str], point: Point) -> str:
         _write_series(f, "server_metrics", point.server_series, point.server_metrics, "value")
         if point.power is not None:
             _write_series(f, "power", point.power_series, _power_attrs(point.power), "W")
+        if point.slo_search is not None:
+            _write_slo_search(f, point.slo_search)
+        if point.agentic is not None:
+            _write_agentic(f, point)
+        if point.eval is not None:
+            _write_eval(f, point.eval, point.eval_samples)
+        if point.custom is not None:
+            f.create_group("custom").attrs.update({f"custom_{k}": v for k, v in point.custom.items()})
     return point.result_id
+
+
+def _write_agentic(f: h5py.File, point: Point) -> None:
+    """``/agentic``: attrs the flat agentic figures; ``requests/<column>``: each request's
+    identity in the replay (phase, lane, trace, session, subagent, turn...), rows as /requests."""
+    g = f.create_group("agentic")
+    g.attrs.update({k: v for k, v in point.metrics.items() if k.startswith("agentic_")})
+    req = g.create_group("requests")
+    for name, values in (point.agentic_requests or {}).items():
+        if values and isinstance(values[0], str):
+            req.create_dataset(name, data=np.array(values, dtype=object), dtype=_STR)
+        else:
+            req.create_dataset(name, data=np.asarray(values, "<i8"))
+
+
+def read_agentic_requests(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """An agentic point file's ``/agentic/requests`` columns (strings decoded); {} for others."""
+    with h5py.File(path, "r") as f:
+        if "agentic/requests" not in f:
+            return {}
+        g = f["agentic/requests"]
+        return {name: (g[name].asstr()[()] if h5py.check_string_dtype(g[name].dtype) else g[name][()])
+                for name in g}
+
+
+SLO_PROBE_FIELDS = ("conc", "met", "good_requests", "goodput_fraction", "request_goodput", "output_throughput",
+                    "median_tpot_ms", "rate")  # rate: a rate search's request rate (NaN: a concurrency search)
+
+
+def _write_eval(f: h5py.File, doc: dict[str, Any], samples: dict[str, bytes]) -> None:
+    """``/eval``: attrs eval_verdict, eval_reasons (one per line), eval_concs; ``scores/c<E>/<task>``
+    attrs ``<metric>,<filter>`` and ``<metric>_stderr,<filter>``; ``samples/c<E>/<task>``: lm-eval's
+    sample log (JSONL bytes, gzip)."""
+    g = f.create_group("eval")
+    g.attrs.update(eval_verdict=doc["verdict"], eval_reasons="\n".join(doc["reasons"]),
+                   eval_concs=",".join(str(c) for c in doc["concs"]), eval_only=bool(doc.get("eval_only")))
+    for conc, tasks in doc["scores"].items():
+        for task, metrics in tasks.items():
+            t = g.create_group(f"scores/c{conc}/{task}")
+            for key, m in metrics.items():
+                metric, _, flt = key.partition(",")
+                t.attrs.update({key: m["value"], f"{metric}_stderr,{flt}": m["stderr"]})
+    for name, data in sorted(samples.items()):
+        g.create_dataset(f"samples/{name}", data=np.frombuffer(data, np.uint8), compression="gzip")
+
+
+def _write_slo_search(f: h5py.File, search: dict[str, Any]) -> None:
+    """``/slo_search``: attrs spec, answer (-1: none), attainment and limits (ms); dataset
+    ``probes``: one row per probe, in the order they ran."""
+    g = f.create_group("slo_search")
+    answer = search.get("answer")
+    g.attrs.update(spec=search["spec"], answer=-1 if answer is None else int(answer),
+                   **{k: float(v) for k, v in search["slo"].items() if v is not None})
+    rows = [tuple(float(p.get(k, np.nan)) for k in SLO_PROBE_FIELDS) for p in search["probes"]]
+    g.create_dataset("probes", data=np.array(rows, dtype=np.float64).reshape(-1, len(SLO_PROBE_FIELDS)))
+    g["probes"].attrs["columns"] = ",".join(SLO_PROBE_FIELDS)
 
 
 def _write_series(f: h5py.File, group: str, series: dict[str, tuple[Any, Any]], attrs: dict[str, Any],
@@ -376,7 +473,8 @@ class PointReader:
                      requests=None, result_id=result_id, n_requests=int(rec["n_requests"]),
                      requests_sha256=rec["arrays_sha256"] if version > 1 else "",
                      validity=rec.get("validity"), server_metrics=rec.get("server_metrics", {}),
-                     power=rec.get("power"))
+                     power=rec.get("power"), slo_search=rec.get("slo_search"), agentic=rec.get("agentic"),
+                     eval=rec.get("eval"), custom=rec.get("custom"))
 
     def _requests(self) -> Requests:
         rec = self._rec

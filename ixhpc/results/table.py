@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
+from ixhpc.evals.results import columns as eval_columns
 from ixhpc.results import segments, store
 
 if TYPE_CHECKING:
@@ -90,6 +91,15 @@ def point_row(point: store.Point, source: Source | None = None) -> dict[str, Any
         row.update({k: v for k, v in point.power.get("metrics", {}).items()},
                    power_valid=bool(point.power.get("power_valid")),
                    power_reasons=",".join(point.power.get("reasons", [])))
+    if point.slo_search is not None:  # the search this point was a probe of (ixhpc.slo)
+        search, conc = point.slo_search, point.metadata.get("conc")
+        answer = search.get("answer")
+        row.update(slo_spec=search["spec"], slo_answer=-1 if answer is None else int(answer),
+                   slo_met=any(p["met"] for p in search["probes"] if p["conc"] == conc),
+                   **{f"slo_{k}": float(v) for k, v in search["slo"].items() if v is not None})
+    row.update(eval_columns(point.eval))  # accuracy evals: verdict, reasons, lowest scores
+    if point.custom is not None:  # a custom benchmark's step: no throughput, its exit status and log
+        row.update({f"custom_{k}": v for k, v in point.custom.items()})
     row.update(result_id=point.result_id, failure=point.failure, n_requests=point.n_requests,
                validity=point.verdict)
     if point.validity and point.validity.get("reasons"):

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ixhpc.bench import eventloop
 from ixhpc.errors import ConfigError, IxhpcError, main_guard
-from ixhpc.sim import listener, model
+from ixhpc.sim import kvcache, listener, model
 
 DESCRIPTION = (
     "ixhpc SIMULATED inference engine: an OpenAI-compatible HTTP server whose timings come "
@@ -42,11 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--precision", choices=sorted(model.BYTES_PER_PARAM), default=d.precision)
     serve.add_argument("--kv-bytes-per-token", type=float, default=d.kv_bytes_per_token)
     serve.add_argument("--max-batch", type=int, default=d.max_batch, help="max running sequences")
+    serve.add_argument("--fault", metavar="KIND", help="break this worker on purpose (tests): "
+                       "stop-after=N, zero-tokens or stall-after=N tokens per request (ixhpc.sim.faults)")
     serve.add_argument("--max-prefill-tokens", type=int, default=d.max_prefill_tokens, help="prefill chunk size")
     serve.add_argument(
         "--time-scale", type=float, default=1.0,
         help="multiply every simulated duration by this (0.1 runs ten times faster than real time)",
     )
+    cache = serve.add_argument_group("prefix cache (docs/agentic.md)")
+    cache.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false",
+                       help="no prefix cache: every prompt is prefilled whole")
+    cache.add_argument("--kv-capacity-tokens", type=int, default=0,
+                       help="GPU KV pool in tokens (default: what fits beside the weights in 90%% of HBM)")
+    cache.add_argument("--kv-offloading", choices=("none", "dram"), default="none",
+                       help="a DRAM tier behind the GPU prefix cache (the point's kv-offloading)")
+    cache.add_argument("--total-cpu-dram-gb", type=float, default=0.0,
+                       help="the DRAM tier's size, decimal GB (the point's total-cpu-dram-gb)")
     router = sub.add_parser("router", help="run a simulated disaggregated router", description=DESCRIPTION)
     _add_listen(router)
     router.add_argument("--prefill", nargs="+", required=True, metavar="URL", help="prefill worker URLs")
@@ -73,6 +84,23 @@ def _config(args: argparse.Namespace) -> model.SimConfig:
     model.validate(cfg)
     model.check_number("time_scale", args.time_scale, MIN_TIME_SCALE, MAX_TIME_SCALE)
     return cfg
+
+
+MAX_DRAM_GB = 1e6  # a petabyte of host memory per engine is a typo
+
+
+def cache_config(args: argparse.Namespace, cfg: model.SimConfig) -> kvcache.CacheConfig:
+    """ValueError for a DRAM tier without a size, a size without the tier, or a bad capacity."""
+    if args.kv_capacity_tokens:
+        model.check_number("kv_capacity_tokens", args.kv_capacity_tokens, 1, 1e12)
+    model.check_number("total_cpu_dram_gb", args.total_cpu_dram_gb, 0, MAX_DRAM_GB)
+    dram = args.kv_offloading == "dram"
+    if dram != (args.total_cpu_dram_gb > 0):
+        raise ValueError("--kv-offloading dram needs --total-cpu-dram-gb > 0, and only it takes one")
+    if dram and not args.prefix_caching:
+        raise ValueError("--kv-offloading dram needs the prefix cache (drop --no-prefix-caching)")
+    return kvcache.CacheConfig(enabled=args.prefix_caching, gpu_tokens=args.kv_capacity_tokens,
+                               dram_tokens=kvcache.dram_tokens(args.total_cpu_dram_gb, cfg.kv_bytes_per_token))
 
 
 async def _serve(
@@ -126,22 +154,26 @@ def main(argv: list[str] | None = None) -> int:
         )
         eventloop.run(_serve(app, args.host, args.port, describe))
         return 0
-    from ixhpc.sim import server
+    from ixhpc.sim import faults, server
 
     try:
         cfg = _config(args)
+        cache = cache_config(args, cfg)
+        fault = faults.parse(args.fault) if args.fault else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
     async def serve() -> None:
-        engine = server.Engine(cfg, args.role, args.name or "", args.time_scale)
-        app = server.make_app(engine, args.model)
+        engine = server.Engine(cfg, args.role, args.name or "", args.time_scale, cache=cache)
+        app = server.make_app(engine, args.model, fault=fault)
 
         def name_engine(url: str) -> None:  # the real port is known only once bound
             engine.name = engine.name or url
         describe = (
             f"engine (role={args.role}, model={args.model}, {cfg.gpu} tp={cfg.tp} ep={cfg.ep} "
-            f"{cfg.precision}, max-batch={cfg.max_batch}, time-scale={args.time_scale:g})"
+            f"{cfg.precision}, max-batch={cfg.max_batch}, time-scale={args.time_scale:g}, "
+            f"kv={engine.kv_capacity} tokens, prefix-cache={'on' if cache.enabled else 'off'}"
+            + (f", dram={cache.dram_tokens} tokens" if cache.dram_tokens else "") + ")"
         )
         await _serve(app, args.host, args.port, describe, name_engine)
 

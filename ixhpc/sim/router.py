@@ -1,8 +1,9 @@
 """Disaggregated router for simulated workers: prefill on one worker, decode on another.
 
-For each completion request: pick a prefill worker, ``POST /sim/prefill`` (it answers after the
-prefill time), pick a decode worker, forward the original request with ``X-Sim-KV-Tokens``,
-``X-Sim-Prefill-Worker`` and ``X-Sim-Request-Id`` headers, and stream its bytes back unchanged.
+For each completion request: pick a prefill worker, ``POST /sim/prefill`` with the request (it
+answers after the prefill time, less what its prefix cache held), pick a decode worker, forward
+the original request with ``X-Sim-KV-Tokens``, ``X-Sim-Prefill-Worker`` and ``X-Sim-Request-Id``
+headers, and stream its bytes back unchanged.
 
 Policies: ``round-robin`` cycles through the workers; ``least-loaded`` picks the worker with
 the fewest requests this router has in flight on it (ties go round-robin).
@@ -83,7 +84,7 @@ class Router:
         self.prefill.load[p] += 1
         try:
             async with self.session.post(
-                self.prefill.urls[p] + "/sim/prefill", json={"id": rid, "prompt_tokens": tokens}
+                self.prefill.urls[p] + "/sim/prefill", json={"id": rid, "prompt_tokens": tokens, "request": body}
             ) as resp:
                 if resp.status != 200:
                     return error_response(502, f"prefill worker {self.prefill.urls[p]}: HTTP {resp.status}")

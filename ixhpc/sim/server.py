@@ -6,7 +6,9 @@ Generated tokens are the word `` tok``, one per SSE chunk. With ``ignore_eos`` a
 exactly ``max_tokens`` tokens; without it, a seeded pseudo-random length in
 ``[max_tokens/2, max_tokens]`` (a stand-in for an EOS).
 
-Disaggregation: the router calls ``POST /sim/prefill`` on a prefill worker, which answers after
+Disaggregation: the router calls ``POST /sim/prefill`` on a prefill worker (``{"id",
+"prompt_tokens", "request"}``: the client's request, so the worker keys its prefix cache by the
+prompt as an aggregated engine does; a hit skips that part of the prefill), which answers after
 the prefill time with the KV size; the router then sends the request to a decode worker with
 headers ``X-Sim-KV-Tokens`` (KV tokens to receive) and ``X-Sim-Prefill-Worker``; the decode
 worker charges the KV transfer time before the request joins its batch. ``X-Sim-Request-Id``
@@ -43,7 +45,7 @@ from typing import Any
 from aiohttp import web
 
 from ixhpc.bench import servermetrics
-from ixhpc.sim import listener, model
+from ixhpc.sim import answers, faults, kvcache, listener, model
 
 SIM_BANNER = "ixhpc simulated engine (not a real GPU engine)"
 _TOKEN_TEXT = " tok"
@@ -86,22 +88,36 @@ def prometheus(styles: list[str], model_name: str, values: Mapping[str, float],
     return "\n".join(lines) + "\n"
 
 
-def count_prompt_tokens(body: dict[str, Any]) -> int:
-    """Prompt tokens of a completions or chat request under the simulated tokenizer."""
+def prompt_tokens(body: dict[str, Any]) -> list[Any]:
+    """The prompt of a completions or chat request as tokens of the simulated tokenizer: words
+    (chat: the words of every message's content, in order), or the token ids given."""
     if "messages" in body:
-        words = 0
+        words: list[str] = []
         for message in body["messages"]:
             content = message.get("content", "")
             if isinstance(content, list):  # OpenAI content parts
                 content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            words += len(str(content).split())
+            words += str(content).split()
         return words
     prompt = body.get("prompt", "")
     if isinstance(prompt, list):
         if prompt and isinstance(prompt[0], list):
             raise ValueError("batched prompts are not supported")
-        return len(prompt) if (not prompt or isinstance(prompt[0], int)) else len(" ".join(prompt).split())
-    return len(str(prompt).split())
+        return list(prompt) if (not prompt or isinstance(prompt[0], int)) else " ".join(prompt).split()
+    return str(prompt).split()
+
+
+def count_prompt_tokens(body: dict[str, Any]) -> int:
+    """Prompt tokens of a completions or chat request under the simulated tokenizer."""
+    return len(prompt_tokens(body))
+
+
+@dataclass(eq=False)
+class PrefillJob:
+    """A prompt waiting on a prefill worker, and the future its (start time, cache lookup) go to."""
+    tokens: int
+    blocks: list[int]
+    done: asyncio.Future[tuple[float, kvcache.Lookup]]
 
 
 @dataclass(eq=False)
@@ -110,12 +126,14 @@ class Request:
     prompt_tokens: int
     max_tokens: int
     kv_tokens: int = 0  # > 0: the prompt was prefilled elsewhere, its KV arrives by transfer
+    blocks: list[int] = field(default_factory=list)  # prefix-cache keys of the prompt's whole blocks
     generated: int = 0
     credit: float = 0.0  # tokens earned by decode steps and not yet emitted (speculative decoding)
     finished: bool = False
     cancelled: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     record: dict[str, Any] = field(default_factory=dict)
+    answer: str | None = None  # a word problem's answer (ixhpc.sim.answers), sent instead of filler
 
     @property
     def context_tokens(self) -> int:
@@ -126,17 +144,20 @@ class Engine:
     """Continuous batching: one scheduler task admits waiting requests and runs decode steps."""
 
     def __init__(self, cfg: model.SimConfig, role: str, name: str, time_scale: float,
-                 spec_tokens: int = 0, stream_interval: int = 1) -> None:
+                 spec_tokens: int = 0, stream_interval: int = 1,
+                 cache: kvcache.CacheConfig = kvcache.DEFAULT) -> None:
         self.cfg, self.role, self.name, self.time_scale = cfg, role, name, time_scale
         self.spec_tokens, self.stream_interval = spec_tokens, max(1, stream_interval)
         self.tokens_per_step = 1 + sum(SPEC_ACCEPTANCE ** i for i in range(1, spec_tokens + 1))
         self.totals = {"prompt_tokens": 0, "generation_tokens": 0, "requests": 0}
         self.waiting: collections.deque[Request] = collections.deque()
         self.running: list[Request] = []
-        self.prefill_queue: collections.deque[tuple[int, asyncio.Future[float]]] = collections.deque()
+        self.prefill_queue: collections.deque[PrefillJob] = collections.deque()
         self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_RECORDS)
-        self.kv_capacity = model.kv_capacity_tokens(cfg)
+        self.kv_capacity = cache.gpu_tokens or model.kv_capacity_tokens(cfg)
         self.kv_reserved = 0
+        self.cache = kvcache.PrefixCache(cache, self.kv_capacity, cfg.kv_bytes_per_token) if cache.enabled else None
+        self._h2d = kvcache.h2d_bytes_per_s(cfg.gpu) * cfg.tp
         self._work = asyncio.Event()
         self._prefill_work = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -157,30 +178,45 @@ class Engine:
         return f"cmpl-sim-{next(self._ids)}"
 
     # -- prefill role: a FIFO of prompt chunks, compute-bound, served back to back ----------
-    async def prefill(self, tokens: int) -> float:
-        """Wait for this prompt's prefill; return the perf_counter time it started."""
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.prefill_queue.append((tokens, fut))
+    async def prefill(self, tokens: int, blocks: list[int] | None = None) -> tuple[float, kvcache.Lookup]:
+        """Wait for this prompt's prefill; return the perf_counter time it started and what the
+        prefix cache held of it (``blocks``: its keys; none, no lookup)."""
+        job = PrefillJob(tokens, blocks or [], asyncio.get_running_loop().create_future())
+        self.prefill_queue.append(job)
         self._prefill_work.set()
-        return await fut
+        return await job.done
 
     async def _prefill_loop(self) -> None:
+        """Batches of prompts up to ``max_prefill_tokens`` computed: a prompt's cached prefix is
+        not computed (DRAM hits are copied in instead), its blocks are pinned while it runs and
+        stay cached once its KV has left for the decode worker."""
         while True:
             if not self.prefill_queue:
                 self._prefill_work.clear()
                 await self._prefill_work.wait()
-            batch: list[Any] = []
-            tokens = 0
-            while self.prefill_queue and (
-                    not batch or tokens + self.prefill_queue[0][0] <= self.cfg.max_prefill_tokens):
-                item = self.prefill_queue.popleft()
-                batch.append(item)
-                tokens += item[0]
+            batch: list[tuple[PrefillJob, kvcache.Lookup]] = []
+            computed, loaded = 0, 0
+            while self.prefill_queue:
+                job = self.prefill_queue[0]
+                found = self._lookup_blocks(job.blocks, job.tokens)
+                if batch and computed + found.computed(job.tokens) > self.cfg.max_prefill_tokens:
+                    break
+                self.prefill_queue.popleft()
+                self.kv_reserved += job.tokens
+                if self.cache is not None and job.blocks:
+                    self.cache.admit(job.blocks, found, job.tokens, self.kv_reserved)
+                batch.append((job, found))
+                computed += found.computed(job.tokens)
+                loaded += found.dram_tokens
             start = time.perf_counter()
-            await _sleep_until(start + model.prefill_time(self.cfg, tokens) * self.time_scale)
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(start)
+            step = loaded * self.cfg.kv_bytes_per_token / self._h2d + model.prefill_time(self.cfg, computed)
+            await _sleep_until(start + step * self.time_scale)
+            for job, found in batch:
+                self.kv_reserved -= job.tokens
+                if self.cache is not None:
+                    self.cache.release(job.blocks)
+                if not job.done.done():
+                    job.done.set_result((start, found))
 
     # -- decode: continuous batching ------------------------------------------------------
     async def submit(self, req: Request) -> None:
@@ -191,25 +227,39 @@ class Engine:
         self.waiting.append(req)
         self._work.set()
 
-    def _admit(self) -> int:
-        """Move waiting requests into the batch; return the prompt tokens to prefill here."""
-        prefill_tokens = 0
+    def _admit(self) -> tuple[int, float]:
+        """Move waiting requests into the batch; return (prompt tokens to prefill here, seconds
+        of DRAM-to-GPU copies of prefix-cache hits)."""
+        prefill_tokens, loaded = 0, 0
         while self.waiting and len(self.running) < self.cfg.max_batch:
             req = self.waiting[0]
             if req.cancelled:
                 self.waiting.popleft()
                 continue
-            cost = 0 if req.kv_tokens else req.prompt_tokens
             need = req.prompt_tokens + req.max_tokens
+            if self.running and self.kv_reserved + need > self.kv_capacity:
+                break  # KV cache full (evictable cached blocks aside): wait for sequences to finish
+            found = self._lookup(req)
+            cost = 0 if req.kv_tokens else found.computed(req.prompt_tokens)
             if prefill_tokens and prefill_tokens + cost > self.cfg.max_prefill_tokens:
                 break
-            if self.running and self.kv_reserved + need > self.kv_capacity:
-                break  # KV cache full: wait for sequences to finish
             self.waiting.popleft()
             self.kv_reserved += need
+            if self.cache is not None and not req.kv_tokens:  # transferred KV: the prefill worker looked it up
+                self.cache.admit(req.blocks, found, req.prompt_tokens, self.kv_reserved)
+            req.record.update(cached_tokens=found.gpu_tokens, loaded_tokens=found.dram_tokens)
             prefill_tokens += cost
+            loaded += found.dram_tokens
             self.running.append(req)
-        return prefill_tokens
+        return prefill_tokens, loaded * self.cfg.kv_bytes_per_token / self._h2d
+
+    def _lookup(self, req: Request) -> kvcache.Lookup:
+        return kvcache.Lookup(0, 0, 0) if req.kv_tokens else self._lookup_blocks(req.blocks, req.prompt_tokens)
+
+    def _lookup_blocks(self, blocks: list[int], prompt_tokens: int) -> kvcache.Lookup:
+        if self.cache is None or not blocks:
+            return kvcache.Lookup(0, 0, 0)
+        return self.cache.lookup(blocks, prompt_tokens)
 
     async def _decode_loop(self) -> None:
         start = time.perf_counter()
@@ -218,9 +268,9 @@ class Engine:
                 self._work.clear()
                 await self._work.wait()
                 start = time.perf_counter()
-            prefill_tokens = self._admit()
+            prefill_tokens, load_s = self._admit()
             context = sum(r.context_tokens for r in self.running)
-            step = model.prefill_time(self.cfg, prefill_tokens) + model.decode_step_time(
+            step = load_s + model.prefill_time(self.cfg, prefill_tokens) + model.decode_step_time(
                 self.cfg, len(self.running), context
             ) * (1 + SPEC_STEP_COST * self.spec_tokens)
             await _sleep_until(start + step * self.time_scale)
@@ -244,6 +294,8 @@ class Engine:
                 req.wake.set()
             if req.finished or req.cancelled:
                 self.kv_reserved -= req.prompt_tokens + req.max_tokens
+                if self.cache is not None:
+                    self.cache.release(req.blocks)
             else:
                 still.append(req)
             if i % OUTPUT_CHUNK == 0:
@@ -251,11 +303,48 @@ class Engine:
         self.running = still
 
     def metric_values(self) -> dict[str, float]:
-        """The engine's figures under ``METRIC_KEYS`` (no prefix caching, no preemption)."""
-        return {**self.totals, "running": len(self.running), "waiting": len(self.waiting),
-                "kv_cache_usage": min(1.0, self.kv_reserved / self.kv_capacity) if self.kv_capacity else 0.0,
-                "prefix_cache_hit_rate": 0.0, "prefix_cache_queries": self.totals["prompt_tokens"],
-                "prefix_cache_hits": 0, "preemptions": 0}
+        """The engine's figures under ``METRIC_KEYS`` (no preemption). KV usage is the running
+        requests' share of the GPU pool (vLLM's: evictable cached blocks count as free)."""
+        c = self.cache.counters if self.cache is not None else kvcache.Counters(queries=self.totals["prompt_tokens"])
+        values: dict[str, float] = {
+            **self.totals, "running": len(self.running), "waiting": len(self.waiting),
+            "kv_cache_usage": min(1.0, self.kv_reserved / self.kv_capacity) if self.kv_capacity else 0.0,
+            "prefix_cache_hit_rate": c.gpu_hits / c.queries if c.queries else 0.0,
+            "prefix_cache_queries": c.queries, "prefix_cache_hits": c.gpu_hits, "preemptions": 0}
+        if self.cache is not None and self.cache.cfg.dram_tokens:
+            values.update(cpu_prefix_cache_queries=c.queries, cpu_prefix_cache_hits=c.dram_hits,
+                          cpu_kv_cache_usage=self.cache.dram_usage(),
+                          kv_offload_bytes_gpu_to_cpu=c.bytes_gpu_to_cpu,
+                          kv_offload_bytes_cpu_to_gpu=c.bytes_cpu_to_gpu)
+        return values
+
+    def cache_lines(self, styles: list[str], model_name: str) -> list[str]:
+        """The engines' own labelled cache figures the scraper's table does not hold (SPEC §5.5):
+        vLLM's prompt tokens by source, SGLang's cached tokens by tier and its pool sizes."""
+        if self.cache is None:
+            return []
+        c, name = self.cache.counters, json.dumps(model_name)
+        computed = max(0, self.totals["prompt_tokens"] - c.gpu_hits - c.dram_hits)
+        dram = self.cache.cfg.dram_tokens
+        lines: list[str] = []
+        if "vllm" in styles:
+            lines.append("# TYPE vllm:prompt_tokens_by_source_total counter")
+            lines += [f'vllm:prompt_tokens_by_source_total{{model_name={name},source="{src}"}} {v:g}'
+                      for src, v in (("local_cache_hit", c.gpu_hits), ("external_kv_transfer", c.dram_hits),
+                                     ("local_compute", computed))]
+        if "sglang" in styles:
+            lines.append("# TYPE sglang:cached_tokens_total counter")
+            lines += [f'sglang:cached_tokens_total{{model_name={name},cache_source="{src}"}} {v:g}'
+                      for src, v in (("device", c.gpu_hits), ("host", c.dram_hits))]
+            lines += ["# TYPE sglang:max_total_num_tokens gauge",
+                      f"sglang:max_total_num_tokens{{model_name={name}}} {self.kv_capacity}"]
+            if dram:
+                used = len(self.cache.dram) * self.cache.cfg.block_size
+                lines += ["# TYPE sglang:hicache_host_used_tokens gauge",
+                          f"sglang:hicache_host_used_tokens{{model_name={name}}} {used}",
+                          "# TYPE sglang:hicache_host_total_tokens gauge",
+                          f"sglang:hicache_host_total_tokens{{model_name={name}}} {dram}"]
+        return lines
 
     def gpu_power(self) -> list[float]:
         """Simulated power draw of each of the engine's GPUs (W), from its load now."""
@@ -282,14 +371,17 @@ async def _sleep_until(deadline: float) -> None:
 
 # -- HTTP --------------------------------------------------------------------------------
 class Api:
-    def __init__(self, engine: Engine, model_name: str, metrics: list[str] | None = None) -> None:
+    def __init__(self, engine: Engine, model_name: str, metrics: list[str] | None = None,
+                 fault: faults.Fault | None = None) -> None:
         self.engine, self.model_name = engine, model_name
+        self.fault = fault  # a broken worker on purpose (ixhpc.sim.faults)
         self.metric_styles = metrics or ["sim"]
         self._model_json = json.dumps(model_name)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(text=prometheus(self.metric_styles, self.model_name, self.engine.metric_values(),
-                                            self.engine.gpu_power()),
+        text = prometheus(self.metric_styles, self.model_name, self.engine.metric_values(), self.engine.gpu_power())
+        extra = self.engine.cache_lines(self.metric_styles, self.model_name)
+        return web.Response(text=text + "".join(line + "\n" for line in extra),
                             content_type="text/plain", charset="utf-8")
 
     async def health(self, request: web.Request) -> web.Response:
@@ -320,14 +412,31 @@ class Api:
         tokens = body.get("prompt_tokens")
         if not isinstance(tokens, int) or tokens < 0:
             return error_response(400, "prompt_tokens must be a non-negative integer")
+        try:
+            blocks = self._prefill_blocks(body.get("request"), tokens)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return error_response(400, f"request: {exc}")
         rid = str(body.get("id") or self.engine.new_id())
         record = {"id": rid, "role": "prefill", "arrival": arrival, "prompt_tokens": tokens}
         self.engine.records.append(record)
-        record["start"] = await self.engine.prefill(tokens)
-        record["end"] = time.perf_counter()
         self.engine.totals["prompt_tokens"] += tokens  # what a prefill worker's engine counts
         self.engine.totals["requests"] += 1
-        return web.json_response({"id": rid, "kv_tokens": tokens, "prefill_worker": self.engine.name})
+        record["start"], found = await self.engine.prefill(tokens, blocks)
+        record.update(end=time.perf_counter(), cached_tokens=found.gpu_tokens, loaded_tokens=found.dram_tokens)
+        return web.json_response({"id": rid, "kv_tokens": tokens, "prefill_worker": self.engine.name,
+                                  "cached_tokens": found.gpu_tokens + found.dram_tokens})
+
+    def _prefill_blocks(self, request: Any, tokens: int) -> list[int]:
+        """The prefix-cache keys of the client's request a prefill worker is given (none without it)."""
+        cache = self.engine.cache
+        if request is None or cache is None:
+            return []
+        if not isinstance(request, dict):
+            raise ValueError("must be the client's request object")
+        words = prompt_tokens(request)
+        if len(words) != tokens:
+            raise ValueError(f"has {len(words)} prompt tokens, prompt_tokens says {tokens}")
+        return kvcache.block_keys(words, cache.cfg.block_size)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, chat=False)
@@ -342,6 +451,7 @@ class Api:
         try:
             body = await json_body(request)
             req = self._parse(body, request, chat)
+            req.answer = answers.reply(body)
         except (ValueError, TypeError, AttributeError) as exc:
             return error_response(400, str(exc))
         req.record.update(
@@ -370,7 +480,7 @@ class Api:
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 16))
         if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_SEQUENCE_TOKENS:
             raise ValueError(f"max_tokens must be an integer in [1, {MAX_SEQUENCE_TOKENS}]")
-        prompt_tokens = count_prompt_tokens(body)
+        tokens = prompt_tokens(body)
         rid = request.headers.get("X-Sim-Request-Id") or request.headers.get("X-Request-Id") or self.engine.new_id()
         if not body.get("ignore_eos"):  # stand-in for an EOS: a stable length per request id
             max_tokens = random.Random(rid).randint((max_tokens + 1) // 2, max_tokens)
@@ -378,7 +488,9 @@ class Api:
         kv_tokens = int(kv[:12]) if kv and kv.isascii() and kv.isdigit() else 0
         if kv_tokens > MAX_SEQUENCE_TOKENS or (kv is not None and len(kv) > 12):
             raise ValueError(f"X-Sim-KV-Tokens must be at most {MAX_SEQUENCE_TOKENS}")
-        return Request(id=rid, prompt_tokens=prompt_tokens, max_tokens=max_tokens, kv_tokens=kv_tokens)
+        cache = self.engine.cache
+        blocks = kvcache.block_keys(tokens, cache.cfg.block_size) if cache is not None and not kv_tokens else []
+        return Request(id=rid, prompt_tokens=len(tokens), max_tokens=max_tokens, kv_tokens=kv_tokens, blocks=blocks)
 
     def _chunk(self, req: Request, chat: bool, text: str | None, finish: str | None) -> bytes:
         reason = "null" if finish is None else f'"{finish}"'
@@ -400,6 +512,8 @@ class Api:
         }
 
     async def _stream(self, request: web.Request, req: Request, chat: bool, include_usage: bool) -> web.StreamResponse:
+        if self.fault is not None:
+            return await faults.stream(self, request, req, chat, include_usage, self.fault)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         token_chunk = self._chunk(req, chat, _TOKEN_TEXT, None)
@@ -429,7 +543,7 @@ class Api:
         while not req.finished:
             await req.wake.wait()
             req.wake.clear()
-        text = _TOKEN_TEXT * req.generated
+        text = _TOKEN_TEXT * req.generated if req.answer is None else req.answer
         choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
         if chat:
             choice["message"] = {"role": "assistant", "content": text}
@@ -458,8 +572,8 @@ def error_response(status: int, message: str) -> web.Response:
 
 
 def make_app(engine: Engine, model_name: str, metrics: list[str] | None = None,
-             metrics_path: str = "/metrics") -> web.Application:
-    api = Api(engine, model_name, metrics)
+             metrics_path: str = "/metrics", fault: faults.Fault | None = None) -> web.Application:
+    api = Api(engine, model_name, metrics, fault)
     app = web.Application(client_max_size=64 * 1024**2, middlewares=[listener.stamp_arrival])
     app.router.add_get("/health", api.health)
     app.router.add_get(metrics_path, api.metrics)

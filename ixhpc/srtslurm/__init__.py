@@ -206,9 +206,11 @@ def load_recipe(path: str | Path) -> list[Deployment]:
     return deployments
 
 
-def file_errors(path: str) -> list[str] | None:
+def file_errors(path: str, engine_check: bool = True) -> list[str] | None:
     """For ``ixhpc validate``: None if the file is not an srt-slurm recipe (or not readable
-    YAML, which the InferenceX reader reports), else its problems (empty: valid)."""
+    YAML, which the InferenceX reader reports), else its problems (empty: valid). With
+    ``engine_check`` each deployment is planned (on a cluster of the recipe's own shape) and its
+    engine flags checked (``ixhpc.engine_check``; warnings to stderr)."""
     file, selector = split_selector(path)
     try:
         doc = load_yaml(file, "a recipe mapping", duplicates="last")
@@ -222,6 +224,26 @@ def file_errors(path: str) -> list[str] | None:
         return exc.errors
     for warning in deployments[0].warnings if deployments else ():
         print(f"warning: {warning}", file=sys.stderr)
+    return _engine_errors(deployments) if engine_check else []
+
+
+def _engine_errors(deployments: list[Deployment]) -> list[str]:
+    import tempfile
+
+    from ixhpc.errors import PlanError
+    from ixhpc.srtslurm import plan
+
+    where = Path(tempfile.gettempdir()) / "ixhpc-validate"   # named in the plans only: nothing is written
+    jobs = []
+    for dep in deployments:
+        try:
+            jobs.append((dep, plan.plan_deployment(dep, plan.validation_profile(dep), where, "validate")))
+        except (ConfigError, PlanError):
+            continue   # valid for srtctl, not launchable by ixhpc: render/submit say why
+    try:
+        plan.check_engines(jobs, lambda line: print(line, file=sys.stderr))
+    except ConfigError as exc:
+        return list(dict.fromkeys(exc.errors))
     return []
 
 

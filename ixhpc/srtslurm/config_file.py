@@ -25,7 +25,7 @@ sequence lengths replace the recipe's ``benchmark`` section when the point runs
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from ixhpc.profiles import ClusterProfile
 
 KEY = "CONFIG_FILE"
+# InferenceX's agentic entries name the deployment of their accuracy eval beside it: resolved and
+# checked like CONFIG_FILE; ixhpc does not run that eval deployment (docs/srt-slurm.md).
+EVAL_KEY = "EVAL_CONFIG_FILE"
 PROFILE_FIELD = "srt-recipes"
 FLAG = "--srt-recipes"
 PREFIXES = ("recipes/", "benchmarks/multi_node/srt-slurm-recipes/")
@@ -88,11 +91,11 @@ class Reference:
 # ---------------------------------------------------------------- values
 
 
-def config_file_value(settings: Sequence[str] | None) -> str | None:
-    """The ``CONFIG_FILE`` value of a worker's additional-settings (None: no such item)."""
+def config_file_value(settings: Sequence[str] | None, name: str = KEY) -> str | None:
+    """The ``CONFIG_FILE`` (or ``name``) value of a worker's additional-settings (None: no such item)."""
     for s in settings or ():
         k, sep, v = s.partition("=")
-        if sep and k.strip() == KEY:
+        if sep and k.strip() == name:
             return v.strip()
     return None
 
@@ -176,8 +179,8 @@ def _walk(node: Any, path: Path_) -> Iterator[tuple[Path_, dict[str, Any]]]:
             yield from _walk(v, (*path, i))
 
 
-def references(doc: Located) -> list[Reference]:
-    """Every ``CONFIG_FILE=`` item of a master config's multi-node entries."""
+def references(doc: Located, name: str = KEY) -> list[Reference]:
+    """Every ``CONFIG_FILE=`` (or ``name=``) item of a master config's multi-node entries."""
     out = []
     for key, entry in doc.data.items() if isinstance(doc.data, dict) else ():
         if not isinstance(entry, dict) or entry.get("multinode") is not True:
@@ -190,16 +193,16 @@ def references(doc: Located) -> list[Reference]:
                     if not isinstance(s, str):
                         continue
                     k, sep, v = s.partition("=")
-                    if sep and k.strip() == KEY:
+                    if sep and k.strip() == name:
                         where = (*path, role, "additional-settings", i)
                         out.append(Reference(v.strip(), doc.file, doc.line(where), where, topo))
     return out
 
 
-def file_references(path: str | Path) -> list[Reference]:
+def file_references(path: str | Path, name: str = KEY) -> list[Reference]:
     """``references`` of a master config file (none if it cannot be read: validate says why)."""
     try:
-        return references(load_yaml(path))
+        return references(load_yaml(path), name)
     except ConfigError:
         return []
 
@@ -280,10 +283,10 @@ def deployment(value: str, dirs: Sequence[str | Path], topo: EntryTopology | Non
 
 
 def check_file(path: str | Path, dirs: Sequence[str | Path]) -> list[str]:
-    """``validate``: every CONFIG_FILE item of a master config, resolved and checked; the
-    located problems (empty: all resolve and agree)."""
+    """``validate``: every CONFIG_FILE and EVAL_CONFIG_FILE item of a master config, resolved and
+    checked; the located problems (empty: all resolve and agree)."""
     errors: list[str] = []
-    for ref in file_references(path):
+    for ref in [*file_references(path), *file_references(path, EVAL_KEY)]:
         try:
             deployment(ref.value, dirs, ref.topology)
         except ConfigError as exc:
@@ -294,14 +297,15 @@ def check_file(path: str | Path, dirs: Sequence[str | Path]) -> list[str]:
 # ---------------------------------------------------------------- run points (render / submit)
 
 
-def point_value(point: Any) -> str | None:
-    """The CONFIG_FILE a multi-node run point's worker blocks name (None: none, or not multi-node)."""
+def point_value(point: Any, name: str = KEY) -> str | None:
+    """The CONFIG_FILE (or ``name``) a multi-node run point's worker blocks name (None: none, or
+    not multi-node)."""
     from ixhpc.sweep import DisaggPoint, MultiAggPoint
 
     if not isinstance(point, (DisaggPoint, MultiAggPoint)):
         return None
-    return config_file_value(point.prefill.additional_settings) or config_file_value(
-        point.decode.additional_settings)
+    return config_file_value(point.prefill.additional_settings, name) or config_file_value(
+        point.decode.additional_settings, name)
 
 
 def point_topology(point: Any) -> EntryTopology:
@@ -313,15 +317,28 @@ def point_topology(point: Any) -> EntryTopology:
 
 
 def plan_point(point: Any, dirs: Sequence[str | Path], profile: ClusterProfile, run_dir: Path,
-               run_id: str) -> JobPlan:
+               run_id: str, engine_check: Callable[[str], None] | None = None) -> JobPlan:
     """The job of a point whose CONFIG_FILE names a recipe: the recipe's deployment through the
-    srt-slurm planner, with the point's concurrencies, ISL/OSL and key."""
+    srt-slurm planner, with the point's concurrencies, ISL/OSL and key. An eval-marked point runs
+    ixhpc's eval step (``ixhpc.evals``) against it; an eval-only one whose entry names an
+    EVAL_CONFIG_FILE runs that deployment instead (InferenceX's agentic evals). ``engine_check``:
+    check its engine flags (``plan.check_engines``), warnings to this function; None: not checked."""
     from ixhpc.errors import PlanError
-    from ixhpc.srtslurm.plan import plan_config_file
+    from ixhpc.evals import plan as evals
+    from ixhpc.placement import _comment
+    from ixhpc.srtslurm.plan import check_engines, plan_config_file
 
     value = point_value(point)
     assert value is not None
     where = f"{point.source}: {point.config_key}: point {point.key}"
+    marked = evals.wanted(point)
+    eval_value = point_value(point, EVAL_KEY) if marked else None
+    if eval_value is not None:
+        if not evals.eval_only(point):
+            raise PlanError(f"{where}: {EVAL_KEY}={eval_value}: its eval runs on that deployment, not on "
+                            f"{KEY}'s; expected an eval-only point (--evals-only) or no eval marking")
+        value = eval_value
+        point = evals.narrowed(point)
     if not dirs:
         raise PlanError(f"{where}: {KEY}={value} names an srt-slurm recipe and no recipe directory is "
                         f"set; expected {FLAG} DIR or `{PROFILE_FIELD}:` in cluster profile '{profile.name}'")
@@ -329,8 +346,17 @@ def plan_point(point: Any, dirs: Sequence[str | Path], profile: ClusterProfile, 
         dep = deployment(value, dirs, point_topology(point))
     except ConfigError as exc:
         raise ConfigError([f"{where}: {e}" for e in exc.errors]) from None
-    return plan_config_file(dep, profile, run_dir, run_id, concs=point.conc, isl=point.isl, osl=point.osl,
-                            key=point.key, entry=f"{point.config_key} ({point.key})")
+    if marked and eval_value is None:
+        point = evals.narrowed(point)
+    plan = plan_config_file(dep, profile, run_dir, run_id, concs=point.conc, isl=point.isl, osl=point.osl,
+                            key=point.key, entry=f"{point.config_key} ({point.key})", agentic=point.agentic,
+                            eval_point=point if marked else None)
+    if eval_value is not None:
+        plan.header.insert(3, _comment(f"eval-only: {EVAL_KEY}={eval_value} is the deployment; "
+                                            f"ixhpc's lm-eval step runs against it, no throughput benchmark"))
+    if engine_check is not None:
+        check_engines([(dep, plan)], engine_check)
+    return plan
 
 
 def recipe_dirs(profile_dirs: Sequence[str] = (), flag_dirs: Sequence[str | Path] | None = None) -> list[Path]:
@@ -338,7 +364,7 @@ def recipe_dirs(profile_dirs: Sequence[str] = (), flag_dirs: Sequence[str | Path
     return [Path(d).expanduser() for d in (*profile_dirs, *(flag_dirs or ()))]
 
 
-__all__ = ["FLAG", "KEY", "PROFILE_FIELD", "EntryTopology", "Reference", "RoleShape", "check_file",
+__all__ = ["EVAL_KEY", "FLAG", "KEY", "PROFILE_FIELD", "EntryTopology", "Reference", "RoleShape", "check_file",
            "config_file_value", "deployment", "file_references", "plan_point", "point_topology",
            "point_value", "recipe_dirs", "references", "relative", "resolve", "spelling",
            "topology_problems"]

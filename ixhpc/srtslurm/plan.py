@@ -21,7 +21,11 @@ What is the same as srtctl (SPEC section in brackets):
   the infra node unless the frontend is trtllm-serve or vLLM (12.1);
 * sa-bench's settings (13.2): per concurrency C a warm-up of 2C prompts (``num_warmup_mult``),
   then C x ``num_prompts_mult`` prompts at ``req_rate``, ISL/OSL, range ratio, chat template,
-  temperature, ``--ignore-eos``, the served model name; run by ixhpc's own client.
+  temperature, ``--ignore-eos``, the served model name; run by ixhpc's own client. A ``custom``
+  benchmark (13.4): one step ``bash -lc COMMAND`` with 13.1's environment, recorded as its exit
+  status, log and wall time. An InferenceX agentic entry's CONFIG_FILE recipe runs ixhpc's trace
+  replay instead of its benchmark; an eval-marked entry's gets ixhpc's lm-eval step.
+* vLLM ``per_gpu`` DP (10.3): one process per GPU with its DP rank.
 
 Deliberate differences (docs/srt-slurm.md lists them with reasons):
 
@@ -41,10 +45,15 @@ Deliberate differences (docs/srt-slurm.md lists them with reasons):
   ``--request-plane`` follows a role's ``DYN_REQUEST_PLANE`` (17.6); no ``ETCD_*``/``NATS_*``
   variables when no etcd/NATS runs (17.18); no GPU overlap of a whole-node worker with a
   partly used node (17.10: an error instead); the client talks to the public endpoint's
-  address, wherever it runs (17.11).
-* Not performed: Dynamo installation, ``setup_script``, the fingerprint probe (the image must
-  carry Dynamo); profiling, telemetry/exporters, Mooncake, model staging/download, het jobs,
-  vLLM ``per_gpu`` DP, benchmark types other than sa-bench: refused with an error.
+  address, wherever it runs (17.11); per-GPU vLLM DP processes each with their own log, config
+  dump and health check (17.14).
+* ``setup_script`` runs before workers and Dynamo frontends as srtctl runs it (9.3), from the
+  container's ``/configs`` (mount your srt-slurm ``configs`` there), warning when it is absent.
+* Dynamo's ``version`` install (9.3 step 2) in worker and frontend containers (not on the local
+  profile); not performed: ``hash``/``wheel``/``top_of_tree`` builds, the fingerprint probe (the
+  image must carry that Dynamo); the Mooncake master (12.2) with its ports from the job's block;
+  heterogeneous jobs (6.5); refused with a located error: profiling, telemetry/exporters, model
+  staging/download, benchmark types other than sa-bench.
 
 Metadata: each deployment is one run point (``SrtDisaggPoint`` / ``SrtAggPoint``, the sweep's
 point shapes with srtctl's GPUs per worker and worker nodes), so each benchmark's record is the
@@ -58,19 +67,21 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ixhpc import containers, engines, names, render, shell
+from ixhpc.engine_config import config_flags, json_value
 from ixhpc.errors import ConfigError, PlanError
 from ixhpc.placement import (
     MAX_ROLES,
     STANDINS_LINE,
     JobPlan,
     Role,
+    _agentic_argv,
     _bench_command,
     _comment,
     _container_spec,
@@ -88,7 +99,7 @@ from ixhpc.srtslurm import ROLES, Deployment, load_recipe
 from ixhpc.srtslurm import Role as SrtRole
 from ixhpc.srtslurm.load import split_selector
 from ixhpc.srtslurm.schema import SGLangBackend, TrtllmBackend, VllmBackend
-from ixhpc.sweep import DisaggPoint, MultiAggPoint, PointRecord, Site, seq_len_name
+from ixhpc.sweep import AgenticRun, DisaggPoint, MultiAggPoint, PointRecord, RunPoint, Site, seq_len_name
 from ixhpc.topology import Topology
 from ixhpc.yamlmodel import load_yaml
 
@@ -176,13 +187,51 @@ def plan_target(target: RunTarget, run_dir: Path, run_id: str,
         raise ConfigError(f"{target.recipe}: an srt-slurm recipe runs its own deployment(s); "
                           f"the filters {' '.join(given)} do not apply (pick variants with "
                           f"FILE.yaml:SELECTOR)")
-    plans = [plan_deployment(d, target.profile, run_dir, run_id) for d in load_recipe(target.recipe)]
+    deps = load_recipe(target.recipe)
+    plans = [plan_deployment(d, target.profile, run_dir, run_id) for d in deps]
+    if target.engine_check:
+        check_engines(zip(deps, plans, strict=True), warn)
     keys = [p.key for p in plans]
     if len(set(keys)) != len(keys):
         raise PlanError(f"{target.recipe}: two deployments have the same name; expected one name each")
     for p in plans:
         render.render(p)  # a template error must surface before the directory exists
     return plans
+
+
+def _as_slurm_reads(value: str) -> str:
+    """An ``sbatch_directives`` value as Slurm reads it: srtctl writes it verbatim on its #SBATCH
+    line, where sbatch strips one pair of enclosing quotes (recipes quote JSON comments so)."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" and value[0] not in value[1:-1]:
+        return value[1:-1]
+    return value
+
+
+def check_engines(jobs: Iterable[tuple[Deployment, JobPlan]], warn: Callable[[str], None] | None) -> None:
+    """Every engine flag and TensorRT-LLM option key of the jobs' roles against the flag list
+    of the engine release the image implies (``ixhpc.engine_check``): ConfigError with every
+    located problem; warnings (no exact list for the release) to ``warn``."""
+    from ixhpc import engine_check
+
+    errors: list[str] = []
+    warnings: dict[str, None] = {}  # each once: a recipe's variants share its image and lines
+    for dep, plan in jobs:
+        report = engine_check.check_srt(dep, plan)
+        errors += [e for e in report.errors if e not in errors]
+        warnings.update(dict.fromkeys(report.warnings))
+    if warn is not None:
+        for line in warnings:
+            warn(line)
+    if errors:
+        raise ConfigError(errors)
+
+
+def validation_profile(dep: Deployment) -> ClusterProfile:
+    """A cluster for ``validate`` (no profile given): the recipe's own GPUs per node, pyxis
+    (so paths read /logs and /model), aliases under /models."""
+    return ClusterProfile.model_validate({
+        "name": "validate", "partitions": [{"name": "any"}], "gpus-per-node": dep.gpus_per_node,
+        "arch": "x86_64", "container-runtime": "pyxis", "model-dir": "/models"})
 
 
 def with_entry_benchmark(dep: Deployment, concs: Sequence[int], isl: int, osl: int) -> Deployment:
@@ -194,14 +243,22 @@ def with_entry_benchmark(dep: Deployment, concs: Sequence[int], isl: int, osl: i
 
 
 def plan_config_file(dep: Deployment, profile: ClusterProfile, run_dir: Path, run_id: str, *,
-                     concs: Sequence[int], isl: int, osl: int, key: str, entry: str) -> JobPlan:
+                     concs: Sequence[int], isl: int, osl: int, key: str, entry: str,
+                     agentic: AgenticRun | None = None, eval_point: RunPoint | None = None) -> JobPlan:
     """An InferenceX point whose ``CONFIG_FILE`` names ``dep`` (ixhpc.srtslurm.config_file): the
     recipe's deployment with the entry's concurrencies and ISL/OSL, as job ``key``; the plan
-    header says so."""
-    plan = plan_deployment(with_entry_benchmark(dep, concs, isl, osl), profile, run_dir, run_id, key=key)
-    plan.header.insert(2, _comment(f"CONFIG_FILE of InferenceX point {entry}: its concurrencies "
-                                   f"{' '.join(map(str, plan.concs))} and isl {isl} osl {osl} override "
-                                   f"the recipe's benchmark section"))
+    header says so. An agentic entry (``agentic``) runs ixhpc's trace replay against the
+    deployment, in place of the recipe's benchmark (InferenceX's: a custom ``agentic_srt.sh``)."""
+    plan = plan_deployment(with_entry_benchmark(dep, concs, isl, osl), profile, run_dir, run_id, key=key,
+                           agentic=agentic, eval_point=eval_point)
+    was = dep.recipe.benchmark
+    replaced = f"{was.type} benchmark" + (f" ({was.command})" if was.type == "custom" and was.command else "")
+    plan.header.insert(2, _comment(
+        f"CONFIG_FILE of InferenceX agentic point {entry}: ixhpc's agentic-coding trace replay at "
+        f"concurrencies {' '.join(map(str, plan.concs))} replaces the recipe's {replaced}"
+        if agentic is not None else
+        f"CONFIG_FILE of InferenceX point {entry}: its concurrencies "
+        f"{' '.join(map(str, plan.concs))} and isl {isl} osl {osl} override the recipe's benchmark section"))
     return plan
 
 
@@ -232,6 +289,13 @@ class Allocation:
     infra: int
     bench: int
     endpoints: tuple[Endpoint, ...]
+    components: tuple[int, ...] = ()   # a heterogeneous job (6.5): nodes of component 0, 1
+
+    def het_group(self, node: int) -> tuple[int, int] | None:
+        """(component, its first node) of an allocation node; None: not a heterogeneous job."""
+        if not self.components:
+            return None
+        return (0, 0) if node < self.components[0] else (1, self.components[0])
 
 
 def allocate(dep: Deployment) -> Allocation:
@@ -254,12 +318,20 @@ def allocate(dep: Deployment) -> Allocation:
     if not workers:
         raise PlanError(f"{dep.source}: no worker node is left after the reserved nodes")
     head = reserved.get("frontend", workers[0])
+    if r.resources.het_jobs:
+        # SPEC 6.5: component 0 = the prefill nodes (after a dedicated infra node), component 1 =
+        # the decode nodes; each role placed over its own component's nodes
+        first = (r.resources.prefill_nodes or 0) + len(reserved)
+        endpoints = (_place(dep, tuple(n for n in workers if n < first), ("prefill",))
+                     + _place(dep, tuple(n for n in workers if n >= first), ("decode",)))
+        return Allocation(total, workers, head, reserved.get("infra", head), head, endpoints,
+                          (first, total - first))
     endpoints = _place(dep, workers)
     return Allocation(total, workers, head, reserved.get("infra", head), reserved.get("client", head),
                       endpoints)
 
 
-def _place(dep: Deployment, nodes: tuple[int, ...]) -> tuple[Endpoint, ...]:
+def _place(dep: Deployment, nodes: tuple[int, ...], roles: Sequence[SrtRole] = ROLES) -> tuple[Endpoint, ...]:
     gpn = dep.gpus_per_node
     spread = dep.recipe.resources.spread_workers
     be = dep.recipe.backend
@@ -273,7 +345,7 @@ def _place(dep: Deployment, nodes: tuple[int, ...]) -> tuple[Endpoint, ...]:
             raise PlanError(f"{dep.source}: the workers need more than the job's {len(nodes)} worker "
                             f"node(s) (resources: nodes, workers and gpus_per_* disagree)")
 
-    for role in ROLES:
+    for role in roles:
         count, g = dep.worker_count(role), dep.gpus_per_worker(role)
         if role == "decode" and count and offset and cursor + 1 < len(nodes) and not colocate:
             cursor, offset = cursor + 1, 0   # decode starts on a fresh node
@@ -300,30 +372,6 @@ def _place(dep: Deployment, nodes: tuple[int, ...]) -> tuple[Endpoint, ...]:
 # ---------------------------------------------------------------- flags (SPEC 10.1, 11.1)
 
 
-def _value(v: Any) -> str:
-    # SPEC 17.1: srtctl prints maps (and lists inside values) as Python text; JSON is what the
-    # engines parse.
-    return json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else str(v)
-
-
-def config_flags(cfg: Mapping[str, Any]) -> list[str]:
-    """An engine config map as flags (10.1): keys sorted, ``_`` -> ``-``, ``true`` bare,
-    ``false``/``null`` omitted, a list as several words, a map as JSON (17.1)."""
-    out: list[str] = []
-    for key in sorted(cfg):
-        v = cfg[key]
-        flag = "--" + str(key).replace("_", "-")
-        if v is True:
-            out.append(flag)
-        elif v is False or v is None:
-            continue
-        elif isinstance(v, list):
-            out += [flag, *(_value(x) for x in v)]
-        else:
-            out += [flag, _value(v)]
-    return out
-
-
 def args_flags(args: Mapping[str, Any] | None) -> list[str]:
     """``frontend.args`` (11.1): map order, keys verbatim, maps and lists as JSON (17.1)."""
     out: list[str] = []
@@ -331,7 +379,7 @@ def args_flags(args: Mapping[str, Any] | None) -> list[str]:
         if v is True:
             out.append(f"--{key}")
         elif v is not None and v is not False:
-            out += [f"--{key}", _value(v)]
+            out += [f"--{key}", json_value(v)]
     return out
 
 
@@ -376,9 +424,14 @@ class _Ctx:
 
 
 def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run_id: str,
-                    key: str | None = None) -> JobPlan:
+                    key: str | None = None, agentic: AgenticRun | None = None,
+                    eval_point: RunPoint | None = None) -> JobPlan:
     """One deployment's job: its roles with their srun lines, benchmark and sbatch options
-    (``key``: the job's key, by default from the deployment's name)."""
+    (``key``: the job's key, by default from the deployment's name). ``agentic``: an InferenceX
+    agentic entry's replay (its CONFIG_FILE named ``dep``): ixhpc's trace replay is the benchmark,
+    against the deployment's public endpoint, whatever the recipe's benchmark section says.
+    ``eval_point``: an eval-marked InferenceX point: ixhpc's lm-eval step (``ixhpc.evals.plan``)
+    against the public endpoint, with that point's eval settings."""
     _refuse_unsupported(dep)
     r = dep.recipe
     partition = _partition(dep, profile)
@@ -397,6 +450,8 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
     ctx = _Ctx(dep, profile, alloc, model, _served_name(dep, host_model), LOGS if contained else log_dir, [])
     ctx.infra = r.frontend.type not in ("trtllm_serve", "vllm")
     point = _point(dep, profile, partition.name, key, alloc)
+    if agentic is not None:
+        point = point.model_copy(update={"agentic": agentic})
     mounts = [f"{log_dir}:{LOGS}"] if contained else []
     if host_model and contained:
         mounts.append(f"{host_model}:{MODEL}")
@@ -406,6 +461,7 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
 
     if ctx.infra:
         _infra_roles(ctx)
+    _mooncake_role(ctx)
     _worker_roles(ctx)
     public = _frontend_roles(ctx)
     ports = 1 + max(ro.port_index for ro in ctx.roles)
@@ -415,55 +471,90 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
                         f"process where all nodes are one host); lower frontend.num_additional_frontends "
                         f"or the worker count")
     nginx = spec.model_copy(update={"image": r.frontend.nginx_container, "remap_root": True})
+    store = getattr(r.backend, "mooncake_kv_store", None)
+    mooncake = spec.model_copy(update={"image": store.container}) if store and store.container else spec
+    root = spec.model_copy(update={"remap_root": True})   # pip installs Dynamo as root (srtctl: ENROOT_REMAP_ROOT)
     for role in ctx.roles:
-        role.command = _srun_line(role, runtime, nginx if role.name == "nginx" else spec, profile, dep)
+        het = alloc.het_group(role.node_index)
+        if het is not None:
+            role.het_group, role.group_first_node = het
+        image = (nginx if role.name == "nginx" else mooncake if role.name == "mooncake"
+                 else root if "ixhpc-dynamo-install" in role.argv else spec)
+        role.command = _srun_line(role, runtime, image, profile, dep)
         if contained:
             role.here = shell.command(_python(role.argv, runtime))
-    bench = _bench_argv(ctx, public)
+    custom = r.benchmark.type == "custom" and agentic is None
+    bench = (["bash", "-lc", r.benchmark.command or ""] if custom
+             else _agentic_argv(point, agentic, public, ctx.roles, _limit_minutes(r.slurm.time_limit))
+             if agentic is not None else _bench_argv(ctx, public))
+    components = [_sbatch(dep, profile, partition.name, run_dir, run_id, key, n, i)
+                  for i, n in enumerate(alloc.components or (alloc.nodes,))]
     bench_env = [("SRTCTL_FRONTEND_TYPE", r.frontend.type),
                  ("SRT_FRONTEND_HOST", shell.var(public.var + "_HOST")),
                  ("SRT_FRONTEND_PORT", shell.var(public.var + "_PORT")),
                  *r.environment.items()]
-    concs = sorted(set(r.benchmark.concurrency_list()))
-    return JobPlan(
+    bench_spec = spec
+    if custom:   # SPEC 13.1 and 13.4: the workers' addresses, metrics URLs, then benchmark.env
+        bench_env = [*_custom_env(ctx), *bench_env, *(r.benchmark.env or {}).items()]
+        if r.benchmark.container_image:
+            bench_spec = spec.model_copy(update={"image": r.benchmark.container_image})
+    concs = _concs(dep)
+    plan = JobPlan(
         key=key, kind=point.kind, points=[point], concs=concs,
-        sbatch=_sbatch(dep, profile, partition.name, run_dir, run_id, key, alloc),
+        sbatch=components[0], het_sbatch=components[1:],
+        het_groups=[(partition.name, n) for n in alloc.components],
         variables=_variables(dep, point, run_dir, key, alloc),
         step_env=[],   # each process carries its own environment (SPEC 9.1)
         roles=ctx.roles,
         prepare_command=_prepare(runtime, [spec, nginx] if public.name == "nginx" else [spec]),
         bench_argv=bench,
-        bench_command=_bench_command(point, bench, runtime, spec, bench_env),
-        header=_header(dep, key, alloc, concs),
+        bench_command=_bench_command(point, bench, runtime, bench_spec, bench_env, bool(alloc.components)),
+        custom_bench=(r.benchmark.command or "") if custom else "",
+        header=_header(dep, key, alloc, concs, dynamo_install(dep, profile), agentic is not None),
         placement=[f"node {r_.node_index}{'-' + str(r_.node_index + r_.nnodes - 1) if r_.nnodes > 1 else ''}: "
                    f"{r_.name} ({r_.comment})" for r_ in ctx.roles],
         runtime=runtime, container=spec,
         standins=STANDINS_LINE if profile.engine_standins else "",
+        recipe_env=_recipe_env(dep),
     )
+    if eval_point is not None:   # the eval asks for the name the deployment serves
+        from ixhpc.evals import plan as evals
+
+        front = dataclasses.replace(public, name="server")   # evals.plan's name for the public endpoint
+        plan.evals = evals.plan([eval_point.model_copy(update={"model": point.model})], [front], profile,
+                                runtime, spec, plan.ingest_args, bool(alloc.components))
+    return plan
+
+
+def _recipe_env(dep: Deployment) -> list[str]:
+    """The variables the recipe's maps set: role maps, ``environment:``, ``frontend.env``."""
+    maps = [dep.environment(role) for role in ROLES] + [dep.global_environment, dep.frontend.env or {}]
+    return sorted({name for m in maps for name in m})
 
 
 def _refuse_unsupported(dep: Deployment) -> None:
+    """What srtctl accepts and ixhpc cannot launch, located at the recipe key (all at once)."""
     r, be = dep.recipe, dep.recipe.backend
-    problems = []
-    if r.benchmark.type != "sa-bench":
-        problems.append(f"benchmark.type {r.benchmark.type!r}: ixhpc runs sa-bench deployments "
-                        f"(its own load generator, results in HDF5); expected sa-bench")
+    problems: list[tuple[tuple[str, ...], str]] = []
+    if r.benchmark.type not in ("sa-bench", "custom"):
+        problems.append((("benchmark", "type"), f"{r.benchmark.type!r}: ixhpc runs sa-bench (its own load "
+                         f"generator, results in HDF5) and custom benchmarks; expected sa-bench or custom"))
+    elif r.benchmark.type == "custom" and not (r.benchmark.command or "").strip():
+        problems.append((("benchmark", "command"), "missing: a custom benchmark runs `bash -lc COMMAND`"))
     if be.type == "mocker":
-        problems.append("backend.type mocker: no engine to launch; expected sglang, vllm or trtllm")
+        problems.append((("backend", "type"), "mocker: no engine to launch; expected sglang, vllm or trtllm"))
     if r.profiling.type != "none":
-        problems.append(f"profiling.type {r.profiling.type!r}: not supported; expected none")
-    if r.resources.het_jobs:
-        problems.append("resources.het_jobs: one homogeneous allocation only; expected false")
-    if getattr(be, "mooncake_kv_store", None) is not None:
-        problems.append("backend.mooncake_kv_store: the Mooncake master is not started by ixhpc yet")
-    if isinstance(be, VllmBackend) and be.dp_launch_mode == "per_gpu":
-        problems.append("backend.dp_launch_mode per_gpu (deprecated in srtctl): expected per_node")
+        problems.append((("profiling", "type"), f"{r.profiling.type!r}: not supported; expected none"))
     if r.model.stage_dir:
-        problems.append("model.stage_dir: model staging is not supported; expected the model on shared storage")
-    if r.telemetry.enabled or r.observability.tachometer.enabled:
-        problems.append("telemetry / tachometer exporters are not started by ixhpc")
+        problems.append((("model", "stage_dir"), "model staging is not supported; expected the model on "
+                         "shared storage"))
+    if r.telemetry.enabled:
+        problems.append((("telemetry", "enabled"), "telemetry exporters are not started by ixhpc"))
+    if r.observability.tachometer.enabled:
+        problems.append((("observability", "tachometer"), "Tachometer is not started by ixhpc"))
+    variant = f" (variant {dep.selector})" if dep.selector else ""
     if problems:
-        raise ConfigError([f"{dep.source}: {p}" for p in problems])
+        raise ConfigError([dep.doc.error(path, message + variant) for path, message in problems])
 
 
 def _partition(dep: Deployment, profile: ClusterProfile) -> Any:
@@ -544,15 +635,16 @@ def _point(dep: Deployment, profile: ClusterProfile, partition: str, key: str,
     isl, osl = b.isl or 0, b.osl or 0
     spec = any(str(k).replace("-", "_").startswith(("speculative", "spec_"))
                for role in ROLES for k in dep.engine_config(role))
-    warmup_mult = 2 if b.num_warmup_mult is None else b.num_warmup_mult
-    concs = b.concurrency_list()
-    if warmup_mult not in (0, 2) and len(set(concs)) > 1:
+    warmup_mult = _warmup_mult(dep)
+    concs = _concs(dep)
+    if warmup_mult not in (0, 1, 2) and len(set(concs)) > 1:
         raise PlanError(f"{dep.source}: benchmark.num_warmup_mult {warmup_mult} with several "
-                        f"concurrencies: ixhpc supports 0, 2, or any value with one concurrency")
+                        f"concurrencies: ixhpc supports 0, 1, 2, or any value with one concurrency")
     bench = BenchmarkSettings(
         random_range_ratio=0.8 if b.random_range_ratio is None else b.random_range_ratio,
         num_prompts_factor=b.num_prompts_mult or 10,
-        num_warmups=None if warmup_mult == 2 else warmup_mult * concs[0],
+        # 1: the client's --num-warmups is ${CONC} itself (_bench_argv); 2 is the job's default
+        num_warmups=None if warmup_mult in (1, 2) else warmup_mult * concs[0],
         request_rate=_rate(b.req_rate),
         temperature=b.temperature or 0.0, chat_template=b.use_chat_template)
     block = IxhpcBlock(benchmark=bench, health_timeout=r.health_check.max_attempts * r.health_check.interval_seconds)
@@ -634,6 +726,42 @@ def _infra_roles(ctx: _Ctx) -> None:
         text = f"max_payload: {payload * 1048576}\njetstream {{ store_dir: \"/tmp/nats-{ctx.dep.name}\" }}"
         nats_argv = [*engines._WRITER, text, conf, "nats-server", "-c", conf, "-p", _port("NATS")]
     _role(ctx, "nats", "NATS", node, nats_argv, None, "NATS (Dynamo events)")
+
+
+def _mooncake_role(ctx: _Ctx) -> None:
+    """The Mooncake master on the infra node (12.2), when the recipe has ``mooncake_kv_store``
+    (started even without etcd/NATS); vLLM's store config written first. Its RPC port and
+    HTTP metadata port are the role's two ports of the job's block (srtctl: 8700, 8701); its
+    metrics reporting (srtctl: 8702, read by nothing in the job) is off."""
+    store = getattr(ctx.dep.recipe.backend, "mooncake_kv_store", None)
+    if store is None:
+        return
+    argv = ["mooncake_master", f"--port={_port('MOONCAKE')}", "--enable_http_metadata_server=true",
+            f"--http_metadata_server_port={shell.var('MOONCAKE_KV_PORT')}", "--eviction_high_watermark_ratio=0.9",
+            "--default_kv_lease_ttl=10000", "--rpc_thread_num=16", "--enable_metric_reporting=false",
+            *(store.master_extra_args or [])]
+    if isinstance(ctx.dep.recipe.backend, VllmBackend):
+        config = {**(getattr(store, "store_config", None) or {}),
+                  "master_server_address": f"{_host('MOONCAKE')}:{_port('MOONCAKE')}"}
+        argv = [*engines._WRITER, json.dumps(config, indent=2), _mooncake_config(ctx), *argv]
+    _role(ctx, "mooncake", "MOONCAKE", ctx.alloc.infra, argv, None, "Mooncake master (KV store)", kv=True)
+
+
+def _mooncake_config(ctx: _Ctx) -> str:
+    return f"{ctx.logs}/mooncake_store_config.json"
+
+
+def _mooncake_env(ctx: _Ctx, host: str) -> list[tuple[str, str]]:
+    """Row 15 of SPEC 9.1 (sglang and vLLM workers)."""
+    store = getattr(ctx.dep.recipe.backend, "mooncake_kv_store", None)
+    if store is None:
+        return []
+    env = [("MOONCAKE_LOCAL_HOSTNAME", host), *(store.env or {}).items(),
+           ("MOONCAKE_MASTER", f"{_host('MOONCAKE')}:{_port('MOONCAKE')}"),
+           ("MOONCAKE_TE_META_DATA_SERVER", f"http://{_host('MOONCAKE')}:{shell.var('MOONCAKE_KV_PORT')}/metadata")]
+    if isinstance(ctx.dep.recipe.backend, VllmBackend):
+        env.append(("MOONCAKE_CONFIG_PATH", _mooncake_config(ctx)))
+    return env
 
 
 def _dynamo_env(ctx: _Ctx, var: str) -> list[tuple[str, str]]:
@@ -761,7 +889,12 @@ def _per_node_worker(ctx: _Ctx, ep: Endpoint, counters: dict[str, int], leaders_
     if vllm and dp:
         counters["rpc"] += 1
     leader_port = 0
-    for rank, (node, gpu_ids) in enumerate(zip(ep.nodes, ep.gpu_ids, strict=True)):
+    # vLLM per_gpu DP (10.3): one process per GPU of the endpoint, DP rank = its index
+    per_gpu = bool(vllm and dp and isinstance(be, VllmBackend) and be.dp_launch_mode == "per_gpu"
+                   and fe != "vllm")
+    slots = ([(node, (g,)) for node, ids in zip(ep.nodes, ep.gpu_ids, strict=True) for g in ids] if per_gpu
+             else list(zip(ep.nodes, ep.gpu_ids, strict=True)))
+    for rank, (node, gpu_ids) in enumerate(slots):
         i = counters["proc"]
         counters["proc"] += 1
         var = _var(ep, rank)
@@ -816,12 +949,14 @@ def _per_node_worker(ctx: _Ctx, ep: Endpoint, counters: dict[str, int], leaders_
             if k_nodes == 1:   # srtctl sets it and unsets it again for multi-node endpoints
                 env = _merged(env, [("VLLM_PORT", str(VLLM_PORT_BASE + 50 * i))])
             argv, health = _vllm_argv(ctx, ep, rank, cfg, gpu_ids, dp, tp, pp, local_dp, rpc_port,
-                                      dump, plane, kv_port, var)
-        _role(ctx, _name(ep, rank), var, node, argv, health,
-              f"{ep.role} worker {ep.index}" + (f" rank {rank}/{k_nodes}" if k_nodes > 1 else "")
+                                      dump, plane, kv_port, var, per_gpu)
+        env = _merged(env, _mooncake_env(ctx, host))
+        _role(ctx, _name(ep, rank), var, node, _setup(ctx, _install(ctx, argv)), health,
+              f"{ep.role} worker {ep.index}" + (f" DP rank {rank}/{len(slots)}" if per_gpu
+                                                else f" rank {rank}/{k_nodes}" if k_nodes > 1 else "")
               + f": GPUs {','.join(map(str, gpu_ids))}", env=env, gpus=ctx.dep.gpus_per_node,
               kv=rank == 0 and ep.role == "prefill" and isinstance(be, SGLangBackend),
-              port_index=None if rank == 0 else leader_port)
+              port_index=None if rank == 0 or per_gpu else leader_port)
         if rank == 0:
             leader_port = ctx.roles[-1].port_index
 
@@ -841,7 +976,7 @@ def _connector(be: VllmBackend, cfg: Mapping[str, Any]) -> str | None:
 
 def _vllm_argv(ctx: _Ctx, ep: Endpoint, rank: int, cfg: dict[str, Any], gpu_ids: tuple[int, ...],
                dp: Any, tp: int, pp: int, local_dp: int, rpc_port: int, dump: str, plane: str,
-               kv_port: int, var: str) -> tuple[list[str], str | None]:
+               kv_port: int, var: str, per_gpu: bool = False) -> tuple[list[str], str | None]:
     dep = ctx.dep
     be = dep.recipe.backend
     assert isinstance(be, VllmBackend)
@@ -864,7 +999,7 @@ def _vllm_argv(ctx: _Ctx, ep: Endpoint, rank: int, cfg: dict[str, Any], gpu_ids:
             own.append("--headless")
         own += devices
         return own[:2] + _merge_flags(own[2:], cfg_), "/health" if rank == 0 else None
-    if dp:
+    if dp and not per_gpu:   # srtctl drops them in per_node mode only
         drop |= {"data-parallel-rpc-port", "data-parallel-size-local", "data-parallel-start-rank",
                  "data-parallel-hybrid-lb", "headless", "data_parallel_rpc_port", "data_parallel_size_local",
                  "data_parallel_start_rank", "data_parallel_hybrid_lb"}
@@ -876,7 +1011,10 @@ def _vllm_argv(ctx: _Ctx, ep: Endpoint, rank: int, cfg: dict[str, Any], gpu_ids:
     if conn:
         own += ["--kv-transfer-config", conn]
     own += devices
-    if dp and tp * pp <= dep.gpus_per_node:
+    if per_gpu:   # the process's own GPU (devices) and DP rank; the size is the config's
+        own += ["--data-parallel-rank", str(rank), "--data-parallel-address", leader,
+                "--data-parallel-rpc-port", str(rpc_port)]
+    elif dp and tp * pp <= dep.gpus_per_node:
         own += ["--data-parallel-size-local", str(local_dp), "--data-parallel-start-rank", str(local_dp * rank),
                 "--data-parallel-address", leader, "--data-parallel-rpc-port", str(rpc_port),
                 "--data-parallel-hybrid-lb"]
@@ -931,11 +1069,50 @@ def _trtllm_worker(ctx: _Ctx, ep: Endpoint, counters: dict[str, int]) -> None:
         program += ["--extra-engine-args", path, "--request-plane", plane]
         if be.publish_events_and_metrics:
             program.append("--publish-events-and-metrics")
-    argv = [*engines._WRITER, text, path, *prefix, *program]
+    argv = [*engines._WRITER, text, path, *_setup(ctx, _install(ctx, [*prefix, *program]))]
     per_node = len(ep.gpu_ids[0])
     _role(ctx, _name(ep), var, ep.leader, argv, "/health",
           f"{ep.role} worker {ep.index}: {ep.gpus} GPU(s) on {len(ep.nodes)} node(s), one MPI rank per GPU",
           env=env, nnodes=len(ep.nodes), gpus=dep.gpus_per_node, tasks=per_node)
+
+
+# srtctl's preamble step 1 (SPEC 9.3): /configs/NAME, else /configs/patches/NAME, else a warning.
+_SETUP = ('n=$1; shift; if [ -f "/configs/$n" ]; then bash "/configs/$n" || exit; '
+          'elif [ -f "/configs/patches/$n" ]; then bash "/configs/patches/$n" || exit; '
+          'else echo "warning: setup_script $n: not in /configs or /configs/patches; continuing" >&2; fi; '
+          'exec "$@"')
+
+
+def _setup(ctx: _Ctx, argv: list[str]) -> list[str]:
+    """The recipe's ``setup_script`` before a worker's or Dynamo frontend's program."""
+    name = ctx.dep.recipe.setup_script
+    return ["bash", "-c", _SETUP, "ixhpc-setup-script", name, *argv] if name else argv
+
+
+# srtctl's preamble step 2 (SPEC 9.3), its `version` form: Dynamo from PyPI (+ pypi.nvidia.com),
+# serialized per container environment by a lock file and skipped when that version is there.
+_DYNAMO_INSTALL = (
+    'v=$1; shift; exec 9>/tmp/ixhpc-dynamo-install.lock; '
+    '{ ! command -v flock >/dev/null || flock 9 || exit; }; '
+    'if [ "$(python3 -c \'import importlib.metadata as m; print(m.version("ai-dynamo"))\' 2>/dev/null)" != "$v" ]; '
+    'then python3 -m pip install --quiet --extra-index-url https://pypi.nvidia.com '
+    '"ai-dynamo-runtime==$v" "ai-dynamo==$v" || exit; fi; exec 9>&-; exec "$@"')
+
+
+def dynamo_install(dep: Deployment, profile: ClusterProfile) -> str | None:
+    """The Dynamo version the job installs in worker and frontend containers, or None: srtctl
+    installs with the Dynamo frontend and ``dynamo.install``; ixhpc does its ``version`` form,
+    not ``hash``/``wheel``/``top_of_tree`` builds (the image must carry that Dynamo), and not on
+    the local profile, whose engine stand-ins are not Dynamo."""
+    d = dep.recipe.dynamo
+    if dep.recipe.frontend.type != "dynamo" or not d.install or profile.engine_standins:
+        return None
+    return d.effective_version
+
+
+def _install(ctx: _Ctx, argv: list[str]) -> list[str]:
+    version = dynamo_install(ctx.dep, ctx.profile)
+    return ["bash", "-c", _DYNAMO_INSTALL, "ixhpc-dynamo-install", version, *argv] if version else argv
 
 
 def _frontend_roles(ctx: _Ctx) -> Role:
@@ -969,7 +1146,7 @@ def _frontend_roles(ctx: _Ctx) -> Role:
                           [("DYN_EVENT_PLANE", r.dynamo.event_plane)] if r.dynamo.event_plane else [],
                           _otel(ctx, "dynamo-frontend"), {**_wheel_env(ctx), **r.environment}, fe.env or {})
             argv = ["python3", "-m", "dynamo.frontend", f"--http-port={_port(var)}", *args_flags(fe.args)]
-            fronts.append(_role(ctx, f"frontend-{i}", var, node, argv, "/health",
+            fronts.append(_role(ctx, f"frontend-{i}", var, node, _setup(ctx, _install(ctx, argv)), "/health",
                                 f"Dynamo frontend {i}", env=env))
         elif fe.type == "sglang":
             fronts.append(_role(ctx, f"router-{i}", var, node, _router_argv(ctx, var, workers), "/health",
@@ -1003,31 +1180,11 @@ def _router_argv(ctx: _Ctx, var: str, workers: Mapping[str, Endpoint]) -> list[s
 
 def _nginx_argv(ctx: _Ctx, fronts: Sequence[Role]) -> list[str]:
     fe = ctx.dep.frontend
-    path = f"{ctx.logs}/nginx.conf"
-    upstream = ["    " + f"server {_host(f.var)}:{_port(f.var)};" for f in fronts]
-    affinity: list[str] = []
-    head = ""
-    if fe.nginx_session_affinity:
-        header = "$http_" + fe.nginx_session_affinity_header.lower().replace("-", "_")
-        head = (f"  map {header} $ixhpc_affinity {{\n    \"\" $request_id;\n    default {header};\n  }}\n")
-        affinity = ["    hash $ixhpc_affinity consistent;"]
-    conf = "\n".join([
-        "worker_processes auto;",
-        *(["worker_rlimit_nofile 1048576;"] if fe.nginx_raise_ulimit else []),
-        "events {", "  worker_connections 65535;", "  multi_accept on;", "  use epoll;", "}",
-        "http {", "  client_max_body_size 45m;", "  access_log off;",
-        f"  keepalive_timeout {fe.nginx_keepalive_timeout};",
-        head.rstrip("\n"),
-        "  upstream frontends {", *affinity, *upstream, "    keepalive 512;", "  }",
-        "  server {", f"    listen {_port('NGINX')};", "    location / {",
-        "      proxy_pass http://frontends;", "      proxy_http_version 1.1;",
-        "      proxy_set_header Connection \"\";", "      proxy_buffering off;",
-        "      proxy_read_timeout 24h;", "      proxy_send_timeout 24h;", "    }", "  }", "}"])
-    conf = "\n".join(line for line in conf.split("\n") if line != "")
-    command = f"nginx -c {path} -g 'daemon off;'"
-    if fe.nginx_raise_ulimit:
-        command = "ulimit -n 1048576 && " + command
-    return [*engines._WRITER, conf, path, "bash", "-c", command]
+    return engines.self_contained(engines.nginx(
+        [f"{_host(f.var)}:{_port(f.var)}" for f in fronts], _port("NGINX"), f"{ctx.logs}/nginx.conf",
+        keepalive_timeout=fe.nginx_keepalive_timeout,
+        affinity_header=fe.nginx_session_affinity_header if fe.nginx_session_affinity else None,
+        raise_ulimit=fe.nginx_raise_ulimit))
 
 
 def _trtllm_orchestrator(ctx: _Ctx, node: int, workers: Mapping[str, Endpoint]) -> Role:
@@ -1069,6 +1226,8 @@ def _srun_line(role: Role, runtime: containers.Runtime, spec: containers.Contain
     if (trt_worker or (role.name == "frontend-0" and dep.frontend.type == "trtllm_serve")) \
             and not profile.engine_standins:
         extra += ["--mpi=pmix", "--oversubscribe"] if trt_worker else ["--mpi=pmix"]
+    if trt_worker:   # one rank that dies ends the step, so the role fails at once (fail-fast)
+        extra.append("--kill-on-bad-exit=1")
     if dep.backend_type != "trtllm" and role.var.startswith(("PREFILL_", "DECODE_", "AGG_")):
         extra += [f"--{k}={v}" if v != "" else f"--{k}" for k, v in dep.recipe.srun_options.items()]
     if not extra:
@@ -1086,9 +1245,55 @@ def _rate(value: str | int | None) -> float:
     return math.inf if text in ("", "inf", "infinity") else float(text)
 
 
+def _limit_minutes(limit: str | None) -> int:
+    """Slurm's time forms ([D-]H:M:S, [D-]H:M, D-H, M:S, M) in whole minutes, at least 1."""
+    text = limit or SRT_TIME_LIMIT
+    days, _, rest = text.rpartition("-")
+    parts = [int(x) for x in rest.split(":")]
+    if days:                 # D-H, D-H:M, D-H:M:S
+        h, m, sec = (parts + [0, 0])[:3]
+    elif len(parts) == 3:    # H:M:S
+        h, m, sec = parts
+    else:                    # M, M:S
+        h, m, sec = 0, parts[0], parts[1] if len(parts) == 2 else 0
+    return max(1, (int(days or 0) * 24 + h) * 60 + m + (1 if sec else 0))
+
+
+def _concs(dep: Deployment) -> list[int]:
+    """The job's concurrencies. A custom benchmark runs once: at its first concurrency, else
+    its ``env`` ``CONC`` (InferenceX's agentic recipes), else 1 (the point's record needs one)."""
+    b = dep.recipe.benchmark
+    concs = sorted(set(b.concurrency_list()))
+    if b.type != "custom":
+        return concs
+    conc = str((b.env or {}).get("CONC", ""))
+    return concs[:1] or [int(conc) if conc.isdigit() and int(conc) > 0 else 1]
+
+
+def _custom_env(ctx: _Ctx) -> list[tuple[str, str]]:
+    """SPEC 13.1 for ``custom``: ``SRT_<MODE>_IPS`` / ``_ENDPOINTS`` (one entry per logical worker
+    leader, comma-separated; the port the job health-checks: Dynamo's system port, else the
+    worker's HTTP port) and ``AIPERF_SERVER_METRICS_URLS`` (each leader's ``/metrics``)."""
+    out: list[tuple[str, str]] = []
+    urls: list[str] = []
+    for role in ("prefill", "decode", "aggregated"):
+        leaders = [_var(e) for e in ctx.alloc.endpoints if e.role == role]
+        if not leaders:
+            continue
+        out += [(f"SRT_{_SHORT[role]}_IPS", ",".join(_host(v) for v in leaders)),
+                (f"SRT_{_SHORT[role]}_ENDPOINTS", ",".join(f"{_host(v)}:{_port(v)}" for v in leaders))]
+        urls += [f"http://{_host(v)}:{_port(v)}/metrics" for v in leaders]
+    return [*out, ("AIPERF_SERVER_METRICS_URLS", ",".join(urls))]
+
+
+def _warmup_mult(dep: Deployment) -> int:
+    b = dep.recipe.benchmark
+    return 2 if b.num_warmup_mult is None else b.num_warmup_mult
+
+
 def _bench_argv(ctx: _Ctx, public: Role) -> list[str]:
     """sa-bench's settings (13.2) for ixhpc's client: per concurrency the warm-up
-    (NUM_WARMUPS = warmup mult x C) and C x prompts mult prompts at req_rate. It talks to the
+    (NUM_WARMUPS = warmup mult x C; with mult 1 simply C) and C x prompts mult prompts at req_rate. It talks to the
     public endpoint's address (SPEC 17.11: sa-bench always uses localhost:8000)."""
     b = ctx.dep.benchmark
     rate = "inf" if _rate(b.req_rate) == math.inf else str(b.req_rate)
@@ -1097,7 +1302,8 @@ def _bench_argv(ctx: _Ctx, public: Role) -> list[str]:
             "--model", ctx.served, "--isl", str(b.isl), "--osl", str(b.osl),
             "--random-range-ratio", str(0.8 if b.random_range_ratio is None else b.random_range_ratio),
             "--num-prompts", shell.var("NUM_PROMPTS"), "--max-concurrency", shell.var("CONC"),
-            "--num-warmups", shell.var("NUM_WARMUPS"), "--request-rate", rate,
+            "--num-warmups", shell.var("CONC" if _warmup_mult(ctx.dep) == 1 else "NUM_WARMUPS"),
+            "--request-rate", rate,
             "--seed", "0", "--output", ScriptPaths.bench_json_text("CONC"), "--ignore-eos"]
     if b.temperature:
         argv += ["--temperature", str(b.temperature)]
@@ -1107,23 +1313,28 @@ def _bench_argv(ctx: _Ctx, public: Role) -> list[str]:
 
 
 def _sbatch(dep: Deployment, profile: ClusterProfile, partition: str, run_dir: Path, run_id: str,
-            key: str, alloc: Allocation) -> dict[str, str | bool]:
+            key: str, nodes: int, component: int = 0) -> dict[str, str | bool]:
+    """The #SBATCH options of the job, or of one component of a heterogeneous job (the
+    job-wide ones -- name, output, requeue -- on component 0 only)."""
     r = dep.recipe
     gpn = dep.gpus_per_node
     limit = r.slurm.time_limit
     if limit is not None and not _TIME.match(limit):
         raise PlanError(f"{dep.source}: slurm.time_limit {limit!r}: expected [D-]HH:MM:SS, HH:MM or minutes")
     opts: dict[str, str | bool] = {
-        "job-name": f"ixhpc-{run_id}-{key}"[:200], "partition": partition, "nodes": str(alloc.nodes),
+        "job-name": f"ixhpc-{run_id}-{key}"[:200], "partition": partition, "nodes": str(nodes),
         "ntasks-per-node": str(gpn) if dep.backend_type == "trtllm" else "1",
         "time": limit or SRT_TIME_LIMIT,
         "output": str(Layout.of(run_dir).job_log_pattern(key)),
     }
-    opts.update(profile_sbatch(profile, alloc.nodes, gpn, r.slurm.account))
+    opts.update(profile_sbatch(profile, nodes, gpn, r.slurm.account))
     for k, v in r.sbatch_directives.items():
         if k in _OWN_SBATCH:
             raise PlanError(f"{dep.source}: sbatch_directives {k}: ixhpc sets it itself; expected no {k}")
-        opts[k] = v if v != "" else True
+        opts[k] = _as_slurm_reads(v) if v != "" else True
+    if component:
+        for name in ("job-name", "output", "no-requeue"):
+            opts.pop(name, None)
     try:
         directives(opts)
     except ValueError as exc:
@@ -1136,13 +1347,15 @@ def _variables(dep: Deployment, point: SrtDisaggPoint | SrtAggPoint, run_dir: Pa
     return script_variables(run_dir, key, alloc.nodes, point.ixhpc)
 
 
-def _header(dep: Deployment, key: str, alloc: Allocation, concs: list[int]) -> list[str]:
+def _header(dep: Deployment, key: str, alloc: Allocation, concs: list[int], installs: str | None,
+            replay: bool = False) -> list[str]:
     r = dep.recipe
     d = r.dynamo
     asked = (f"hash {d.hash}" if d.hash else f"wheel {d.wheel}" if d.wheel
              else "top of tree" if d.top_of_tree else f"version {d.version}")
-    dynamo = "not installed by the job (the image must carry it)" + (
-        f"; the recipe asks for {asked}" if d.install and r.frontend.type == "dynamo" else "")
+    dynamo = (f"{installs} installed from PyPI in each worker and frontend container" if installs else
+              "not installed by the job (the image must carry it)" + (
+                  f"; the recipe asks for {asked}" if d.install and r.frontend.type == "dynamo" else ""))
     shape = ", ".join(f"{dep.worker_count(role)} {role} x {dep.gpus_per_worker(role)} GPU(s)"
                       for role in ROLES if dep.worker_count(role))
     return [_comment(x) for x in (
@@ -1151,6 +1364,10 @@ def _header(dep: Deployment, key: str, alloc: Allocation, concs: list[int]) -> l
         f"model {dep.model_path} ({r.model.precision}); image {dep.container}; backend {dep.backend_type}, "
         f"frontend {r.frontend.type}",
         f"{alloc.nodes} node(s) of {dep.gpus_per_node} GPU(s); {shape}; head node {alloc.head}",
-        f"sa-bench isl {r.benchmark.isl} osl {r.benchmark.osl}; concurrencies {' '.join(map(str, concs))}",
-        f"Dynamo: {dynamo}" + (f"; setup_script {r.setup_script} not run" if r.setup_script else ""),
+        f"agentic-coding trace replay (ixhpc.bench); concurrencies {' '.join(map(str, concs))}" if replay else
+        f"sa-bench isl {r.benchmark.isl} osl {r.benchmark.osl}; concurrencies {' '.join(map(str, concs))}"
+        if r.benchmark.type != "custom" else
+        f"custom benchmark (bash -lc, once, recorded as concurrency {concs[0]}): the point records its exit "
+        f"status, log and wall time, no throughput metrics",
+        f"Dynamo: {dynamo}" + (f"; setup_script {r.setup_script} runs from /configs first" if r.setup_script else ""),
     )]

@@ -1,7 +1,8 @@
 """The stand-in files render writes into a run directory (profiles with ``engine-standins``).
 
 ``RUN/standins/bin``: ``vllm``, ``trtllm-serve``, ``trtllm-llmapi-launch``, ``etcd``,
-``nats-server`` (and ``python3``, the job's Python, which has the simulated engine's packages);
+``nats-server``, ``numactl``, ``mooncake_master`` (and ``python3``, the job's Python, which has
+the simulated engine's packages);
 ``RUN/standins/lib``: ``sglang.launch_server``, ``sglang_router.launch_router``,
 ``dynamo.frontend|sglang|vllm|trtllm``, ``atom.entrypoints.openai_server``; each runs
 ``ixhpc.standins`` from the run's bundle. ``RUN/standins/jobs/<job>.json``: the job's config,
@@ -25,7 +26,8 @@ from ixhpc.standins import commands, flagtable
 if TYPE_CHECKING:
     from ixhpc.placement import JobPlan
 
-EXECUTABLES = ("vllm", "trtllm-serve", "trtllm-llmapi-launch", "etcd", "nats-server")
+EXECUTABLES = ("vllm", "trtllm-serve", "trtllm-llmapi-launch", "etcd", "nats-server", "numactl",
+               "mooncake_master")
 MODULES = tuple(c for c in commands.COMMANDS if "." in c)
 # ixhpc's engine family -> the ixhpc.engine_flags families its roles' commands belong to.
 FLAG_FAMILIES: dict[str, tuple[str, ...]] = {
@@ -104,7 +106,7 @@ def job_config(plan: JobPlan) -> dict[str, Any]:
 def _gpu(runner: str) -> str | None:
     from ixhpc.sim.model import GPUS
 
-    head = runner.split("-")[0].upper()
+    head = runner.removeprefix("cluster:").split("-")[0].upper()  # agentic rows: cluster:h200-...
     return head if head in GPUS else None
 
 

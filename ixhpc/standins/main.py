@@ -35,18 +35,22 @@ SECRET_NAME = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|API_K
                          r"PRIVATE_KEY)$", re.I)
 SECRET_VALUE = "<not recorded: secret-looking name>"
 USAGE = ("usage: python -m ixhpc.standins PROGRAM [ARG...]\n"
-         "PROGRAM: vllm | trtllm-serve | trtllm-llmapi-launch | etcd | nats-server | " +
+         "PROGRAM: vllm | trtllm-serve | trtllm-llmapi-launch | etcd | nats-server | numactl | mooncake_master | " +
          " | ".join(c for c in commands.COMMANDS if "." in c) + "\n"
          "ixhpc's engine stand-ins: the simulated engine started by a real engine's command line.")
 
 
 def command_of(program: str, args: list[str]) -> tuple[str, list[str], list[str]]:
     """(command name, its arguments, the argv as started) from a program and its words."""
+    if program == "trtllm-serve" and args and not args[0].startswith("-") \
+            and f"{program} {args[0]}" not in commands.COMMANDS:
+        # TensorRT-LLM's command group defaults to `serve`: `trtllm-serve MODEL ...` (srtctl's form)
+        return f"{program} serve", args, [program, *args]
     if program in ("vllm", "trtllm-serve") and args and not args[0].startswith("-"):
         return f"{program} {args[0]}", args[1:], [program, *args]
     if program in ("vllm", "trtllm-serve"):
         return program, args, [program, *args]
-    if program in ("etcd", "nats-server"):
+    if program in ("etcd", "nats-server", "mooncake_master"):
         return program, args, [program, *args]
     return program, args, ["python3", "-m", program, *args]
 
@@ -120,6 +124,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     program, args = words[0], words[1:]
     if program == "trtllm-llmapi-launch":
         return _llmapi_launch(args, env)
+    if program == "numactl":
+        return _numactl(args)
     command, args, started = command_of(program, args)
     if env.get(WRAPPER_ENV):
         started = [env[WRAPPER_ENV], *started]
@@ -187,4 +193,32 @@ def _llmapi_launch(args: list[str], env: Mapping[str, str]) -> int:
             time.sleep(3600)
     os.environ[WRAPPER_ENV] = "trtllm-llmapi-launch"
     os.execvp(args[0], args)
+    return 0  # not reached
+
+
+# numactl's policy options that take a value (short and long spellings); the others are bare.
+_NUMA_VALUED = {"-m", "--membind", "-N", "--cpunodebind", "-C", "--physcpubind", "-i", "--interleave",
+                "-p", "--preferred", "-P", "--preferred-many", "-w", "--weighted-interleave"}
+_NUMA_BARE = {"-l", "--localalloc", "-a", "--all", "-b", "--balancing", "-h", "--hardware"}
+
+
+def _numactl(args: list[str]) -> int:
+    """numactl POLICY... CMD...: the local cluster's nodes have no NUMA layout to bind to (its
+    nodes share one host), so the policy is checked for form and CMD runs as it is."""
+    rest = list(args)
+    while rest and rest[0].startswith("-"):
+        word = rest.pop(0)
+        name = word.split("=", 1)[0]
+        if name in _NUMA_VALUED and "=" not in word:
+            if not rest:
+                print(f"numactl: option {word} requires an argument", file=sys.stderr)
+                return 1
+            rest.pop(0)
+        elif name not in _NUMA_VALUED and name not in _NUMA_BARE:
+            print(f"numactl: unrecognized option '{word}'", file=sys.stderr)
+            return 1
+    if not rest:
+        print("usage: numactl [--membind= | -m <nodes>] ... command args ...", file=sys.stderr)
+        return 1
+    os.execvp(rest[0], rest)
     return 0  # not reached

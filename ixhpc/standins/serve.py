@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import aiohttp
 from aiohttp import web
 
-from ixhpc.sim import listener, model, router, server
+from ixhpc.sim import kvcache, listener, model, router, server
 from ixhpc.standins.commands import Serve
 
 REFRESH_S = 0.5
@@ -39,7 +39,7 @@ def sim_config(s: Serve, settings: dict[str, Any]) -> model.SimConfig:
     base = model.SimConfig()
     precision = settings.get("precision")
     cfg = model.SimConfig(
-        gpu=str(settings.get("gpu") or base.gpu), tp=s.tp, ep=s.ep,
+        gpu=str(settings.get("gpu") or base.gpu), tp=max(s.tp, s.gpus), ep=s.ep,   # every GPU of a replica
         model_params_b=float(settings.get("model_params_b") or base.model_params_b),
         active_params_b=float(settings.get("active_params_b") or settings.get("model_params_b")
                               or base.active_params_b),
@@ -50,10 +50,20 @@ def sim_config(s: Serve, settings: dict[str, Any]) -> model.SimConfig:
     return cfg
 
 
+def cache_config(s: Serve, cfg: model.SimConfig) -> kvcache.CacheConfig:
+    """The prefix cache, with a DRAM tier when the engine's flags give it one (``Serve.dram_*``):
+    its bytes at the simulated model's KV bytes per token, or sglang's ratio to the GPU pool."""
+    gpu = s.kv_tokens or model.kv_capacity_tokens(cfg)
+    dram = kvcache.dram_tokens(s.dram_bytes / 1e9, cfg.kv_bytes_per_token) if s.dram_bytes > 0 \
+        else int(s.dram_ratio * gpu)
+    return kvcache.CacheConfig(gpu_tokens=s.kv_tokens, dram_tokens=dram)
+
+
 def engine_app(s: Serve, settings: dict[str, Any]) -> tuple[web.Application, server.Engine]:
     cfg = sim_config(s, settings)
     engine = server.Engine(cfg, s.role, "", float(settings.get("time_scale") or 1.0),
-                           spec_tokens=s.spec_tokens, stream_interval=s.stream_interval)
+                           spec_tokens=s.spec_tokens, stream_interval=s.stream_interval,
+                           cache=cache_config(s, cfg))
     app = server.make_app(engine, s.model, s.metrics, s.metrics_path)
     if s.metrics_path != "/metrics":  # trtllm-serve: /metrics is its JSON iteration log
         app.router.add_get("/metrics", _json_handler([]))
@@ -264,6 +274,43 @@ def etcd_app() -> web.Application:
     return app
 
 
+async def _hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A connection nobody speaks to (Mooncake's RPC port): held until the client leaves."""
+    try:
+        while await reader.read(65536):
+            pass
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def metadata_app() -> web.Application:
+    """Mooncake's HTTP metadata server: a key-value store at ``/metadata?key=K``."""
+    store: dict[str, bytes] = {}
+
+    async def get(request: web.Request) -> web.Response:
+        key = request.query.get("key", "")
+        if key not in store:
+            return web.Response(status=404, text="metadata not found")
+        return web.Response(body=store[key])
+
+    async def put(request: web.Request) -> web.Response:
+        store[request.query.get("key", "")] = await request.read()
+        return web.Response(text="metadata updated")
+
+    async def delete(request: web.Request) -> web.Response:
+        store.pop(request.query.get("key", ""), None)
+        return web.Response(text="metadata deleted")
+
+    app = web.Application()
+    app.router.add_get("/metadata", get)
+    app.router.add_put("/metadata", put)
+    app.router.add_delete("/metadata", delete)
+    app.router.add_get("/health", _json_handler("OK"))
+    return app
+
+
 async def nats_serve(host: str, port: int) -> asyncio.Server:
     """Enough of NATS's protocol for a client to connect: INFO, then PONG for each PING."""
     info = {"server_id": "ixhpc-standin", "server_name": "ixhpc-standin", "version": "2.10.0",
@@ -314,6 +361,12 @@ async def run(s: Serve, settings: dict[str, Any], describe: str) -> None:
         elif s.kind == "nats":
             closers.append(await nats_serve(s.host, s.port))
             print(f"ixhpc stand-in: {describe} (nats-server) listening for clients on {s.host}:{s.port}", flush=True)
+        elif s.kind == "mooncake":
+            closers.append(await asyncio.start_server(_hold, s.host, s.port))
+            if s.bootstrap_port is not None:   # its HTTP metadata server (bootstrap_port: that port)
+                await serve_app(metadata_app(), s.host, s.bootstrap_port)
+            print(f"ixhpc stand-in: {describe} RPC on {s.host}:{s.port}, HTTP metadata on port "
+                  f"{s.bootstrap_port}", flush=True)
         elif s.kind in ("router", "frontend"):
             workers = Workers(s.prefill, s.decode)
             if s.kind == "frontend":
@@ -336,7 +389,8 @@ async def run(s: Serve, settings: dict[str, Any], describe: str) -> None:
                 etcd_put(s.etcd, key, json.dumps({"url": url, "role": s.role, "model": s.model}))
             print(f"ixhpc stand-in: {describe} serving {s.model!r} on {where} (simulated: role {s.role}, "
                   f"tp {s.tp} ep {s.ep} dp {s.dp}, {engine.cfg.gpu}, spec tokens {s.spec_tokens}, "
-                  f"stream interval {s.stream_interval})", flush=True)
+                  f"stream interval {s.stream_interval}, kv {engine.kv_capacity} tokens, "
+                  f"dram tier {engine.cache.cfg.dram_tokens if engine.cache else 0} tokens)", flush=True)
         await stop.wait()
     finally:
         for task in tasks:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextvars
+import dataclasses
 import json
 import math
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ixhpc import atomic
@@ -65,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-url", action="append", default=[], metavar="ROLE=URL")
     p.add_argument("--metrics-interval", type=float, default=servermetrics.DEFAULT_INTERVAL)
     p.add_argument("--benchmark-id", help="cache-bust marker seed (default: a fresh UUID)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="client processes sharing the lanes (each lane, so each session, stays in one)")
     p.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     p.add_argument("--output", help="result JSON file (written atomically, never overwritten)")
     return p
@@ -78,8 +84,8 @@ def _check(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     lo, hi = a.start_window
     if not 0 <= lo <= hi <= 1:
         p.error("--start-window needs 0 <= LO <= HI <= 1")
-    if a.warmup_requests_per_lane < 0 or a.num_gpus < 1:
-        p.error("--warmup-requests-per-lane must be >= 0 and --num-gpus >= 1")
+    if a.warmup_requests_per_lane < 0 or a.num_gpus < 1 or a.workers < 1:
+        p.error("--warmup-requests-per-lane must be >= 0, --num-gpus and --workers >= 1")
     if a.output and os.path.exists(a.output):
         p.error(f"--output {a.output} exists; results are never overwritten")
     if not a.base_url.startswith(("http://", "https://")):
@@ -90,21 +96,23 @@ def _check(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         p.error(str(exc))
 
 
-async def replay(a: argparse.Namespace, model: str, plans: list[planmod.TracePlan],
-                 cfg: schedule.Config) -> tuple[list[report.Record], schedule.Scheduler, float]:
-    """Run the scheduler on the live client; returns (records, scheduler, perf_counter origin)."""
+async def replay(a: argparse.Namespace, model: str, plans: list[planmod.TracePlan], cfg: schedule.Config,
+                 t0: float, before_profiling: Callable[[], Awaitable[None]] | None = None,
+                 ) -> tuple[list[report.Record], schedule.Scheduler]:
+    """Run the scheduler on the live client, its clock starting at ``t0`` (``perf_counter``);
+    ``before_profiling`` is awaited between the warm-up and the profile (``cfg.hold_profiling``)."""
     scale = a.time_scale
     header_name = SESSION_HEADERS[a.session_header]
     session = _Client(a.base_url, {"Accept": "text/event-stream"}, receive_stamps=a.token_clock == "kernel_receive",
                       stall_timeout=a.stall_timeout)
     blocks = {p.trace.block_size: prompts.BlockText(a.seed, p.trace.block_size) for p in plans}
     sched = schedule.Scheduler(plans, cfg)
-    t0 = time.perf_counter()
 
     def clock() -> float:
         return float((time.perf_counter() - t0) / scale)
 
-    done: list[tuple[schedule.Send, client.RequestResult]] = []
+    model_json = b'{"model": %s, "messages": ' % json.dumps(model).encode()
+    done: collections.deque[tuple[schedule.Send, client.RequestResult]] = collections.deque()
     wake = asyncio.Event()
     tasks: set[asyncio.Task[None]] = set()
     records: list[report.Record] = []
@@ -119,16 +127,15 @@ async def replay(a: argparse.Namespace, model: str, plans: list[planmod.TracePla
             if header_name == "X-Dynamo-Session-ID" and send.stream:
                 hdr += f"X-Dynamo-Parent-Session-ID: {play.correlation[0]}\r\n"
         _HEADERS.set(hdr)
-        body = {"model": model,
-                "messages": prompts.messages(blocks[play.plan.trace.block_size], play.plan.trace.id,
-                                             stream.session_id, turn, play.marker),
-                "stream": True, "max_completion_tokens": send.max_tokens, "ignore_eos": True,
-                "stream_options": {"include_usage": True}}
+        body = b"".join((model_json, prompts.messages_json(blocks[play.plan.trace.block_size], play.plan.trace.id,
+                                                          stream.session_id, turn, play.marker),
+                         b', "stream": true, "max_completion_tokens": %d, "ignore_eos": true, '
+                         b'"stream_options": {"include_usage": true}}' % send.max_tokens))
         result = client.RequestResult(input_len=turn.prompt_tokens, max_tokens=send.max_tokens)
         try:
             events = client._EventStream(result, send.max_tokens + client.STAMP_SLACK)
-            await asyncio.wait_for(client._stream(session, "/v1/chat/completions", json.dumps(body).encode(),
-                                                  result, events), a.request_timeout)
+            async with asyncio.timeout(a.request_timeout):  # no task per request, as wait_for makes
+                await client._stream(session, "/v1/chat/completions", body, result, events)
             result.success = True
         except asyncio.CancelledError:
             raise
@@ -146,12 +153,16 @@ async def replay(a: argparse.Namespace, model: str, plans: list[planmod.TracePla
     grace_end = math.inf
     try:
         while True:
+            if sched.phase == "warmup_done":
+                if before_profiling is not None:
+                    await before_profiling()
+                sched.begin_profiling(clock())
             for send in sched.poll(clock()):
                 task = asyncio.create_task(one(send))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             while done:
-                send, res = done.pop(0)
+                send, res = done.popleft()
                 end = (res.end - t0) / scale if res.success else clock()
                 ok = res.success
                 sched.complete(send.ticket, end, ok, (not ok) and report.is_overflow(res.error))
@@ -165,6 +176,8 @@ async def replay(a: argparse.Namespace, model: str, plans: list[planmod.TracePla
                     grace_end = clock() + PROFILE_GRACE
                 if not tasks or clock() >= grace_end:
                     break
+            if sched.phase == "warmup_done":
+                continue  # the top of the loop starts the profile
             due = sched.next_due()
             wait = None if due is None else max(0.0, (due - clock()) * scale)
             if sched.done:
@@ -173,7 +186,8 @@ async def replay(a: argparse.Namespace, model: str, plans: list[planmod.TracePla
             if done:
                 continue
             try:
-                await asyncio.wait_for(wake.wait(), wait)
+                async with asyncio.timeout(wait):  # None: until woken
+                    await wake.wait()
             except TimeoutError:
                 pass
     finally:
@@ -182,7 +196,74 @@ async def replay(a: argparse.Namespace, model: str, plans: list[planmod.TracePla
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         session.close()
-    return records, sched, t0
+    return records, sched
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the replay's processes produced, on one clock (``t0``, ``perf_counter``)."""
+
+    records: list[report.Record]
+    t_stars: list[float]  # per lane, in lane order
+    profiling_start: float  # trace clock
+    cpu_seconds: float
+    t0: float
+
+
+def run_one(a: argparse.Namespace, model: str, plans: list[planmod.TracePlan], cfg: schedule.Config) -> Outcome:
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    records, sched = eventloop.run(replay(a, model, plans, cfg, t0))
+    return Outcome(records, sched.t_stars, sched.profiling_start, time.process_time() - cpu0, t0)
+
+
+def _worker(a: argparse.Namespace, model: str, cfg: schedule.Config, t0: float, barrier: Any, conn: Any) -> None:
+    """One client process: its lanes of the replay, profiling once every process is warm."""
+    async def wait_for_all() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
+
+    try:
+        cpu0 = time.process_time()
+        plans = [planmod.build(t) for t in traces.read_traces(a.traces, a.max_context_length)]
+        records, sched = eventloop.run(replay(a, model, plans, cfg, t0, wait_for_all))
+        conn.send(("ok", Outcome(records, sched.t_stars, sched.profiling_start, time.process_time() - cpu0, t0)))
+    except BaseException as exc:  # noqa: BLE001 - the parent reports it; the barrier must not hang
+        barrier.abort()
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def run_workers(a: argparse.Namespace, model: str, cfg: schedule.Config, n: int) -> Outcome:
+    """The replay in ``n`` spawned processes: worker k replays lanes k, k+n, ... (a lane's trees,
+    hence every session's turns, stay in one process), draws traces k, k+n, ... of the corpus,
+    and starts profiling when every worker's warm-up is done."""
+    import multiprocessing  # only here: importing it registers __mp_main__ for every caller
+
+    from ixhpc.bench.workers import collect
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(n)
+    t0 = time.perf_counter()
+    procs, pipes = [], []
+    for k in range(n):
+        sub = dataclasses.replace(cfg, lanes=tuple(range(k, cfg.concurrency, n)), sampler=(k, n),
+                                  hold_profiling=True)
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_worker, args=(a, model, sub, t0, barrier, child), name=f"ixhpc-agentic-{k}",
+                           daemon=True)
+        proc.start()
+        child.close()
+        procs.append(proc)
+        pipes.append(parent)
+    outcomes = collect(procs, pipes, barrier)
+    errors = sorted((d for status, d in outcomes if status != "ok"), key=lambda e: e.startswith("BrokenBarrierError"))
+    if errors:
+        raise IxhpcError(f"agentic replay worker failed: {errors[0]}")
+    parts: list[Outcome] = [d for _, d in outcomes]
+    stars = sorted((lane, ts) for k, part in enumerate(parts)
+                   for lane, ts in zip(range(k, cfg.concurrency, n), part.t_stars, strict=False))
+    return Outcome(sorted((r for p in parts for r in p.records), key=lambda r: r.start), [ts for _, ts in stars],
+                   min(p.profiling_start for p in parts), sum(p.cpu_seconds for p in parts), t0)
 
 
 def _record(send: schedule.Send, res: client.RequestResult, t0: float) -> report.Record:
@@ -214,17 +295,17 @@ def main(argv: list[str]) -> int:
                           a.tree_idle_cap, a.system_idle_cap, 300.0, a.benchmark_id or str(uuid.uuid4()))
     scraper = servermetrics.Scraper(a.metrics_targets, a.metrics_interval).start()
     exit_reason = ""
-    cpu0 = time.process_time()
+    n_workers = min(a.workers, a.concurrency)
     try:
-        records, sched, t0 = eventloop.run(replay(a, model, plans, cfg))
+        out = run_one(a, model, plans, cfg) if n_workers == 1 else run_workers(a, model, cfg, n_workers)
     except schedule.RootPrimerFailed as exc:
         raise IxhpcError(str(exc)) from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     finally:
         scraper.stop()
-    cpu = time.process_time() - cpu0
-    prof_start = sched.profiling_start * a.time_scale
+    records, t0, cpu = out.records, out.t0, out.cpu_seconds
+    prof_start = out.profiling_start * a.time_scale
     prof_len = a.duration * a.time_scale
     server_metrics = scraper.document(t0 + prof_start, prof_len) if scraper.targets else None
     metrics = report.request_metrics(records, a.num_gpus)
@@ -251,11 +332,12 @@ def main(argv: list[str]) -> int:
                        "start_window": list(a.start_window), "warmup_requests_per_lane": a.warmup_requests_per_lane,
                        "tree_idle_cap": a.tree_idle_cap, "system_idle_cap": a.system_idle_cap,
                        "session_header": a.session_header, "num_gpus": a.num_gpus, "time_scale": a.time_scale,
-                       "benchmark_id": cfg.benchmark_id, "num_traces": len(plans), "token_clock": a.token_clock},
+                       "benchmark_id": cfg.benchmark_id, "num_traces": len(plans), "token_clock": a.token_clock,
+                       "workers": n_workers},
             "agentic": {"scenario_type": SCENARIO, "conc": a.concurrency, "canonical": canonical,
                         "num_requests_total": acct["records_total"] - acct["records_warmup_dropped"],
                         "num_requests_successful": ok, "request_accounting": acct,
-                        "request_metrics": metrics, "t_stars": [round(x, 6) for x in sched.t_stars],
+                        "request_metrics": metrics, "t_stars": [round(x, 6) for x in out.t_stars],
                         "profiling_window": [prof_start, prof_start + prof_len],
                         "client_cpu_seconds": round(cpu, 6)},
             "requests": report.request_arrays(records),

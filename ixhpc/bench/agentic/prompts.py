@@ -9,6 +9,7 @@ server's ``prompt_tokens`` is ``in`` plus template and marker tokens."""
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections import OrderedDict
 from typing import Any
@@ -26,14 +27,20 @@ WORDS = (
     "came right used take three"
 ).split()
 _CACHE_BLOCKS = 1 << 16  # bounded: about 20 MB of block text
+assert all(json.dumps(w) == f'"{w}"' for w in WORDS)  # block text needs no JSON escaping (messages_json)
 
 
 class BlockText:
+    """Block text, kept encoded (ASCII words): the wire body is built from these bytes."""
+
     def __init__(self, seed: int, block_size: int) -> None:
         self.seed, self.block_size = seed, block_size
-        self._cache: OrderedDict[tuple[str, int], str] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
 
     def block(self, scope: str, hash_id: int) -> str:
+        return self.block_bytes(scope, hash_id).decode()
+
+    def block_bytes(self, scope: str, hash_id: int) -> bytes:
         key = (scope, hash_id)
         text = self._cache.get(key)
         if text is not None:
@@ -41,7 +48,7 @@ class BlockText:
             return text
         digest = hashlib.sha256(f"{self.seed}:{scope}:{hash_id}".encode()).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
-        text = " ".join(rng.choices(WORDS, k=self.block_size))
+        text = " ".join(rng.choices(WORDS, k=self.block_size)).encode()
         self._cache[key] = text
         if len(self._cache) > _CACHE_BLOCKS:
             self._cache.popitem(last=False)
@@ -52,18 +59,26 @@ class BlockText:
         return " ".join(rng.choices(WORDS, k=n))
 
 
-def messages(text: BlockText, scope: str, session_id: str, turn: Turn, marker: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def messages_json(text: BlockText, scope: str, session_id: str, turn: Turn, marker: str) -> bytes:
+    """The request's chat messages as a JSON array: a message per segment (its blocks' text,
+    then its tail), the play's marker opening the first user message. Joined from the blocks'
+    cached bytes: the words need no escaping, so only roles and the marker go through the JSON
+    encoder (encoding tens of kB of prompt per request was most of the replay's own cost)."""
+    out: list[bytes] = []
     marked = False
     for seg in turn.segments:
-        parts = [text.block(scope, h) for h in seg.blocks]
+        parts = [text.block_bytes(scope, h) for h in seg.blocks]
         if seg.tail:
-            parts.append(text.tail(session_id, turn.index, seg.tail))
-        content = " ".join(parts)
+            parts.append(text.tail(session_id, turn.index, seg.tail).encode())
+        head = b""
         if seg.role == "user" and not marked:
-            content = f"{marker}\n\n{content}"
-            marked = True
-        out.append({"role": seg.role, "content": content})
-    if not marked:  # no user segment (a system-only prompt): the marker still opens the prompt
-        out.insert(0, {"role": "user", "content": marker})
-    return out
+            head, marked = json.dumps(f"{marker}\n\n")[1:-1].encode(), True
+        out.append(b'{"role": ' + json.dumps(seg.role).encode() + b', "content": "' + head + b" ".join(parts) + b'"}')
+    if not marked:
+        out.insert(0, b'{"role": "user", "content": ' + json.dumps(marker).encode() + b"}")
+    return b"[" + b", ".join(out) + b"]"
+
+
+def messages(text: BlockText, scope: str, session_id: str, turn: Turn, marker: str) -> list[dict[str, Any]]:
+    """The request's chat messages (``messages_json`` decoded)."""
+    return list(json.loads(messages_json(text, scope, session_id, turn, marker)))

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ixhpc.bench.agentic.gate import FAILURE_THRESHOLD as FAILURE_THRESHOLD  # re-exported
+from ixhpc.bench.agentic.gate import MIN_CANONICAL_DURATION as MIN_CANONICAL_DURATION
+
 QS = (50, 75, 90, 95)
-FAILURE_THRESHOLD = 0.10  # errors / completed, inclusive (exactly 10 % passes)
-MIN_CANONICAL_DURATION = 900.0
 OVERFLOW_MARKERS = ("context length", "maximum context", "prompt is too long", "context window",
                     "too many tokens")
 

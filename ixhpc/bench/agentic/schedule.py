@@ -10,6 +10,7 @@ phase changes (the event wording of SPEC §6).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,16 @@ class Config:
     system_idle_cap: float = 10.0
     lead_cap: float = 300.0
     benchmark_id: str = ZERO_ID
+    # One of several client processes (--workers): the lanes it replays (default: all), its
+    # sampler (start, stride) over the corpus, and whether profiling waits for the driver's
+    # ``begin_profiling`` (all processes' warm-ups done) instead of starting on its own.
+    lanes: tuple[int, ...] = ()
+    sampler: tuple[int, int] = (0, 1)
+    hold_profiling: bool = False
+
+    @property
+    def lane_ids(self) -> tuple[int, ...]:
+        return self.lanes or tuple(range(self.concurrency))
 
 
 def marker(benchmark_id: str, pass_: int, lane: int, trace_id: str) -> str:
@@ -66,6 +77,7 @@ class Play:
     parked: set[int] = field(default_factory=set)  # stage B: due, but the lane's quota is used
     advanced: set[int] = field(default_factory=set)  # streams that sent a stage-B request
     drained: bool = False
+    slot: int = 0  # index of the lane in this scheduler's lanes
 
     @property
     def name(self) -> str:
@@ -104,16 +116,23 @@ class Scheduler:
             raise ValueError("no traces to replay")
         self.plans, self.cfg = plans, cfg
         self._log = log or (lambda now, text: None)
-        self._sampler = itertools.cycle(range(len(plans)))
+        start, stride = cfg.sampler
+        self._sampler = itertools.islice(itertools.cycle(range(len(plans))), start % len(plans), None, stride)
+        self._slots = {lane: i for i, lane in enumerate(cfg.lane_ids)}
         self._passes: dict[str, int] = {}
         self.lanes: list[Play] = []
-        self.phase = "init"  # warmup_a, warmup_b, profiling, done
+        self.phase = "init"  # warmup_a, warmup_b, [warmup_done,] profiling, done
         self.profiling_start = float("nan")
         self.profiling_end = float("nan")
         self._tickets = itertools.count()
         self._pending: dict[int, Send] = {}
         self._ready: list[tuple[Play, int]] = []
+        # every armed timer as (due, lane, stream, seq, play): the earliest is found without a
+        # scan of all lanes; an entry whose play no longer holds that due is stale and skipped
+        self._heap: list[tuple[float, int, int, int, Play]] = []
+        self._seq = itertools.count()
         self._quota: list[int] = []
+        self._quota_left: set[int] = set()  # slots whose stage-B quota is not used up
         self._idle_since = 0.0
         self.t_stars: list[float] = []
 
@@ -126,7 +145,7 @@ class Scheduler:
         keys = (f"{self.cfg.benchmark_id}:{p}:{lane}:{tid}:{s}".encode() for s in range(n))
         corr = [str(uuid.UUID(bytes=hashlib.sha256(k).digest()[:16], version=4)) for k in keys]
         play = Play(plan, lane, p, marker(self.cfg.benchmark_id, p, lane, tid), [0] * n, [False] * n,
-                    {j: len(m) for j, m in plan.joins.items()}, corr)
+                    {j: len(m) for j, m in plan.joins.items()}, corr, slot=self._slots[lane])
         play.spawned[0] = True
         return play
 
@@ -166,7 +185,7 @@ class Scheduler:
         self.phase = "warmup_a"
         self._idle_since = now
         leads: list[tuple[Play, int, float]] = []
-        for lane in range(self.cfg.concurrency):
+        for lane in self.cfg.lane_ids:
             for _ in range(len(self.plans) + 1):
                 plan = self.plans[next(self._sampler)]
                 snap = self._snapshot(plan, lane)
@@ -180,8 +199,9 @@ class Scheduler:
             leads += [(play, s, lead) for s, lead in primers.items()]
         lmax = max((lead for _, _, lead in leads), default=0.0)
         for play, s, lead in leads:
-            play.timers[s] = now + lmax - lead
-        self._quota = [self.cfg.warmup_per_lane] * self.cfg.concurrency
+            self._arm(play, s, now + lmax - lead)
+        self._quota = [self.cfg.warmup_per_lane] * len(self.lanes)
+        self._quota_left = {i for i, q in enumerate(self._quota) if q > 0}
         if not leads:
             self._begin_stage_b(now)
 
@@ -189,7 +209,8 @@ class Scheduler:
     def next_due(self) -> float | None:
         if self._ready:
             return -float("inf")
-        dues = [d for p in self.lanes for d in p.timers.values()]
+        first = self._earliest()
+        dues = [] if first is None else [first]
         if self.phase == "profiling":
             dues.append(self.profiling_end)
         return min(dues) if dues else None
@@ -207,17 +228,24 @@ class Scheduler:
         while True:
             if self.phase == "profiling" and now >= self.profiling_end:
                 self._stop(now)
-            if self.phase == "done":
+            if self.phase in ("done", "warmup_done"):
                 return out
-            fired = sorted(((d, p.lane, s, p) for p in self.lanes for s, d in p.timers.items() if d <= now),
-                           key=lambda x: x[:3])
-            for _, _, s, p in fired:
+            fired = []
+            while self._heap and self._heap[0][0] <= now:
+                d, _, s, _, p = heapq.heappop(self._heap)
+                fired.append((d, s, p))
+            for d, s, p in fired:
+                if p.timers.get(s) != d:
+                    continue  # stale: re-armed, shifted or cleared since
                 del p.timers[s]
                 self._fire(p, s, now, out)
             ready, self._ready = self._ready, []
             for p, s in ready:
                 self._fire(p, s, now, out)
             if not fired and not ready:
+                if self.phase == "warmup_b" and not self._pending and not self._any_sendable():
+                    self._begin_profiling(now)  # the last stage-B timers fired into gates: nothing left to send
+                    continue
                 break
         if not self._pending and not out:
             self._system_cap(now)
@@ -229,11 +257,13 @@ class Scheduler:
         play.in_flight.discard(s)
         if not self._pending:
             self._idle_since = now
+        if self.phase == "done":  # the profile is over: nothing more is scheduled
+            return send
         if send.primer:
             if not ok and s == 0:
                 raise RootPrimerFailed(f"warm-up primer of {play.name} failed")
             play.last_done[s] = now
-            if self.phase == "warmup_a" and not self._pending and not any(p.timers for p in self.lanes):
+            if self.phase == "warmup_a" and not self._pending and self._earliest() is None:
                 self._begin_stage_b(now)
             return send
         play.last_done[s] = now
@@ -246,9 +276,9 @@ class Scheduler:
         if s == 0 and send.turn in play.plan.spawns and not overflow:
             for c in play.plan.spawns[send.turn]:
                 play.spawned[c] = True
-                play.timers[c] = now + (0.0 if stage_b else play.plan.streams[c].offset)
+                self._arm(play, c, now + (0.0 if stage_b else play.plan.streams[c].offset))
         if not play.finished(s):
-            play.timers[s] = now + (0.0 if stage_b else (stream.turns[play.nxt[s]].delay or 0.0))
+            self._arm(play, s, now + (0.0 if stage_b else (stream.turns[play.nxt[s]].delay or 0.0)))
         else:
             self._stream_finished(play, s, now)
         self._check_drain(play, now)
@@ -259,8 +289,22 @@ class Scheduler:
         return send
 
     # -- internals --------------------------------------------------------------------------------
+    def _arm(self, play: Play, s: int, due: float) -> None:
+        play.timers[s] = due
+        heapq.heappush(self._heap, (due, play.lane, s, next(self._seq), play))
+
+    def _earliest(self) -> float | None:
+        """The earliest armed timer (stale heap entries dropped on the way)."""
+        heap = self._heap
+        while heap:
+            d, _, s, _, p = heap[0]
+            if p.timers.get(s) == d:
+                return d
+            heapq.heappop(heap)
+        return None
+
     def _fire(self, play: Play, s: int, now: float, out: list[Send]) -> None:
-        if play.drained or play is not self.lanes[play.lane]:
+        if play.drained or play is not self.lanes[play.slot]:
             return
         if self.phase == "warmup_a":  # a primer
             turn = play.nxt[s] - 1
@@ -271,10 +315,12 @@ class Scheduler:
             play.held.add(s)
             return
         if self.phase == "warmup_b":
-            if self._quota[play.lane] <= 0:
+            if self._quota[play.slot] <= 0:
                 play.parked.add(s)
                 return
-            self._quota[play.lane] -= 1
+            self._quota[play.slot] -= 1
+            if self._quota[play.slot] <= 0:
+                self._quota_left.discard(play.slot)
         tokens = 1 if self.phase == "warmup_b" else play.plan.streams[s].turns[k].max_tokens
         out.append(self._send(play, s, k, tokens, "warmup" if self.phase == "warmup_b" else "profiling"))
         play.nxt[s] = k + 1
@@ -307,13 +353,13 @@ class Scheduler:
         if self.phase == "profiling":
             self._log(now, f"lane{play.lane} tree {play.name} DRAINED -> recycle")
             self._recycle(play.lane, now, "recycle")
-        elif self.phase == "warmup_b" and self._quota[play.lane] > 0:
+        elif self.phase == "warmup_b" and self._quota[play.slot] > 0:
             self._recycle(play.lane, now, "recycle")
 
     def _recycle(self, lane: int, now: float, why: str) -> Play:
         play = self._draw(lane, now, why)
-        self.lanes[lane] = play
-        play.timers[0] = now
+        self.lanes[play.slot] = play
+        self._arm(play, 0, now)
         return play
 
     def _tree_cap(self, play: Play, now: float) -> None:
@@ -321,25 +367,26 @@ class Scheduler:
             return
         excess = min(play.timers.values()) - now - self.cfg.tree_idle_cap
         if excess > 0:
-            for s in play.timers:
-                play.timers[s] -= excess
+            for s, d in list(play.timers.items()):
+                self._arm(play, s, d - excess)
             self._log(now, f"TREE-IDLE CAP: {play.name} timers advanced {excess:.2f}s")
 
     def _system_cap(self, now: float) -> None:
         if self.phase not in ("warmup_a", "profiling"):
             return
-        dues = [d for p in self.lanes for d in p.timers.values()]
-        if not dues:
+        first = self._earliest()
+        if first is None:
             return
-        excess = min(dues) - self._idle_since - self.cfg.system_idle_cap
+        excess = first - self._idle_since - self.cfg.system_idle_cap
         if excess > 0:
-            for p in self.lanes:
-                for s in p.timers:
-                    p.timers[s] -= excess
+            armed = [(p, s, d) for p in self.lanes for s, d in p.timers.items()]
+            self._heap.clear()
+            for p, s, d in armed:
+                self._arm(p, s, d - excess)
             self._log(now, f"SYSTEM-IDLE CAP: all pending timers advanced {excess:.2f}s")
 
     def _any_sendable(self) -> bool:
-        return any(p.timers and self._quota[p.lane] > 0 for p in self.lanes)
+        return any(self.lanes[i].timers for i in self._quota_left)
 
     def _begin_stage_b(self, now: float) -> None:
         self.phase = "warmup_b"
@@ -347,16 +394,25 @@ class Scheduler:
         for play in self.lanes:
             for s in range(len(play.plan.streams)):
                 if play.spawned[s] and not play.finished(s):
-                    play.timers[s] = now
+                    self._arm(play, s, now)
         if not self._any_sendable():
             self._begin_profiling(now)
 
     def _begin_profiling(self, now: float) -> None:
+        if self.cfg.hold_profiling:
+            self.phase = "warmup_done"
+            self._log(now, "warmup done, waiting for the other client processes")
+            return
+        self.begin_profiling(now)
+
+    def begin_profiling(self, now: float) -> None:
+        """Start the profile (the driver calls it itself only with ``hold_profiling``)."""
         self.phase = "profiling"
         self.profiling_start, self.profiling_end = now, now + self.cfg.duration
         self._idle_since = now
         draws, resumes = [], []
-        for lane, play in enumerate(self.lanes):
+        for slot, play in enumerate(self.lanes):
+            lane = play.lane
             pending = play.parked | set(play.timers) | play.held
             play.timers.clear()
             play.parked.clear()
@@ -364,8 +420,8 @@ class Scheduler:
             if not live:
                 play.drained = True
                 new = self._mint(self.plans[next(self._sampler)], lane)
-                self.lanes[lane] = new
-                new.timers[0] = now
+                self.lanes[slot] = new
+                self._arm(new, 0, now)
                 draws.append(f"lane{lane} handoff draws {new.plan.trace.id} (pass {new.pass_}, marker {new.marker})")
                 continue
             offsets: dict[int, float] = {}
@@ -381,7 +437,7 @@ class Scheduler:
                 offsets[s] = min(off, self.cfg.lead_cap)
             lead_excess = min(offsets.values()) - self.cfg.lead_cap
             for s, off in offsets.items():
-                play.timers[s] = now + off - max(0.0, lead_excess)
+                self._arm(play, s, now + off - max(0.0, lead_excess))
             play.held.discard(0)
             s0 = min(offsets, key=lambda s: (offsets[s], s))
             resumes.append(f"lane{lane} resumes {play.name} at {play.label(s0, play.nxt[s0])} "
@@ -392,5 +448,6 @@ class Scheduler:
         self.phase = "done"
         for p in self.lanes:
             p.timers.clear()
+        self._heap.clear()
         self._ready.clear()
         self._log(now, "profiling ends")
