@@ -22,7 +22,7 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	fi
 	@$(PYTHON) -m pip --version >/dev/null 2>&1 || $(BOOTSTRAP_PYTHON) -m venv --clear $(VENV)
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test,eval]' --config-settings editable_mode=compat
+	$(PYTHON) -m pip install -qq --disable-pip-version-check -e '.[test,eval]' --config-settings editable_mode=compat
 
 cluster-up: deps
 	$(PYTHON) -m ixhpc local-cluster up

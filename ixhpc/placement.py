@@ -36,7 +36,7 @@ from ixhpc.bench.validity import stall_timeout
 from ixhpc.engine_config import PointValues, Resolved, config_flags, depends_on_conc, resolve
 from ixhpc.errors import ConfigError, PlanError
 from ixhpc.profiles import ClusterProfile
-from ixhpc.recipe import IxhpcBlock
+from ixhpc.recipe import BenchmarkSettings, IxhpcBlock
 from ixhpc.rundir import Layout, ScriptPaths
 from ixhpc.sweep import AgenticRun, DisaggPoint, MultiAggPoint, PointKind, RunPoint, SinglePoint
 from ixhpc.topology import Slot, Topology
@@ -696,7 +696,7 @@ def _bench_argv(p: RunPoint, roles: list[Role], time_limit_min: int) -> list[str
             "--num-prompts", shell.var("NUM_PROMPTS"), "--max-concurrency", shell.var("CONC"),
             "--num-warmups", shell.var("NUM_WARMUPS"), "--request-rate", str(b.request_rate),
             "--seed", "0", "--output", ScriptPaths.bench_json_text("CONC")]
-    argv += ["--stall-timeout", stall_timeout(time_limit_min)]  # well under the job's time limit
+    argv += ["--stall-timeout", _stall(b, time_limit_min)]  # well under the job's time limit
     if b.ignore_eos:
         argv.append("--ignore-eos")
     if b.client_workers > 1:
@@ -709,6 +709,11 @@ def _bench_argv(p: RunPoint, roles: list[Role], time_limit_min: int) -> list[str
     return argv
 
 
+def _stall(b: BenchmarkSettings, time_limit_min: int) -> str:
+    """The recipe's ``benchmark.stall-timeout`` or, unset, one from the job's time limit."""
+    return stall_timeout(time_limit_min) if b.stall_timeout is None else f"{b.stall_timeout:g}"
+
+
 def _agentic_argv(p: RunPoint, a: AgenticRun, front: Role, roles: list[Role], time_limit_min: int) -> list[str]:
     """The trace replay (``ixhpc.bench --scenario agentic-coding``, docs/agentic.md) at CONC."""
     gpus = p.gpus or 1  # agentx SPEC §3.4: every engine GPU (both pools)
@@ -718,7 +723,8 @@ def _agentic_argv(p: RunPoint, a: AgenticRun, front: Role, roles: list[Role], ti
             "--model", p.model, "--concurrency", shell.var("CONC"), "--duration", str(a.duration),
             "--seed", str(a.seed), "--warmup-requests-per-lane", str(a.warmup_requests_per_lane),
             "--session-header", a.session_header, "--num-gpus", str(gpus),
-            "--stall-timeout", stall_timeout(time_limit_min), "--output", ScriptPaths.bench_json_text("CONC")]
+            "--stall-timeout", _stall(p.ixhpc.benchmark, time_limit_min),
+            "--output", ScriptPaths.bench_json_text("CONC")]
     if p.ixhpc.benchmark.client_workers > 1:  # lanes split over client processes (docs/agentic.md)
         argv += ["--workers", str(p.ixhpc.benchmark.client_workers)]
     return argv + [f"--metrics-url={url}" for r in roles if (url := _metrics_url(r, p.framework))]

@@ -140,6 +140,8 @@ class BenchmarkSettings(StrictModel):
     chat_template: bool = False  # prompts as chat messages: the server applies its model's template
     # a point whose GPU power is not valid (ixhpc.results.power) is invalid (InferenceX's REQUIRE_POWER)
     require_power: bool = False
+    # seconds a request may receive nothing; None: from the time limit (validity.stall_timeout)
+    stall_timeout: float | None = Field(None, gt=0, le=86400)
 
     @field_validator("request_rate", mode="before")
     @classmethod

@@ -326,18 +326,69 @@ def _wait(run_dir: str, timeout: float = 900) -> dict:
     raise AssertionError(f"run {run_dir} not finished")
 
 
-@pytest.mark.cluster
-def test_synthetic_traces_at_three_concurrencies_run_merge_report_and_resume(slurm: dict, tmp_path: Path) -> None:
+def _submit(recipe: Path, profiles: Path, results: Path, *more: str) -> str:
+    res = _ixhpc("submit", str(recipe), "--cluster", "local-agentic", "--profiles", str(profiles), *more,
+                 "--results", str(results), "--json")
+    assert res.returncode == 0, res.stderr
+    return str(json.loads(res.stdout)["run_dir"])
+
+
+def _submit_three_concurrencies(tmp_path: Path) -> str:
     # a GPU KV pool of 24k tokens: at C=8 the sessions' prefixes outgrow it (agentx SPEC §5)
     # ... and at C=8 with a DRAM tier behind it (the point's total-cpu-dram-gb)
     small_pool = RECIPE.replace("    sim:\n", "    engine-args: {server: [--kv-capacity-tokens, '24576']}\n    sim:\n")
     small_pool = small_pool.replace("conc-list: [2, 4, 8]}\n", "conc-list: [2, 4, 8]}\n      - {tp: 8, "
                                     "kv-offloading: dram, kv-offload-backend: {name: native}, conc-list: [8]}\n")
     recipe, profiles, runners = _files(tmp_path, small_pool)
-    res = _ixhpc("submit", str(recipe), "--cluster", "local-agentic", "--profiles", str(profiles),
-                 "--runner-config", str(runners), "--results", str(tmp_path / "results"), "--json")
-    assert res.returncode == 0, res.stderr
-    run = json.loads(res.stdout)["run_dir"]
+    return _submit(recipe, profiles, tmp_path / "results", "--runner-config", str(runners))
+
+
+def _submit_august(tmp_path: Path, inferencex_current: Path) -> str:
+    (tmp_path / "profiles.yaml").write_text(PROFILES)
+    corpus = tmp_path / "corpus.jsonl"
+    traces.write_traces(corpus, traces.generate(12, seed=7, first_isl=(512, 2048), osl=(16, 64),
+                                                think_time=(0.5, 4.0), max_context=8192))
+    return _submit(inferencex_current / "nvidia-master.yaml", tmp_path / "profiles.yaml", tmp_path / "results",
+                   "--config-keys", QWEN, "--conc", "4", "--runner-config", str(inferencex_current / "runners.yaml"),
+                   "--agentic-duration", str(AUGUST_DURATION), "--traces", str(corpus))
+
+
+def _submit_disagg(tmp_path: Path) -> str:
+    recipe, profiles, runners = _files(tmp_path, DISAGG.replace(
+        "        decode: {num-worker: 1, tp: 4, ep: 1, dp-attn: false}\n",
+        "        decode: {num-worker: 1, tp: 4, ep: 1, dp-attn: false}\n"
+        "  ixhpc: {time-limit: 15, health-timeout: 90, agentic: {duration: 10, synthetic-traces: 8,"
+        " synthetic-max-context: 4096, warmup-requests-per-lane: 1}}\n"))
+    return _submit(recipe, profiles, tmp_path / "results", "--runner-config", str(runners))
+
+
+AUGUST_DURATION = 15  # s of replay: below the 900 s floor, as the test expects
+
+
+@pytest.fixture(scope="module")
+def agentic_runs(_local_cluster: dict[str, str],
+                 tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str]]:
+    """The module's cluster runs, submitted together so they queue side by side (the disaggregated
+    one on the GB200-like nodes while the others share the MI355X-like ones); each test waits
+    for its own. Without the reference data the August run is not submitted and its test skips
+    (or fails) through its own ``inferencex_current``."""
+    from conftest import INFERENCEX_CURRENT, reference_path
+
+    three, disagg = tmp_path_factory.mktemp("three"), tmp_path_factory.mktemp("disagg")
+    out: dict[str, tuple[Path, str]] = {"three": (three, _submit_three_concurrencies(three)),
+                                        "disagg": (disagg, _submit_disagg(disagg))}
+    try:
+        ref = reference_path(INFERENCEX_CURRENT)
+    except (pytest.skip.Exception, pytest.fail.Exception):
+        return out
+    august = tmp_path_factory.mktemp("august")
+    out["august"] = (august, _submit_august(august, ref))
+    return out
+
+
+@pytest.mark.cluster
+def test_synthetic_traces_at_three_concurrencies_run_merge_report_and_resume(slurm: dict, agentic_runs: dict) -> None:
+    tmp_path, run = agentic_runs["three"]
     status = _wait(run)
     assert [j["state"] for j in status["jobs"]] == ["COMPLETED"] * 4, status
     results = sorted(Path(run, "results").glob("*agentic0-0*.h5"))
@@ -375,18 +426,10 @@ def test_synthetic_traces_at_three_concurrencies_run_merge_report_and_resume(slu
 
 
 @pytest.mark.cluster
-def test_an_august_reference_agentic_point_runs_end_to_end(slurm: dict, tmp_path: Path,
+def test_an_august_reference_agentic_point_runs_end_to_end(slurm: dict, agentic_runs: dict,
                                                            inferencex_current: Path) -> None:
-    (tmp_path / "profiles.yaml").write_text(PROFILES)
+    tmp_path, run = agentic_runs["august"]
     corpus = tmp_path / "corpus.jsonl"
-    traces.write_traces(corpus, traces.generate(12, seed=7, first_isl=(512, 2048), osl=(16, 64),
-                                                think_time=(0.5, 4.0), max_context=8192))
-    res = _ixhpc("submit", str(inferencex_current / "nvidia-master.yaml"), "--cluster", "local-agentic",
-                 "--profiles", str(tmp_path / "profiles.yaml"), "--config-keys", QWEN, "--conc", "4",
-                 "--runner-config", str(inferencex_current / "runners.yaml"), "--agentic-duration", "25",
-                 "--traces", str(corpus), "--results", str(tmp_path / "results"), "--json")
-    assert res.returncode == 0, res.stderr
-    run = json.loads(res.stdout)["run_dir"]
     (job,) = _wait(run)["jobs"]
     assert job["state"] == "COMPLETED" and job["points_done"] == 1, job
     from ixhpc.results import store
@@ -394,7 +437,7 @@ def test_an_august_reference_agentic_point_runs_end_to_end(slurm: dict, tmp_path
     (path,) = Path(run, "results").glob("*.h5")
     point = store.read(path)
     assert point.metadata["config_key"] == QWEN and point.metadata["kv_offloading"] == "dram"
-    assert point.metadata["agentic_traces"] == str(corpus) and point.metadata["duration"] == 25
+    assert point.metadata["agentic_traces"] == str(corpus) and point.metadata["duration"] == AUGUST_DURATION
     assert point.verdict == "invalid" and point.validity is not None
     assert point.validity["reasons"] == ["below_duration_floor"]           # the 900 s floor, said
     assert "900 s floor" in point.validity["details"]["below_duration_floor"]
@@ -410,16 +453,8 @@ def test_an_august_reference_agentic_point_runs_end_to_end(slurm: dict, tmp_path
 
 
 @pytest.mark.cluster
-def test_a_disaggregated_agentic_point_with_a_dram_tier_runs(slurm: dict, tmp_path: Path) -> None:
-    recipe, profiles, runners = _files(tmp_path, DISAGG.replace(
-        "        decode: {num-worker: 1, tp: 4, ep: 1, dp-attn: false}\n",
-        "        decode: {num-worker: 1, tp: 4, ep: 1, dp-attn: false}\n"
-        "  ixhpc: {time-limit: 15, health-timeout: 90, agentic: {duration: 15, synthetic-traces: 8,"
-        " synthetic-max-context: 4096, warmup-requests-per-lane: 1}}\n"))
-    res = _ixhpc("submit", str(recipe), "--cluster", "local-agentic", "--profiles", str(profiles),
-                 "--runner-config", str(runners), "--results", str(tmp_path / "results"), "--json")
-    assert res.returncode == 0, res.stderr
-    run = json.loads(res.stdout)["run_dir"]
+def test_a_disaggregated_agentic_point_with_a_dram_tier_runs(slurm: dict, agentic_runs: dict) -> None:
+    _, run = agentic_runs["disagg"]
     (job,) = _wait(run)["jobs"]
     assert job["state"] == "COMPLETED" and job["points_done"] == 1, job
     from ixhpc.results import store

@@ -36,8 +36,9 @@ def _broken_recipe(tmp_path: Path) -> Path:
         cfg["search-space"][0]["conc-list"] = [2]
         cfg["search-space"][0]["decode"]["num-worker"] = 1
         entry["ixhpc"]["engine-args"] = {"decode": ["--fault", fault]}
-        # 2 requests and no warm-up: a stalled one holds its point for the whole stall timeout
-        entry["ixhpc"]["benchmark"] = {"num-prompts-factor": 1, "num-warmups": 0}
+        # 2 requests and no warm-up: a stalled one holds its point for the whole stall timeout,
+        # so that is short here (a healthy stream never goes 5 s without a token on this engine)
+        entry["ixhpc"]["benchmark"] = {"num-prompts-factor": 1, "num-warmups": 0, "stall-timeout": 5}
         doc[f"sim-broken-{fault.split('=')[0]}"] = entry
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(doc))
@@ -48,7 +49,7 @@ def _broken_recipe(tmp_path: Path) -> Path:
 def test_a_broken_decode_worker_makes_an_invalid_point_with_its_reason(slurm: Any, tmp_path: Path) -> None:
     out = submit(_broken_recipe(tmp_path), tmp_path / "results")
     run = Path(out["run_dir"])
-    status = wait_status(str(run), timeout=300)  # the stalled one waits out the 60 s stall timeout
+    status = wait_status(str(run), timeout=300)
     layout = rundir.Layout.of(run)
     seen = {}
     for job in status["jobs"]:
@@ -57,6 +58,8 @@ def test_a_broken_decode_worker_makes_an_invalid_point_with_its_reason(slurm: An
         point = store.read(result)
         seen[fault] = (point.verdict, set(point.validity["reasons"]) if point.validity else set())
         assert job["invalid"] == [result.name[:-3]], job  # status names it
+    (stalled,) = (j["key"] for j in status["jobs"] if "sim-broken-stall" in j["key"])
+    assert "--stall-timeout 5 " in layout.script(stalled).read_text()  # the recipe's timeout reached the client
     for fault, codes in CASES.items():
         verdict, reasons = seen[fault]
         assert verdict == "invalid" and codes <= reasons, (fault, verdict, reasons)

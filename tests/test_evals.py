@@ -194,7 +194,7 @@ def test_local_cluster_runs_throughput_then_eval_and_eval_only_and_reports_the_v
         assert f["eval/scores/c8/ixhpc_arith"].attrs["exact_match,strict-match"] == 1.0
         samples = bytes(f["eval/samples/c4/ixhpc_arith"][()]).decode().splitlines()
         docs = [json.loads(line) for line in samples]  # one line per problem and filter
-        assert len({d["doc_id"] for d in docs}) == 40 and {d["filter"] for d in docs} == {"strict-match",
+        assert len({d["doc_id"] for d in docs}) == 16 and {d["filter"] for d in docs} == {"strict-match",
                                                                                           "flexible-extract"}
     with h5py.File(only) as f:
         assert f.attrs["n_requests"] == 0 and bool(f["eval"].attrs["eval_only"])
@@ -218,5 +218,5 @@ def test_local_cluster_runs_throughput_then_eval_and_eval_only_and_reports_the_v
                          capture_output=True, text=True, cwd=REPO)
     assert rep.returncode == 0, rep.stderr
     text = (tmp_path / "rep" / "summary.md").read_text()
-    assert "## Accuracy evals" in text and "| eval only | ixhpc_arith | 0.750 ± 0.069" in text
+    assert "## Accuracy evals" in text and "| eval only | ixhpc_arith | 0.750 ± 0.112" in text
     assert "**FAIL**" in text and "exact_match 0.7500 < threshold 0.90" in text

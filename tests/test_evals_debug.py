@@ -35,7 +35,7 @@ def test_print_shows_the_eval_step_of_the_job(tmp_path):
 def _eval_recipe(tmp_path: Path) -> Path:
     doc = yaml.safe_load(EXAMPLE.read_text())
     entry = doc["sim-evals-only"]
-    entry["ixhpc"]["eval"]["limit"] = 12
+    entry["ixhpc"]["eval"]["limit"] = 8
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"sim-evals-debug": entry}))
     return path

@@ -71,10 +71,10 @@ def _recipe(tmp_path: Path) -> Path:
     both = json.loads(json.dumps(entry))
     both["seq-len-configs"][0]["search-space"][0]["conc-list"] = [2]
     both["ixhpc"] |= {"env": {"SIM_ANSWER_ERROR_RATE": "0.3"},
-                      "eval": {"run": True, "tasks": [tasks.LOCAL_TASK], "limit": 20}}
+                      "eval": {"run": True, "tasks": [tasks.LOCAL_TASK], "limit": 10}}
     only = json.loads(json.dumps(entry))
     only["seq-len-configs"][0]["search-space"][0]["conc-list"] = [4]
-    only["ixhpc"]["eval"] = {"only": True, "tasks": [tasks.LOCAL_TASK], "limit": 20}
+    only["ixhpc"]["eval"] = {"only": True, "tasks": [tasks.LOCAL_TASK], "limit": 10}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"sg-evals-both": both, "sg-evals-only": only}))
     return path
@@ -96,7 +96,7 @@ def test_the_script_gets_its_eval_marks_per_concurrency_and_the_ingest_its_thres
     text = {p.key: " ".join(re.sub(r"\\\n\s*", " ", render.render(p)).split()) for p in plans}
     both = next(t for k, t in text.items() if "both" in k)
     only = next(t for k, t in text.items() if "only" in k)
-    assert "\"RUN_EVAL=${RUN_EVAL}\" \"EVAL_ONLY=${EVAL_ONLY}\"" in both and "EVAL_LIMIT=20" in both
+    assert "\"RUN_EVAL=${RUN_EVAL}\" \"EVAL_ONLY=${EVAL_ONLY}\"" in both and "EVAL_LIMIT=10" in both
     assert ("2) RUN_EVAL=true EVAL_ONLY=false EVAL_ARGS=(--eval-conc=2 --eval-task=ixhpc_arith=0.9) ;;"
             in both)
     assert "4) RUN_EVAL=true EVAL_ONLY=true EVAL_ARGS=(--eval-conc=4 --eval-task=ixhpc_arith=0.9 --eval-only)" in only
@@ -126,7 +126,7 @@ def test_script_mode_evals_land_in_the_point_with_their_verdict(slurm, tmp_path)
         assert "ixhpc_arith strict-match at eval concurrency 2: exact_match" in f["eval"].attrs["eval_reasons"]
         assert "< threshold 0.90" in f["eval"].attrs["eval_reasons"]
         samples = bytes(f["eval/samples/c2/ixhpc_arith"][()]).decode().splitlines()
-        assert len({json.loads(s)["doc_id"] for s in samples}) == 20
+        assert len({json.loads(s)["doc_id"] for s in samples}) == 10
     with h5py.File(only) as f:
         assert f.attrs["n_requests"] == 0 and bool(f["eval"].attrs["eval_only"])
         assert f["eval"].attrs["eval_verdict"] == "pass"

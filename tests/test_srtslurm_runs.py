@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import reference_path
 from test_agentic_jobs import PROFILES
 
 from test_jobs_e2e import submit, wait_status
@@ -49,12 +50,36 @@ def _upstreams(conf: str) -> list[str]:
             if line.strip().startswith("server ") and line.strip().endswith(";")]
 
 
-@pytest.mark.cluster
-def test_trtllm_disagg_recipe_runs_behind_nginx_and_three_frontends(slurm: dict[str, str], srt_slurm: Path,
-                                                                 tmp_path: Path) -> None:
-    from ixhpc.results import load
+Submitted = tuple[Path, dict[str, Any]]   # a test's own directory and its submit's --json
 
-    base = yaml.safe_load((srt_slurm / TRTLLM).read_text())
+
+@pytest.fixture(scope="module")
+def submitted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+              _local_cluster: dict[str, str]) -> dict[str, Submitted | BaseException]:
+    """Every selected cluster test's run, submitted together up front: the GB200 ones run while
+    the MI355X ones do instead of each test queueing after the last; each test waits for its own."""
+    runs: dict[str, Submitted | BaseException] = {}
+    for item in request.session.items:
+        start = _SUBMITS.get(getattr(item, "originalname", item.name))
+        if item.module is request.module and start is not None:
+            tmp = tmp_path_factory.mktemp("srt-run")
+            params = item.callspec.params.values() if hasattr(item, "callspec") else ()
+            try:
+                runs[item.name] = (tmp, start(tmp, *params))
+            except pytest.skip.Exception as skipped:   # e.g. reference data absent: that test skips
+                runs[item.name] = skipped
+    return runs
+
+
+def _own(submitted: dict[str, Submitted | BaseException], request: pytest.FixtureRequest) -> Submitted:
+    run = submitted[request.node.name]
+    if isinstance(run, BaseException):
+        raise run
+    return run
+
+
+def _submit_trtllm(tmp_path: Path) -> dict[str, Any]:
+    base = yaml.safe_load((reference_path("srt-slurm") / TRTLLM).read_text())
     # 1 prefill worker of 8 GPUs as the recipe's (2 nodes; the simulated 671B fp8 model needs them),
     # 1 decode worker of 8 GPUs (2 nodes): the whole local GB200 partition
     local = {"model": {"path": "hf:deepseek-ai/DeepSeek-R1-0528"},
@@ -62,8 +87,17 @@ def test_trtllm_disagg_recipe_runs_behind_nginx_and_three_frontends(slurm: dict[
              "backend": {"trtllm_config": {"decode": {"tensor_parallel_size": 8, "moe_expert_parallel_size": 8}}},
              "infra": {"etcd_nats_dedicated_node": False},
              "benchmark": {"isl": 128, "osl": 16, "concurrencies": ["4"], "num_prompts_mult": 4}}
-    out = submit(_override_file(tmp_path, base, local), tmp_path / "results")
-    run, logs = _finished(out, 1)
+    return submit(_override_file(tmp_path, base, local), tmp_path / "results")
+
+
+@pytest.mark.cluster
+def test_trtllm_disagg_recipe_runs_behind_nginx_and_three_frontends(slurm: dict[str, str], srt_slurm: Path,
+                                                                 submitted: dict[str, Any],
+                                                                 request: pytest.FixtureRequest) -> None:
+    from ixhpc.results import load
+
+    base = yaml.safe_load((srt_slurm / TRTLLM).read_text())
+    run, logs = _finished(_own(submitted, request)[1], 1)
     (h5,) = (run / "results").glob("*.h5")
     assert load(str(h5))["conc"].tolist() == [4]
 
@@ -91,12 +125,8 @@ def test_trtllm_disagg_recipe_runs_behind_nginx_and_three_frontends(slurm: dict[
     assert [u.rsplit(":", 1)[1] for u in _upstreams((logs / "nginx.conf").read_text())] == ports
 
 
-@pytest.mark.cluster
-def test_vllm_agg_recipe_runs_over_two_nodes_behind_nginx(slurm: dict[str, str], srt_slurm: Path,
-                                                          tmp_path: Path) -> None:
-    from ixhpc.results import load
-
-    base = yaml.safe_load((srt_slurm / VLLM).read_text())
+def _submit_vllm(tmp_path: Path) -> dict[str, Any]:
+    base = yaml.safe_load((reference_path("srt-slurm") / VLLM).read_text())
     # The shape is the recipe's (TP 8 over 2 nodes). What the local flag data cannot take: vLLM's
     # `deepseek_v4` tokenizer mode and srtctl's `--device-ids` are newer than the newest Dynamo
     # release ixhpc has flag lists for (validate warns about both); GPUs go by CUDA_VISIBLE_DEVICES.
@@ -104,8 +134,16 @@ def test_vllm_agg_recipe_runs_over_two_nodes_behind_nginx(slurm: dict[str, str],
              "frontend": {"enable_multiple_frontends": True},
              "backend": {"set_cuda_visible_devices": True, "vllm_config": {"aggregated": {"tokenizer-mode": None}}},
              "benchmark": {"isl": 128, "osl": 16, "concurrencies": "1x2"}}
-    out = submit(_override_file(tmp_path, base, local), tmp_path / "results")
-    run, logs = _finished(out, 2)
+    return submit(_override_file(tmp_path, base, local), tmp_path / "results")
+
+
+@pytest.mark.cluster
+def test_vllm_agg_recipe_runs_over_two_nodes_behind_nginx(slurm: dict[str, str], srt_slurm: Path,
+                                                          submitted: dict[str, Any],
+                                                          request: pytest.FixtureRequest) -> None:
+    from ixhpc.results import load
+
+    run, logs = _finished(_own(submitted, request)[1], 2)
     assert sorted(load(str(h))["conc"].tolist()[0] for h in (run / "results").glob("*.h5")) == [1, 2]
 
     rec = _records(logs)
@@ -143,14 +181,20 @@ benchmark: {type: sa-bench, isl: 128, osl: 16, concurrencies: "2"}
 """
 
 
+def _submit_recipe(text: str) -> Any:
+    def start(tmp_path: Path) -> dict[str, Any]:
+        path = tmp_path / "recipe.yaml"
+        path.write_text(text)
+        return submit(path, tmp_path / "results")
+    return start
+
+
 @pytest.mark.cluster
-def test_sglang_het_job_recipe_runs_as_a_heterogeneous_job(slurm: dict[str, str], tmp_path: Path) -> None:
+def test_sglang_het_job_recipe_runs_as_a_heterogeneous_job(slurm: dict[str, str], submitted: dict[str, Any],
+                                                           request: pytest.FixtureRequest) -> None:
     from ixhpc.results import load
 
-    path = tmp_path / "recipe.yaml"
-    path.write_text(HET)
-    out = submit(path, tmp_path / "results")
-    run, logs = _finished(out, 1)
+    run, logs = _finished(_own(submitted, request)[1], 1)
     (h5,) = (run / "results").glob("*.h5")
     assert load(str(h5))["conc"].tolist() == [2]
     script = next((run / "scripts").glob("*.sbatch")).read_text()
@@ -173,11 +217,9 @@ MOONCAKE = HET.replace("tiny-sglang-het", "tiny-sglang-mooncake").replace(", het
 
 
 @pytest.mark.cluster
-def test_sglang_mooncake_recipe_runs_with_its_master(slurm: dict[str, str], tmp_path: Path) -> None:
-    path = tmp_path / "recipe.yaml"
-    path.write_text(MOONCAKE)
-    out = submit(path, tmp_path / "results")
-    run, logs = _finished(out, 1)
+def test_sglang_mooncake_recipe_runs_with_its_master(slurm: dict[str, str], submitted: dict[str, Any],
+                                                    request: pytest.FixtureRequest) -> None:
+    run, logs = _finished(_own(submitted, request)[1], 1)
     rec = _records(logs)
     master = rec["mooncake"]
     assert master["argv"][0] == "mooncake_master" and master["argv"][-1] == "--eviction_ratio=0.10"
@@ -213,13 +255,11 @@ benchmark: {type: sa-bench, isl: 128, osl: 16, concurrencies: "1x2", num_warmup_
 
 
 @pytest.mark.cluster
-def test_vllm_per_gpu_dp_recipe_runs_one_process_per_gpu(slurm: dict[str, str], tmp_path: Path) -> None:
+def test_vllm_per_gpu_dp_recipe_runs_one_process_per_gpu(slurm: dict[str, str], submitted: dict[str, Any],
+                                                         request: pytest.FixtureRequest) -> None:
     from ixhpc.results import load
 
-    path = tmp_path / "recipe.yaml"
-    path.write_text(PER_GPU)
-    out = submit(path, tmp_path / "results")
-    run, logs = _finished(out, 2)
+    run, logs = _finished(_own(submitted, request)[1], 2)
     assert sorted(load(str(h))["conc"].tolist()[0] for h in (run / "results").glob("*.h5")) == [1, 2]
     rec = _records(logs)
     # SPEC 10.3 per_gpu: one dynamo.vllm process per GPU of the prefill endpoint, DP rank = index
@@ -251,16 +291,20 @@ benchmark:
 """)
 
 
+def _submit_custom(tmp_path: Path, status: int) -> dict[str, Any]:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(CUSTOM.replace("OUT_FILE", str(tmp_path / "custom-out.txt")).replace("EXIT_STATUS", str(status)))
+    return submit(path, tmp_path / "results")
+
+
 @pytest.mark.cluster
 @pytest.mark.parametrize("status", [0, 3])
-def test_custom_benchmark_runs_once_and_records_its_step(slurm: dict[str, str], tmp_path: Path,
-                                                        status: int) -> None:
+def test_custom_benchmark_runs_once_and_records_its_step(slurm: dict[str, str], submitted: dict[str, Any],
+                                                        request: pytest.FixtureRequest, status: int) -> None:
     from ixhpc.results import store, table
 
+    tmp_path, out = _own(submitted, request)
     out_file = tmp_path / "custom-out.txt"
-    path = tmp_path / "recipe.yaml"
-    path.write_text(CUSTOM.replace("OUT_FILE", str(out_file)).replace("EXIT_STATUS", str(status)))
-    out = submit(path, tmp_path / "results")
     (job,) = wait_status(out["run_dir"], timeout=420)["jobs"]
     assert job["state"] == ("COMPLETED" if status == 0 else "FAILED"), job
     run = Path(out["run_dir"])
@@ -302,11 +346,7 @@ tiny-sglang-agentic:
 """
 
 
-@pytest.mark.cluster
-def test_agentic_entry_runs_ixhpc_replay_against_its_custom_config_file_recipe(slurm: dict[str, str],
-                                                                              tmp_path: Path) -> None:
-    from ixhpc.results import store
-
+def _submit_agentic(tmp_path: Path) -> dict[str, Any]:
     # InferenceX's agentic CONFIG_FILE recipes run agentic_srt.sh as a custom benchmark; ixhpc
     # runs its own trace replay against the recipe's deployment instead (docs/srt-slurm.md)
     out_file = tmp_path / "custom-out.txt"
@@ -316,8 +356,18 @@ def test_agentic_entry_runs_ixhpc_replay_against_its_custom_config_file_recipe(s
     master = tmp_path / "master.yaml"
     master.write_text(AGENTIC_MASTER)
     (tmp_path / "profiles.yaml").write_text(PROFILES)   # "cluster:" runners, as agentic entries name
-    out = submit(master, tmp_path / "results", "--srt-recipes", str(tmp_path / "srt"),
-                 "--cluster", "local-agentic", "--profiles", str(tmp_path / "profiles.yaml"))
+    return submit(master, tmp_path / "results", "--srt-recipes", str(tmp_path / "srt"),
+                  "--cluster", "local-agentic", "--profiles", str(tmp_path / "profiles.yaml"))
+
+
+@pytest.mark.cluster
+def test_agentic_entry_runs_ixhpc_replay_against_its_custom_config_file_recipe(slurm: dict[str, str],
+                                                                              submitted: dict[str, Any],
+                                                                              request: pytest.FixtureRequest) -> None:
+    from ixhpc.results import store
+
+    tmp_path, out = _own(submitted, request)
+    out_file = tmp_path / "custom-out.txt"
     run, logs = _finished(out, 1)
     script = next((run / "scripts").glob("*.sbatch")).read_text()
     assert "ixhpc's agentic-coding trace replay at concurrencies 2 replaces the recipe's custom benchmark" in script
@@ -329,11 +379,7 @@ def test_agentic_entry_runs_ixhpc_replay_against_its_custom_config_file_recipe(s
     assert {"prefill-0", "decode-0", "frontend-0"} <= set(_records(logs))   # the recipe's deployment
 
 
-@pytest.mark.cluster
-def test_eval_only_agentic_entry_runs_lm_eval_on_its_eval_config_file_deployment(slurm: dict[str, str],
-                                                                                 tmp_path: Path) -> None:
-    import h5py
-
+def _submit_agentic_eval(tmp_path: Path) -> dict[str, Any]:
     # InferenceX's agentic entries name their eval's deployment in EVAL_CONFIG_FILE: an eval-only
     # point runs ixhpc's lm-eval step against that one (docs/srt-slurm.md)
     (tmp_path / "srt").mkdir()
@@ -343,11 +389,18 @@ def test_eval_only_agentic_entry_runs_lm_eval_on_its_eval_config_file_deployment
     master = tmp_path / "master.yaml"
     master.write_text(AGENTIC_MASTER.replace(
         '"CONFIG_FILE=recipes/tiny.yaml"', '"CONFIG_FILE=recipes/tiny.yaml", "EVAL_CONFIG_FILE=recipes/tiny-eval.yaml"')
-        + "    eval: {only: true, tasks: [ixhpc_arith], limit: 20, max-tokens: 32, context-length: 4096}\n")
+        + "    eval: {only: true, tasks: [ixhpc_arith], limit: 8, max-tokens: 32, context-length: 4096}\n")
     (tmp_path / "profiles.yaml").write_text(PROFILES)
-    out = submit(master, tmp_path / "results", "--srt-recipes", str(tmp_path / "srt"),
-                 "--cluster", "local-agentic", "--profiles", str(tmp_path / "profiles.yaml"))
-    run, logs = _finished(out, 1)
+    return submit(master, tmp_path / "results", "--srt-recipes", str(tmp_path / "srt"),
+                  "--cluster", "local-agentic", "--profiles", str(tmp_path / "profiles.yaml"))
+
+
+@pytest.mark.cluster
+def test_eval_only_agentic_entry_runs_lm_eval_on_its_eval_config_file_deployment(
+        slurm: dict[str, str], submitted: dict[str, Any], request: pytest.FixtureRequest) -> None:
+    import h5py
+
+    run, logs = _finished(_own(submitted, request)[1], 1)
     script = next((run / "scripts").glob("*.sbatch")).read_text()
     assert "eval-only: EVAL_CONFIG_FILE=recipes/tiny-eval.yaml is the deployment" in script
     assert "mooncake" in _records(logs)                              # the eval recipe's deployment
@@ -375,3 +428,16 @@ def test_eval_config_file_with_a_throughput_point_is_refused_at_the_point(tmp_pa
     with pytest.raises(PlanError, match=r"point tiny-sglang-agentic\S*: EVAL_CONFIG_FILE=recipes/tiny.yaml: "
                                         r"its eval runs on that deployment.*expected an eval-only point"):
         runs.plan(target, tmp_path / "run", "run")
+
+
+# how each cluster test submits its run (the `submitted` fixture starts them all at once)
+_SUBMITS: dict[str, Any] = {
+    "test_trtllm_disagg_recipe_runs_behind_nginx_and_three_frontends": _submit_trtllm,
+    "test_vllm_agg_recipe_runs_over_two_nodes_behind_nginx": _submit_vllm,
+    "test_sglang_het_job_recipe_runs_as_a_heterogeneous_job": _submit_recipe(HET),
+    "test_sglang_mooncake_recipe_runs_with_its_master": _submit_recipe(MOONCAKE),
+    "test_vllm_per_gpu_dp_recipe_runs_one_process_per_gpu": _submit_recipe(PER_GPU),
+    "test_custom_benchmark_runs_once_and_records_its_step": _submit_custom,
+    "test_agentic_entry_runs_ixhpc_replay_against_its_custom_config_file_recipe": _submit_agentic,
+    "test_eval_only_agentic_entry_runs_lm_eval_on_its_eval_config_file_deployment": _submit_agentic_eval,
+}

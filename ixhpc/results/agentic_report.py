@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ixhpc import atomic
+from ixhpc.results import figures
 from ixhpc.results.agentic import HEADLINE, SCENARIO
 
 
@@ -98,7 +98,6 @@ def _plot(rows: list[dict[str, Any]], title: str, out_dir: Path, stem: str,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     kinds: list[tuple[str, str, list[Y], str, str]] = [
         ("intvty_vs_tput", HEADLINE, [("tput_per_gpu", "", "-")],
@@ -123,15 +122,7 @@ def _plot(rows: list[dict[str, Any]], title: str, out_dir: Path, stem: str,
                 if pts:
                     ax.plot(*zip(*pts), marker=marker, linestyle=style, color=color, label=label + suffix)
         if x == "conc":
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            figures.conc_axis(ax)
         ax.set(xlabel=xlabel, ylabel=ylabel, title=f"{title}: {ylabel} vs {xlabel.split(' (')[0]}")
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-        path = out_dir / f"{stem}_agentic_{name}.png"
-        with atomic.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        written.append(figures.save(fig, ax, out_dir / f"{stem}_agentic_{name}.png"))
     return written

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ixhpc import atomic
 from ixhpc.bench import validity
 from ixhpc.evals import report as eval_report
-from ixhpc.results import agentic_report, export
+from ixhpc.results import agentic_report, export, figures
 
 if TYPE_CHECKING:
     import numpy as np
@@ -262,7 +262,6 @@ def plot_experiment(rows: list[dict[str, Any]], title: str, out_dir: Path, stem:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     written = []
     for kind in ("pareto", "conc"):
@@ -297,18 +296,11 @@ def plot_experiment(rows: list[dict[str, Any]], title: str, out_dir: Path, stem:
             ax.set(xlabel="interactivity, median (tok/s/user)", ylabel="token throughput per GPU (tok/s)",
                    title=f"{title}: throughput vs interactivity (lines: Pareto frontier)")
         else:
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            figures.conc_axis(ax)
             ax.set(xlabel="concurrency", ylabel="token throughput per GPU (tok/s)",
                    title=f"{title}: throughput vs concurrency")
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
         path = out_dir / f"{stem}_{'tput_vs_intvty' if kind == 'pareto' else 'tput_vs_conc'}.png"
-        with atomic.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        written.append(figures.save(fig, ax, path))
     return written
 
 
