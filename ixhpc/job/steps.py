@@ -29,7 +29,6 @@ from typing import Any
 from ixhpc import __version__, atomic
 from ixhpc.errors import ResultFileError, main_guard
 from ixhpc.evals.results import EvalSpec, add_ingest_arguments, spec_of
-from ixhpc.results import agentic
 from ixhpc.rundir import Layout
 
 
@@ -45,13 +44,14 @@ def has_result(layout: Layout, job: str, conc: int) -> bool:
     return valid_point_file(layout.result(_rendered(layout, job, conc)[0]))
 
 
-def job_meta(bench_file: Path) -> dict[str, str]:
-    """What the job adds to a point's metadata (docs/contracts.md)."""
+def job_meta(bench_file: Path, bench: dict[str, Any]) -> dict[str, str]:
+    """What the job adds to a point's metadata (docs/contracts.md); ``bench``: the file's result."""
+    from ixhpc.results import agentic  # pydantic models: not on the has-result path
+
     env = os.environ
     array_job, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
     job_id = f"{array_job}_{task}" if array_job and task else env.get("SLURM_JOB_ID", "")
     end = dt.datetime.fromtimestamp(bench_file.stat().st_mtime, dt.UTC)
-    bench = json.loads(bench_file.read_text())
     if agentic.is_replay(bench):  # the replay's profiling window
         lo, hi = agentic.window(bench)
         start, end = dt.datetime.fromtimestamp(lo, dt.UTC), dt.datetime.fromtimestamp(hi, dt.UTC)
@@ -87,7 +87,7 @@ def ingest(layout: Layout, job: str, conc: int, power_expect: dict[str, int] | N
         atomic.write_text(bench_file, json.dumps(no_benchmark(custom_benchmark=True)))
     bench = json.loads(bench_file.read_text())
     key, static = _rendered(layout, job, conc)
-    meta = {**static, **job_meta(bench_file)}
+    meta = {**static, **job_meta(bench_file, bench)}
     if custom is not None:
         meta.update({k: dt.datetime.fromtimestamp(custom[f"{k[:-5]}_unix"], dt.UTC).replace(microsecond=0)
                      .isoformat() for k in ("start_time", "end_time")})
@@ -109,6 +109,8 @@ def ingest(layout: Layout, job: str, conc: int, power_expect: dict[str, int] | N
 def _power_window(bench: dict[str, Any]) -> dict[str, Any]:
     """What power integration reads (clock window, summary counts): an agentic replay's are its
     profiling window's (agentx SPEC §3.6: power over AIPerf's profiling start...end)."""
+    from ixhpc.results import agentic
+
     if not agentic.is_replay(bench):
         return bench
     lo, hi = agentic.window(bench)
