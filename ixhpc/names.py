@@ -36,3 +36,27 @@ def concs(values: Sequence[int]) -> str:
     if len(values) <= 4:
         return "-".join(map(str, values))
     return f"{values[0]}-{values[-1]}n{len(values)}"
+
+
+# The concurrency part of a point key (``point_key``), before the suffixes ``unique`` adds.
+_CONC_PART = re.compile(r"_c[0-9n-]+(?=(_[0-9a-f]{8})?(_[0-9]+)?$)")
+
+
+def point_key(base: str, values: Sequence[int]) -> str:
+    """A point's key: what it runs (``base``) and its concurrencies."""
+    return key(f"{base}_c{concs(values)}")
+
+
+def unique(k: str, definition: str, repeat: int = 1) -> str:
+    """``k`` told apart from keys that read the same: a hash of the point's full definition,
+    then (an identical point written again) its count."""
+    k = key(f"{k}_{digest(definition)}")
+    return key(f"{k}_{repeat}") if repeat > 1 else k
+
+
+def with_concs(k: str, values: Sequence[int]) -> str:
+    """The key ``k`` (a ``point_key``, perhaps made ``unique``) naming ``values`` instead of
+    its own concurrencies; ``values`` appended where a hashed key lost them."""
+    label = f"_c{concs(values)}"
+    m = _CONC_PART.search(k)
+    return key(k[:m.start()] + label + k[m.end():] if m else k + label)

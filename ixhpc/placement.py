@@ -35,10 +35,11 @@ from ixhpc import __version__, containers, engines, names, shell
 from ixhpc.bench.validity import stall_timeout
 from ixhpc.engine_config import PointValues, Resolved, config_flags, depends_on_conc, resolve
 from ixhpc.errors import ConfigError, PlanError
+from ixhpc.point_metadata import PointKind
 from ixhpc.profiles import ClusterProfile
 from ixhpc.recipe import BenchmarkSettings, IxhpcBlock
 from ixhpc.rundir import Layout, ScriptPaths
-from ixhpc.sweep import AgenticRun, DisaggPoint, MultiAggPoint, PointKind, RunPoint, SinglePoint
+from ixhpc.sweep import AgenticRun, DisaggPoint, MultiAggPoint, RunPoint, SinglePoint
 from ixhpc.topology import Slot, Topology
 
 if TYPE_CHECKING:
@@ -219,22 +220,17 @@ def group_points(points: Sequence[RunPoint]) -> list[list[RunPoint]]:
 
 
 def _per_conc(p: RunPoint) -> list[RunPoint]:
-    """A multi-node point of several concurrencies as one point per concurrency (key: the
-    point's with its concurrency part ``_c...`` naming the one)."""
+    """A multi-node point of several concurrencies as one point per concurrency (its key
+    naming the one)."""
     if len(p.conc) == 1:
         return [p]
-    m = re.search(r"_c[0-9n-]+(?=(_[0-9a-f]{8})?$)", p.key)
-    return [p.model_copy(update={"conc": [c], "key": names.key(
-        p.key[:m.start()] + f"_c{c}" + p.key[m.end():] if m else f"{p.key}_c{c}")}) for c in p.conc]
+    return [p.model_copy(update={"conc": [c], "key": names.with_concs(p.key, [c])}) for c in p.conc]
 
 
 def job_key(group: Sequence[RunPoint]) -> str:
     if len(group) == 1:
         return group[0].key
-    label = f"_c{names.concs([p.conc[0] for p in group])}"
-    first = group[0].key
-    m = re.search(r"_c\d+(?=(_[0-9a-f]{8})?$)", first)
-    return names.key(first[:m.start()] + label + first[m.end():] if m else first + label)
+    return names.with_concs(group[0].key, [p.conc[0] for p in group])
 
 
 # ---------------------------------------------------------------- planning

@@ -15,7 +15,8 @@ and add ``scenario_type``, ``duration``, ``agentic_traces`` and the KV-offload k
 March-format record has none of them (absent = not applicable).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile and evaluate every field's
+# annotation string when the module is imported (models are defined at import).
 
 from typing import Annotated, Any, Literal
 
@@ -34,11 +35,12 @@ from pydantic import (
 
 Pos = Annotated[StrictInt, Field(gt=0)]
 NonNeg = Annotated[StrictInt, Field(ge=0)]
-ShapeTag = Literal["single", "multi-agg", "disagg"]
+# The three point shapes (a run point's `kind`, a record's shape), named once.
+PointKind = Literal["single", "multi-agg", "disagg"]
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     point_key: StrictStr
     config_key: StrictStr
@@ -93,7 +95,7 @@ class _Record(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _lengths(self) -> _Record:
+    def _lengths(self) -> "_Record":
         if self.scenario_type is None:
             missing = [k for k in ("isl", "osl", "max_model_len") if getattr(self, k) is None]
             if missing:
@@ -154,7 +156,7 @@ class DisaggRecord(_Workers):
     decode_partition: StrictStr | None = None
 
     @model_validator(mode="after")
-    def _totals(self) -> DisaggRecord:
+    def _totals(self) -> "DisaggRecord":
         if self.nodes != self.prefill_nodes + self.decode_nodes:
             raise ValueError(f"nodes {self.nodes} is not prefill_nodes + decode_nodes "
                              f"({self.prefill_nodes} + {self.decode_nodes})")
@@ -164,7 +166,7 @@ class DisaggRecord(_Workers):
         return self
 
 
-def shape_of(data: Any) -> ShapeTag | None:
+def shape_of(data: Any) -> PointKind | None:
     """The record's shape from its (multinode, disagg) booleans; None: neither is a bool pair
     that names a shape (then validation says which key is wrong)."""
     if isinstance(data, dict):
@@ -187,4 +189,6 @@ PointMetadata = Annotated[
                                        "shape (single-node, multi-node aggregated or "
                                        "disaggregated)"),
 ]
-ADAPTER: TypeAdapter[SingleRecord | MultiAggRecord | DisaggRecord] = TypeAdapter(PointMetadata)
+# Built on first use: `ixhpc sweep` imports this module but never validates a record.
+ADAPTER: TypeAdapter[SingleRecord | MultiAggRecord | DisaggRecord] = TypeAdapter(
+    PointMetadata, config=ConfigDict(defer_build=True))

@@ -12,7 +12,8 @@ profile) and override fields. A user entry named like a built-in extends that bu
 An invalid profile file is a located error (exit 2), never a warning.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile and evaluate every field's
+# annotation string when the module is imported (models are defined at import).
 
 import os
 import platform
@@ -109,7 +110,7 @@ class ClusterProfile(StrictModel):
     eval_wheelhouse: MountDir | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> ClusterProfile:
+    def _consistent(self) -> "ClusterProfile":
         names = [p.name for p in self.partitions]
         if len(set(names)) != len(names):
             raise ValueError(f"expected distinct partition names, found {names}")

@@ -21,7 +21,8 @@ Python values with a ``path -> line`` map beside them; pydantic's error location
 the kebab-case aliases) are then looked up in that map.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile and evaluate every field's
+# annotation string when the module is imported (models are defined at import).
 
 import difflib
 import hashlib
@@ -169,7 +170,7 @@ class SimSettings(StrictModel):
     max_batch: Count | None = None
 
     @model_validator(mode="after")
-    def _active_le_total(self) -> SimSettings:
+    def _active_le_total(self) -> "SimSettings":
         if self.model_params_b and self.active_params_b and self.active_params_b > self.model_params_b:
             raise ValueError(f"expected active-params-b <= model-params-b, found "
                              f"{self.active_params_b} > {self.model_params_b}")
@@ -218,7 +219,7 @@ class EvalSettings(StrictModel):
     request_timeout: Seconds = 3600
 
     @model_validator(mode="after")
-    def _one_thresholds(self) -> EvalSettings:
+    def _one_thresholds(self) -> "EvalSettings":
         if self.thresholds is not None and self.thresholds_file is not None:
             raise ValueError("expected thresholds or thresholds-file, found both")
         return self
@@ -352,7 +353,7 @@ class ConcForms(StrictModel):
     conc_list: Annotated[list[Count], Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
-    def _one_form(self) -> ConcForms:
+    def _one_form(self) -> "ConcForms":
         has_start, has_end = self.conc_start is not None, self.conc_end is not None
         if self.conc_list is not None and (has_start or has_end):
             raise ValueError("expected either conc-list or conc-start/conc-end, found both")
@@ -391,7 +392,7 @@ class Worker(StrictModel):
     hardware: Text | None = None   # the GPU model this pool runs on (both pools or neither)
 
     @model_validator(mode="after")
-    def _dcp(self) -> Worker:
+    def _dcp(self) -> "Worker":
         _dcp_divides(self.tp, self.dcp_size)
         return self
 
@@ -425,7 +426,7 @@ class MultiNodeSearch(ConcForms):
     decode: Worker
 
     @model_validator(mode="after")
-    def _march(self) -> MultiNodeSearch:
+    def _march(self) -> "MultiNodeSearch":
         if not isinstance(self, _CurrentMulti):
             _march_workers(self.prefill, self.decode)
         return self
@@ -465,7 +466,7 @@ class MultiAggSearch(ConcForms):
     decode: UnusedWorker
 
     @model_validator(mode="after")
-    def _march(self) -> MultiAggSearch:
+    def _march(self) -> "MultiAggSearch":
         if not isinstance(self, _CurrentMulti):
             _march_workers(self.prefill, self.decode)
         return self
@@ -588,18 +589,18 @@ class FixedSingleSearch(SingleNodeSearch):
     router: ComponentMetadata | None = None
 
     @model_validator(mode="after")
-    def _dcp(self) -> FixedSingleSearch:
+    def _dcp(self) -> "FixedSingleSearch":
         _dcp_divides(self.tp, self.dcp_size)
         return self
 
 
 class FixedDisaggSearch(MultiNodeSearch, _CurrentMulti):
-    decode: CurrentWorker   # num-worker 0: an aggregated arm (one engine, the prefill block)
+    decode: "CurrentWorker"   # num-worker 0: an aggregated arm (one engine, the prefill block)
     router: ComponentMetadata | None = None
     kv_p2p_transfer: Text | None = None
 
     @model_validator(mode="after")
-    def _pair(self) -> FixedDisaggSearch:
+    def _pair(self) -> "FixedDisaggSearch":
         _hardware_pair(self.prefill, self.decode)
         if self.decode.num_worker == 0 and self.prefill.num_worker != 1:
             raise ValueError(f"expected prefill.num-worker 1 with decode.num-worker 0 (an "
@@ -616,7 +617,7 @@ class FixedMultiAggSearch(MultiAggSearch, _CurrentMulti):
     kv_p2p_transfer: Text | None = None
 
     @model_validator(mode="after")
-    def _pair(self) -> FixedMultiAggSearch:
+    def _pair(self) -> "FixedMultiAggSearch":
         _hardware_pair(self.prefill, self.decode)
         return self
 
@@ -669,7 +670,7 @@ class AgenticSearch(ConcForms):
     kv_p2p_transfer: Text | None = None
 
     @model_validator(mode="after")
-    def _form(self) -> AgenticSearch:
+    def _form(self) -> "AgenticSearch":
         workers = self.prefill is not None and self.decode is not None
         if (self.tp is None) != workers or (self.tp is not None and (self.prefill or self.decode)):
             raise ValueError("expected either tp (single-node entries) or both prefill and decode "
@@ -708,7 +709,7 @@ class AgenticItem(StrictModel):
     dram_utilization: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
-    def _dram(self) -> AgenticItem:
+    def _dram(self) -> "AgenticItem":
         if self.dram_utilization is None and any(s.kv_offloading == "dram" for s in self.search_space):
             raise ValueError("dram-utilization: expected a fraction in (0, 1] (kv-offloading: dram "
                              "sizes the CPU DRAM budget with it), found it missing")
@@ -726,7 +727,7 @@ class SingleScenarios(StrictModel):
     agentic_coding: list[AgenticItem] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> SingleScenarios:
+    def _one(self) -> "SingleScenarios":
         _one_scenario(self.fixed_seq_len, self.agentic_coding)
         return self
 
@@ -736,7 +737,7 @@ class DisaggScenarios(StrictModel):
     agentic_coding: list[AgenticItem] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> DisaggScenarios:
+    def _one(self) -> "DisaggScenarios":
         _one_scenario(self.fixed_seq_len, self.agentic_coding)
         return self
 
@@ -746,7 +747,7 @@ class MultiAggScenarios(StrictModel):
     agentic_coding: list[AgenticItem] | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> MultiAggScenarios:
+    def _one(self) -> "MultiAggScenarios":
         _one_scenario(self.fixed_seq_len, self.agentic_coding)
         return self
 
@@ -774,7 +775,7 @@ class _CurrentEntry(EntryBase):
             yield from item.search_space
 
     @model_validator(mode="after")
-    def _cross(self) -> _CurrentEntry:
+    def _cross(self) -> "_CurrentEntry":
         fixed, agentic = self.scenario_lists
         if agentic and not self.runner.startswith("cluster:"):
             raise ValueError(f"runner: expected a 'cluster:' runner for an entry with agentic-coding "

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ixhpc import atomic, shell
 from ixhpc.errors import PlanError
-from ixhpc.sweep import PointKind
+from ixhpc.point_metadata import PointKind
 
 
 @dataclasses.dataclass(frozen=True)

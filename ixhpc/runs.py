@@ -25,6 +25,7 @@ from ixhpc.errors import ConfigError, PlanError
 if TYPE_CHECKING:
     from ixhpc.placement import JobPlan
     from ixhpc.profiles import ClusterProfile
+    from ixhpc.recipe import Recipes
     from ixhpc.sweep import Filters, RunPoint
 
 DEFAULT_CLUSTER = "local"
@@ -164,6 +165,8 @@ def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], No
               expand(recipes, target.filters, cluster=target.profile, runners=runners)]
     if not points:
         raise PlanError(f"{target.recipe}: no run point is left after the filters")
+    if target.slo:
+        _check_searchable(points, recipes)
     from ixhpc.srtslurm import config_file
 
     named = [p for p in points if config_file.point_value(p) is not None]  # CONFIG_FILE: the recipe's deployment
@@ -187,6 +190,15 @@ def plan(target: RunTarget, run_dir: Path, run_id: str, warn: Callable[[str], No
     for p in plans:
         render.render(p)  # a template error must surface before the directory exists
     return plans
+
+
+def _check_searchable(points: Sequence[RunPoint], recipes: Recipes) -> None:
+    """`--slo` on agentic-coding points: one located line per recipe entry (ixhpc.slo)."""
+    from ixhpc.slo import UNSEARCHABLE_AGENTIC
+
+    entries = (recipes.entries[p.config_key] for p in points if p.agentic is not None)
+    if lines := list(dict.fromkeys(f"{e.file}:{e.line}: {e.key}: {UNSEARCHABLE_AGENTIC}" for e in entries)):
+        raise ConfigError(lines)
 
 
 def _plan_group(target: RunTarget, group: list[RunPoint], run_dir: Path, run_id: str) -> JobPlan:

@@ -3,9 +3,11 @@
 A point is done when its HDF5 file is there and whole, whatever Slurm says (its validity
 verdict, ``ixhpc.bench.validity``, is reported beside: ``resume --invalid`` reruns invalid ones); a job's state
 comes from one batched squeue+sacct call for the whole run (``ixhpc.slurm.states``).
-A job that searches its concurrencies for an SLO (``ixhpc.slo``) is counted by its search once
-it has started: its points are its probes and the concurrencies it may still probe; the others
-are settled by the bisection without a run, so they are never missing.
+A job that searches its concurrencies for an SLO (``ixhpc.slo``; ``submit`` records the search,
+not started, before the job is queued) is counted by its search: its points are the
+concurrencies the search has chosen (its probes and the one it is probing), none before its
+first probe; the others are never missing, as the search picks them. It needs a run until
+the search is done and its probes are ingested (``JobStatus.incomplete``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ class JobStatus:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def incomplete(self) -> bool:
+        """Points without a result, or an SLO search not finished (one not started has no
+        points yet): what ``resume`` reruns once the job has ended."""
+        return bool(self.missing) or (self.search is not None and not self.search["done"])
+
+    @property
+    def failed_probes(self) -> bool:
+        """Its SLO search judged a probe whose client wrote no result as missed: the answer rests
+        on a failed run (``resume`` cannot redo a finished search: submit again)."""
+        return self.search is not None and any(p["failed"] for p in self.search["probes"])
 
 
 def valid_point_file(path: Path) -> bool:
@@ -142,14 +156,19 @@ def _searched(layout: rundir.Layout, entry: rundir.JobEntry) -> tuple[list[rundi
     state = slo.load(layout.slo_search(entry.key))
     if state is None:
         return entry.points, None
-    probed, still_open = slo.needed(state)
-    wanted = {*probed, *still_open}
-    settled = [p.conc for p in entry.points if p.conc not in wanted and p.conc not in
-               {q["conc"] for q in state["probes"]}]
+    wanted = set(slo.chosen(state))
+    _, still_open = slo.needed(state)
+    tried = {q["conc"] for q in state["probes"]}
+    settled = [p.conc for p in entry.points if p.conc not in {*wanted, *still_open, *tried}]
+    rate = state.get("mode") == "rate"
     return [p for p in entry.points if p.conc in wanted], {
-        "spec": state.get("spec", ""), "done": state["done"], "answer": state.get("answer"),
-        "probes": [{k: q[k] for k in ("conc", "rate", "met") if k in q} for q in state["probes"]],
-        "open": still_open, "settled": settled, "rate_answer": state.get("answer_rate")}
+        "spec": state.get("spec", ""), "started": slo.started(state), "done": state["done"],
+        "answer": state.get("answer"), "rate_answer": state.get("answer_rate"),
+        "probes": [{**{k: q[k] for k in ("conc", "rate", "met") if k in q}, "failed": q.get("why") == slo.NO_RESULT}
+                   for q in state["probes"]],
+        "pending": state.get("pending"), "open": still_open, "settled": settled,
+        "mode": "rate" if rate else "concurrency", "cap": state.get("cap"),
+        "bisects": list(state["rates"] if rate else state["concurrencies"]), "max_probes": state.get("max_probes")}
 
 
 def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:

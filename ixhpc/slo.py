@@ -143,8 +143,41 @@ def needed(state: dict[str, Any]) -> tuple[list[int], list[int]]:
     return probed, [c for c in state["concurrencies"][lo + 1:hi] if c not in tried]
 
 
+def started(state: dict[str, Any]) -> bool:
+    """Whether the job's first step has run: a search ``submit`` seeded has no probe yet."""
+    return bool(state["probes"]) or state.get("pending") is not None or bool(state["done"])
+
+
+def chosen(state: dict[str, Any]) -> list[int]:
+    """The concurrencies the search has chosen to run so far, each to end with a result file:
+    its probes (but those whose client wrote nothing) and the one it is probing now; nothing
+    before its first probe. A rate search's one point is its cap, once it has started."""
+    probed, _ = needed(state)
+    if _rate_mode(state):
+        return probed if state["done"] else [state["cap"]] if started(state) else []
+    pending = state.get("pending")
+    return [*probed, *([pending] if pending is not None and pending not in probed else [])]
+
+
+def seed(path: Path, slo: Slo, concurrencies: Sequence[int]) -> None:
+    """Record a job's search, not started, at submit: until its first step runs, ``status``
+    knows the job searches (so none of its concurrencies is missing yet) and ``resume`` reruns
+    it if the job ends before it finishes. Any search already there is kept."""
+    from ixhpc import atomic
+
+    if load(path) is None:
+        atomic.write_text(path, json.dumps(new_search(slo, concurrencies), indent=1))
+
+
+# Why agentic-coding points cannot search (``runs.plan`` locates it at each such recipe entry): a
+# replay runs each concurrency (lane count) in an allocation of its own, with a cold prefix
+# cache, and has no request rate (closed-loop sessions with their own think times).
+UNSEARCHABLE_AGENTIC = ("--slo: agentic-coding points cannot search (one allocation per concurrency, "
+                        "no request rate; docs/slo.md)")
+
+
 def load(path: Path) -> dict[str, Any] | None:
-    """A job's saved search (None: it has not started, or the file is not a search)."""
+    """A job's saved search (None: none recorded (a run submitted before `seed`), or the file is not one)."""
     state = _read_json(path)
     return state if state is not None and {"probes", "done", "concurrencies"} <= state.keys() else None
 

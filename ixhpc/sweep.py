@@ -56,11 +56,11 @@ These numbers were checked against the PREFILL_NODES / DECODE_NODES that Inferen
 multi-node entries state.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile and evaluate every field's
+# annotation string when the module is imported (models are defined at import).
 
 import argparse
 import fnmatch
-import hashlib
 import json
 import re
 from collections import defaultdict
@@ -142,7 +142,7 @@ _FULL_SWEEP_ONLY = ("--model-prefix", "--precision", "--framework", "--runner-ty
 class Filters(BaseModel):
     """InferenceX's `full-sweep` selection; its flags are generated from these fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     model_prefix: tuple[str, ...] = Field(default=(), description="keep config keys starting with any PREFIX",
                                           json_schema_extra=_flag("PREFIX"))
@@ -322,7 +322,7 @@ def filters_from_args(args: argparse.Namespace) -> Filters:
 class Site(BaseModel):
     """Where a point runs: the cluster profile and partition that serve its runner."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     cluster: str
     partition: str
@@ -369,7 +369,7 @@ class AgenticRun(BaseModel):
     from ``seed``), the KV-offload settings of agentx SPEC §4 and the fingerprint of the
     InferenceX row it came from. Such a point has no isl/osl and no context cap (§4.4)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     duration: int
     kv_offloading: KvOffloading
@@ -405,7 +405,7 @@ class _Point(_Sited, BaseModel):
     """What every point has. A shape adds its parallelism and says which roles it runs
     (``engine_roles``); its topology follows from those and the site's node size."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     multinode: ClassVar[bool]
     disagg: ClassVar[bool]
 
@@ -664,7 +664,6 @@ class DisaggPoint(_MultiNode):
 
 
 RunPoint = Annotated[SinglePoint | MultiAggPoint | DisaggPoint, Field(discriminator="kind")]
-PointKind = Literal["single", "multi-agg", "disagg"]
 
 
 def worker_row(w: Worker, current: bool) -> dict[str, Any]:
@@ -675,7 +674,7 @@ def worker_row(w: Worker, current: bool) -> dict[str, Any]:
     return row
 
 
-def _optional_row_keys(p: _Point | _AgenticPoint) -> dict[str, Any]:
+def _optional_row_keys(p: "_Point | _AgenticPoint") -> dict[str, Any]:
     """The current format's optional row keys, present only when set."""
     out: dict[str, Any] = {}
     if p.router is not None:
@@ -697,7 +696,7 @@ class _AgenticPoint(_Sited, BaseModel):
     concurrency for ``duration`` seconds, no isl/osl. Listed by ``sweep``; ``expand`` runs it
     as ``runnable_agentic`` makes it (placement never sees this type)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     multinode: ClassVar[bool]
 
     key: str
@@ -1123,7 +1122,7 @@ def _tag(w: Worker, role: str) -> str:
 
 
 def _agentic_key(key: str, item: int, entry: int, conc: int) -> str:
-    return names.key(f"{key}_agentic{item}-{entry}_c{conc}")
+    return names.point_key(f"{key}_agentic{item}-{entry}", [conc])
 
 
 def _agentic_concs(s: AgenticSearch, f: Filters) -> list[int]:
@@ -1230,7 +1229,7 @@ def _shape_multi(item: Any) -> str:
 
 
 def _point_key(key: str, slc: Any, shape: str, concs: Sequence[int]) -> str:
-    return names.key(f"{key}_{slc.isl}x{slc.osl}_{shape}_c{names.concs(concs)}")
+    return names.point_key(f"{key}_{slc.isl}x{slc.osl}_{shape}", concs)
 
 
 def _unique_keys(points: list[AnyPoint]) -> list[AnyPoint]:
@@ -1246,12 +1245,10 @@ def _unique_keys(points: list[AnyPoint]) -> list[AnyPoint]:
     seen: dict[str, int] = defaultdict(int)
     for p in points:
         if counts[p.key] > 1:
-            digest = hashlib.sha256(json.dumps(_row_or_dump(p), sort_keys=True).encode())
-            key = names.key(f"{p.key}_{digest.hexdigest()[:8]}")
-            seen[key] += 1
-            if seen[key] > 1:
-                key = names.key(f"{key}_{seen[key]}")
-            p = p.model_copy(update={"key": key})
+            definition = json.dumps(_row_or_dump(p), sort_keys=True)
+            hashed = names.unique(p.key, definition)
+            seen[hashed] += 1
+            p = p.model_copy(update={"key": names.unique(p.key, definition, seen[hashed])})
         out.append(p)
     return out
 

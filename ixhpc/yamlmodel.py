@@ -7,7 +7,8 @@ of ``StrictModel``) are then looked up in that map, so every problem is reported
 ``FILE:LINE: key.path: expected X, found Y``, all of them at once.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile and evaluate every field's
+# annotation string when the module is imported (models are defined at import).
 
 import difflib
 import json
@@ -40,16 +41,16 @@ def kebab(name: str) -> str:
 class StrictModel(BaseModel):
     """Base of every YAML-facing model: unknown keys and type coercions are errors."""
 
-    model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, alias_generator=kebab, populate_by_name=True
-    )
+    # defer_build: a model's schema is built when first used (most commands use few of them)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, alias_generator=kebab,
+                              populate_by_name=True, defer_build=True)
 
 
 class SnakeStrictModel(BaseModel):
     """Base of YAML-facing models whose keys are snake_case as written (srt-slurm recipes):
     unknown keys are errors, the models are frozen; no alias generator."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 PosInt = Annotated[int, Field(gt=0)]
@@ -124,11 +125,17 @@ MAX_EXPANSION = 1_000_000    # and at most this many in all
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _VALUE_TAG = "tag:yaml.org,2002:value"
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when available
+# libyaml's own composer (fast, but recursing in C: ~50,000 levels of `[` crash the interpreter)
+# composes documents whose nesting is bounded far below that; others go through Python's.
+C_COMPOSE_DEPTH = 5_000
+# A `*alias` or a `<<` merge as written (also matches inside comments and strings: such a file
+# just has its nodes counted, as any file with aliases).
+_MAY_EXPAND = re.compile(r"[\s\[{,]\*[^\s,\[\]{}]|^\*|<<", re.MULTILINE)
 
 
 class _Loader(Composer, _BaseLoader):  # type: ignore[misc]
-    """The safe loader with Python's composer in front of the parser (libyaml's composer recurses
-    in C and crashes the interpreter at ~50,000 levels of `[`), counting nodes and levels."""
+    """The safe loader with Python's composer in front of the parser, counting nodes and
+    levels: for documents libyaml's composer could not take (``_nesting_bound``)."""
 
     def __init__(self, text: str) -> None:
         _BaseLoader.__init__(self, text)
@@ -146,6 +153,37 @@ class _Loader(Composer, _BaseLoader):  # type: ignore[misc]
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+class _FastLoader(_BaseLoader):  # type: ignore[misc]
+    """libyaml's composer as it is (``C_COMPOSE_DEPTH``); a document it reads with any problem
+    is read again by ``_Loader``, so both read every document alike."""
+
+    ixhpc_nodes = 0
+
+
+def _nesting_bound(text: str, lines: list[str]) -> int:
+    """An upper bound of a document's nesting: a flow level opens with a bracket; a block level
+    starts further right than its parent, or (a sequence under a key) at its column, so block
+    levels are at most twice the longest line."""
+    return text.count("[") + text.count("{") + 2 * max(map(len, lines), default=0) + 2
+
+
+def _count_nodes(root: Node) -> int:
+    """Distinct nodes of a composed document (aliases are shared nodes), keys included."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack += (k, v)
+    return len(seen)
 
 
 class _Refused(Exception):
@@ -195,17 +233,34 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
     srt-slurm recipes rely on), instead of an error."""
     name = str(path)
     text = _decode(name, read_bounded(name, path))
+    lines = text.splitlines()
     tabs = [f"{name}:{i}: expected spaces for indentation, found a tab character"
-            for i, ln in enumerate(text.splitlines(), 1) if "\t" in ln[: len(ln) - len(ln.lstrip())]]
+            for i, ln in enumerate(lines, 1) if "\t" in ln[: len(ln) - len(ln.lstrip())]]
     if tabs:
         raise ConfigError(tabs)
-    loader = _Loader(text)
+    fast = _BaseLoader is not yaml.SafeLoader and _nesting_bound(text, lines) <= C_COMPOSE_DEPTH
+    if fast:
+        try:
+            return _load_text(name, text, what, duplicates, _FastLoader)
+        except ConfigError:
+            pass  # every problem is located and worded by Python's composer (libyaml's omits names)
+    return _load_text(name, text, what, duplicates, _Loader)
+
+
+def _load_text(name: str, text: str, what: str, duplicates: str, kind: type) -> Located:
+    loader = kind(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise ConfigError([f"{name}:1: expected {what}, found an empty file"])
-        builder = _Builder(loader, name, loader.ixhpc_nodes)
+        own = loader.ixhpc_nodes
+        if kind is _FastLoader:
+            # At most Python's count (which adds each alias written), so the budget is no larger;
+            # without aliases and merges nothing is built twice and no budget is needed.
+            own = _count_nodes(node) if _MAY_EXPAND.search(text) else MAX_FILE_BYTES
+        builder = _Builder(loader, name, own)
         builder.keep_last = duplicates == "last"
+        builder.any_too_deep = kind is _FastLoader
         data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -301,6 +356,7 @@ class _Builder:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.keep_last = False
+        self.any_too_deep = False  # also scalars (libyaml composed it: Python's composer's limit)
         self.scalars: dict[tuple[str, str], Any] = {}   # tp: 8, dp-attn: false... built once
         self.building: set[int] = set()                  # collections being built (recursion)
         self.merged: dict[int, list[_Pair] | None] = {}  # a merge source's pairs (None: in progress)
@@ -314,11 +370,11 @@ class _Builder:
 
     def build(self, node: Node, path: Path_) -> Any:
         self.charge(node, path)
-        if isinstance(node, yaml.ScalarNode):
-            return self.scalar(node, path)
-        if len(path) >= MAX_DEPTH:
+        if len(path) >= MAX_DEPTH and (self.any_too_deep or not isinstance(node, yaml.ScalarNode)):
             raise _Refused(node, path, f"expected at most {MAX_DEPTH} levels of nesting, found "
                            f"more (through aliases)")
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node, path)
         if id(node) in self.building:
             raise _Refused(node, path, "expected a finite structure, found an alias inside "
                            "its own anchor")

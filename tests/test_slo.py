@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,108 @@ def test_a_searching_job_script_bisects_then_ingests_and_is_shellcheck_clean(tmp
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "ttft" in bad.stderr, bad.stderr
 
 
+def _entry(tmp_path: Path, concs: list[int]) -> Any:
+    from ixhpc import rundir
+
+    return rundir.JobEntry(key="job", kind="single", script="scripts/job.sbatch", partition="p", nodes=1, gpus=8,
+                           points=[rundir.PointRef(key=f"pt_c{c}", conc=c) for c in concs])
+
+
+def test_a_seeded_search_counts_no_point_until_it_chooses_one(tmp_path: Path) -> None:
+    from ixhpc import rundir, runstate
+
+    layout, entry = rundir.Layout.of(tmp_path), _entry(tmp_path, [1, 2, 4, 8, 16, 32, 64])
+    objectives = slo.parse("ttft=1s")
+    slo.seed(layout.slo_search("job"), objectives, [64, 1, 2, 4, 8, 16, 32])  # what submit records
+    points, search = runstate._searched(layout, entry)
+    assert points == [] and search is not None and not search["started"] and not search["done"]
+    assert search["bisects"] == [1, 2, 4, 8, 16, 32, 64] and search["max_probes"] == 3
+    # the job's first step takes the seeded search up: its first probe is the one point counted
+    files = slo.ProbeFiles(lambda c: layout.bench_json("job", c), lambda c, r: layout.slo_rate_probe("job", c, r))
+    entry_concs = [p.conc for p in entry.points]
+    assert slo.next_probe(layout.slo_search("job"), files, objectives, entry_concs, start=True) == slo.Probe(8)
+    points, search = runstate._searched(layout, entry)
+    assert [p.conc for p in points] == [8] and search is not None and search["started"] and search["pending"] == 8
+    layout.bench_json("job", 8).write_text(json.dumps(_bench(0.5)))  # 8 misses: 2 next, 16..64 settled
+    assert slo.next_probe(layout.slo_search("job"), files, objectives, entry_concs) == slo.Probe(2)
+    points, search = runstate._searched(layout, entry)
+    assert [p.conc for p in points] == [2, 8] and search is not None and search["settled"] == [16, 32, 64]
+    # a search already under way is never reset by a second seed
+    slo.seed(layout.slo_search("job"), objectives, entry_concs)
+    assert [q["conc"] for q in json.loads(layout.slo_search("job").read_text())["probes"]] == [8]
+
+
+def test_a_rate_search_counts_its_cap_once_started() -> None:
+    objectives = slo.parse("ttft=1s,rate=1..16")
+    state = slo.new_search(objectives, [2, 8])
+    assert not slo.started(state) and slo.chosen(state) == []
+    state = slo.step(state, objectives, None)
+    assert slo.started(state) and slo.chosen(state) == [8]
+
+
+def test_status_says_a_search_is_not_started_running_cut_short_or_answered() -> None:
+    from ixhpc.commands.status import _search_line
+
+    base = {"spec": "ttft=1000ms", "mode": "concurrency", "bisects": [1, 2, 4], "max_probes": 2, "cap": None,
+            "probes": [], "pending": None, "open": [1, 2, 4], "settled": [], "answer": None, "rate_answer": None}
+    queued = {**base, "started": False, "done": False}
+    assert "not started: bisects concurrencies 1, 2, 4, at most 2 probe(s)" in _search_line(queued, live=True)
+    assert "`ixhpc resume` runs it" in _search_line(queued, live=False)
+    rate = {**queued, "mode": "rate", "bisects": [4.0, 8.0], "cap": 8}
+    assert "bisects request rates 4, 8/s at concurrency 8" in _search_line(rate, live=True)
+    running = {**base, "started": True, "done": False, "probes": [{"conc": 2, "met": True, "failed": False}],
+               "pending": 4, "open": [4]}
+    assert _search_line(running, live=True).endswith("running (probes: c2 met; probing c4)")
+    assert "unfinished (probes: c2 met): `ixhpc resume` continues it" in _search_line(running, live=False)
+    answered = {**running, "done": True, "answer": 4, "pending": None, "open": [], "settled": [1]}
+    assert "answer 4 (probes: c2 met; not run, settled by the search: 1)" in _search_line(answered, live=False)
+    broken = {**answered, "answer": 2, "probes": [{"conc": 2, "met": True, "failed": False},
+                                                  {"conc": 4, "met": False, "failed": True}]}
+    line = _search_line(broken, live=False)
+    assert "c4 failed (no result)" in line and "submit the job again" in line
+
+
+def test_a_search_that_judged_a_failed_probe_ends_status_non_zero() -> None:
+    from ixhpc.runstate import JobStatus
+
+    search = {"done": True, "probes": [{"conc": 4, "met": False, "failed": True}]}
+    job = JobStatus("k", "single", "1", "COMPLETED", "", "", 0, 0, [], [], search)
+    assert job.failed_probes and not job.incomplete  # resume cannot redo it; status says so (exit 1)
+    ok = JobStatus("k", "single", "1", "COMPLETED", "", "", 0, 0, [], [], {**search, "probes": [
+        {"conc": 4, "met": False, "failed": False}]})
+    assert not ok.failed_probes
+
+
+def test_submit_slo_refuses_agentic_points_with_one_located_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from test_agentic_jobs import _files
+
+    from test_jobs_e2e import REPO
+
+    recipe, profiles, runners = _files(tmp_path)
+
+    def submit(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ixhpc", "submit", str(recipe), "--cluster", "local-agentic",
+                               "--profiles", str(profiles), "--runner-config", str(runners), "--results",
+                               str(tmp_path / "results"), "--dry-run", *extra],
+                              capture_output=True, text=True, cwd=REPO, timeout=120)
+
+    assert submit().returncode == 0  # without --slo the same points submit
+    for spec in ("ttft=2s,tpot=50ms", "ttft=2s,rate=1..8"):
+        res = submit("--slo", spec)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr  # 3 jobs, one entry: one line
+        assert re.match(rf"ixhpc submit: error: {re.escape(str(recipe))}:\d+: sim-agentic: --slo: agentic-coding "
+                        "points cannot search", res.stderr), res.stderr
+        assert "Traceback" not in res.stderr
+    rendered = subprocess.run([sys.executable, "-m", "ixhpc", "render", str(recipe), "--cluster", "local-agentic",
+                               "--profiles", str(profiles), "--runner-config", str(runners), "--slo",
+                               "ttft=2s,tpot=50ms", "--output", str(tmp_path / "rendered")],
+                              capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert rendered.returncode == 2 and "agentic-coding points cannot search" in rendered.stderr, rendered.stderr
+
+
 # ----------------------------------------------------------------------------- local cluster
 
 
@@ -318,3 +421,59 @@ def test_a_rate_search_on_the_local_cluster_bisects_rates_at_the_cap(slurm: Any,
     with h5py.File(result) as f:
         columns = f["slo_search/probes"].attrs["columns"].split(",")
         assert f["slo_search/probes"][:, columns.index("rate")].tolist() == rates
+
+
+@pytest.mark.cluster
+def test_status_and_resume_follow_a_search_from_the_queue_to_its_answer(slurm: Any, tmp_path: Path) -> None:
+    import time
+
+    from slurm_helpers import run, sbatch
+    from test_jobs_e2e import ixhpc, submit, wait_status
+
+    def status() -> dict[str, Any]:
+        return dict(json.loads(ixhpc("status", str(run_dir), "--json").stdout)["jobs"][0])
+
+    # queued behind a held job, so the search surely has not started when status looks
+    held = sbatch(slurm, "-p", "mi355x", "-N1", "--hold", "-o", str(tmp_path / "held.out"), "--wrap", "true")
+    queued_ids: list[str] = []
+    try:
+        out = submit(_search_recipe(tmp_path), tmp_path / "results", "--slo", SEARCH_SLO, "--after", held)
+        queued_ids += [j["job_id"] for j in out["jobs"]]
+        run_dir = Path(out["run_dir"])
+        (key,) = [j["key"] for j in out["jobs"]]
+        queued = status()
+        assert queued["state"] == "PENDING", queued
+        assert (queued["points_done"], queued["points_total"], queued["missing"]) == (0, 0, []), queued
+        assert not queued["search"]["started"] and queued["search"]["bisects"] == [1, 2, 4, 8, 16, 32, 64]
+        text = ixhpc("status", str(run_dir))
+        assert text.returncode == 0 and "not started: bisects concurrencies 1, 2, 4" in text.stdout, text.stdout
+        assert json.loads(ixhpc("resume", str(run_dir), "--json").stdout)["resubmitted"] == []  # still queued
+        # cancelled before its first probe: nothing missing, yet unfinished, so resume runs it
+        assert ixhpc("cancel", str(run_dir)).returncode == 0
+        cut = wait_status(str(run_dir))["jobs"][0]
+        assert cut["state"] == "CANCELLED" and cut["missing"] == [] and not cut["search"]["started"], cut
+        text = ixhpc("status", str(run_dir))
+        assert text.returncode == 1 and "`ixhpc resume` runs it" in text.stdout, text.stdout
+    finally:  # the run's job too: with the held one gone its dependency can never be met
+        run(["scancel", *queued_ids, held], slurm, check=False)
+    resumed = json.loads(ixhpc("resume", str(run_dir), "--json").stdout)
+    assert [r["key"] for r in resumed["resubmitted"]] == [key], resumed
+    # while it runs, only what the search chose counts: its probes and the one it is probing
+    seen_running, deadline = False, time.monotonic() + 300
+    while True:
+        assert time.monotonic() < deadline, "the resumed search has not ended"
+        job = status()
+        search = job["search"]
+        chosen = {q["conc"] for q in search["probes"]} | ({search["pending"]} if search["pending"] else set())
+        assert {m.rsplit("_c", 1)[1] for m in job["missing"]} <= {str(c) for c in chosen}, job
+        if job["state"] not in ("PENDING", "RUNNING", "COMPLETING"):
+            break
+        if job["state"] == "RUNNING" and search["started"] and not search["done"] and not seen_running:
+            seen_running = True
+            assert json.loads(ixhpc("resume", str(run_dir), "--json").stdout)["resubmitted"] == [], job
+            assert ixhpc("status", str(run_dir)).returncode == 0
+    assert seen_running, "status never showed the search under way"
+    assert job["state"] == "COMPLETED" and (job["points_done"], job["points_total"], job["missing"]) == (3, 3, []), job
+    assert job["search"]["done"] and job["search"]["answer"] == 4 and job["search"]["settled"] == [1, 16, 32, 64]
+    assert ixhpc("status", str(run_dir)).returncode == 0
+    assert json.loads(ixhpc("resume", str(run_dir), "--json").stdout)["resubmitted"] == []

@@ -177,6 +177,23 @@ def test_keys_unique_stable_and_filename_safe(recipes, tmp_path: Path) -> None:
     assert len(twins) == 2 and twins[0] != twins[1]  # same shape, different settings
 
 
+def test_key_concurrencies_are_rewritten_by_names_alone() -> None:
+    from ixhpc import names
+
+    k = names.point_key("dsr1_1024x1024_tp8", [4, 8])
+    assert k == "dsr1_1024x1024_tp8_c4-8"
+    assert names.with_concs(k, [8]) == "dsr1_1024x1024_tp8_c8"
+    twin = names.unique(k, "definition")
+    assert re.fullmatch(r"dsr1_1024x1024_tp8_c4-8_[0-9a-f]{8}", twin)
+    assert names.with_concs(twin, [16]) == "dsr1_1024x1024_tp8_c16" + twin[-9:]
+    again = names.unique(k, "definition", 2)
+    assert again == twin + "_2" and names.with_concs(again, [1, 2]) == "dsr1_1024x1024_tp8_c1-2" + again[-11:]
+    many = names.point_key("x", list(range(1, 10)))
+    assert many == "x_c1-9n9" and names.with_concs(many, [3]) == "x_c3"
+    hashed = names.point_key("y" * 200, [4])  # too long: hashed, the concurrency part cut off
+    assert len({hashed, names.with_concs(hashed, [8]), names.with_concs(hashed, [16])}) == 3
+
+
 def test_reference_keys_unique(inferencex: Path) -> None:
     rec = load_recipe_files([inferencex / "nvidia-master.yaml", inferencex / "amd-master.yaml"])
     keys = [p.key for p in expand(rec)]

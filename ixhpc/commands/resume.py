@@ -3,10 +3,11 @@
 With ``--invalid``, points whose result the validity gate judged invalid are rerun too: their
 files are moved aside first (``runstate.set_aside_invalid``), never deleted.
 
-A job searching for an SLO (``ixhpc submit --slo``, ``ixhpc.slo``) is rerun while its search is
-unfinished (it continues from its recorded probes) or a probe's result is missing, never once
-its search is done and ingested; an invalid probe of a finished search is one of its findings
-(an invalid point misses the SLO), so ``--invalid`` leaves it: to search again, submit anew.
+A job searching for an SLO (``ixhpc submit --slo``, ``ixhpc.slo``) is rerun once it has ended
+with its search unfinished, started or not (it continues from its recorded probes), or a
+probe's result missing; never while queued or running, nor once its search is done and
+ingested. An invalid probe of a finished search is one of its findings (an invalid point
+misses the SLO), so ``--invalid`` leaves it: to search again, submit anew.
 
 A point with a valid HDF5 file is never run again: the job script itself skips every
 concurrency already done, so a resubmitted job runs only what is missing. Jobs still
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ixhpc.profiles import ClusterProfile
+    from ixhpc.runstate import JobStatus
 import json
 import re
 
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             for s in status.jobs:
                 if s.search is None or not s.search["done"]:  # a finished search's invalid probes stand
                     s.missing = s.missing + s.invalid
-        redo = [e for e in manifest.jobs if statuses[e.key].missing and not slurm.is_live(statuses[e.key].state)]
+        redo = [e for e in manifest.jobs if statuses[e.key].incomplete and not slurm.is_live(statuses[e.key].state)]
         aside = [] if args.dry_run else runstate.set_aside_damaged(
             path, [k for e in redo for k in statuses[e.key].missing])
         if args.invalid and not args.dry_run:
@@ -104,11 +106,18 @@ def run(args: argparse.Namespace) -> int:
         for moved in aside:
             print(f"{'invalid' if '.invalid-' in moved.name else 'damaged'} result moved aside: {moved}")
         for e in redo:
-            print(f"{'(dry run)' if args.dry_run else e.job_id:>10}  {e.key}  "
-                  f"({len(statuses[e.key].missing)} point(s) missing)")
+            print(f"{'(dry run)' if args.dry_run else e.job_id:>10}  {e.key}  ({_why(statuses[e.key])})")
         print(f"run {manifest.run_id}: {len(redo)} job(s), {missing} point(s) "
               f"{'would be ' if args.dry_run else ''}resubmitted; points with results are not rerun")
     return 0
+
+
+def _why(job: JobStatus) -> str:
+    search = job.search
+    if search is None or search["done"]:
+        return f"{len(job.missing)} point(s) missing"
+    return (f"SLO search unfinished after {len(search['probes'])} probe(s)" if search["started"]
+            else "SLO search not started")
 
 
 def _profile(path: Path) -> ClusterProfile:

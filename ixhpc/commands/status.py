@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
 def show(path: Path, manifest: rundir.Manifest, as_json: bool, watch: float | None = None) -> int:
     """Print the run's status (every ``watch`` seconds until no job is live); exit code 1 when
-    a job has ended with points missing."""
+    a job has ended with points missing or its SLO search unfinished."""
     from ixhpc import runstate, slurm
 
     while True:
@@ -54,7 +54,7 @@ def show(path: Path, manifest: rundir.Manifest, as_json: bool, watch: float | No
         if not watch or not any(slurm.is_live(j.state) for j in jobs):
             break
         time.sleep(watch)
-    failed = any(j.missing and slurm.is_terminal(j.state) for j in jobs)
+    failed = any((j.incomplete or j.failed_probes) and slurm.is_terminal(j.state) for j in jobs)
     return 1 if failed else 0
 
 
@@ -89,9 +89,13 @@ def _print_power(power: dict[str, dict[str, str]]) -> None:
 
 
 def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
+    from ixhpc import slurm
+
     done = sum(j.points_done for j in jobs)
     total = sum(j.points_total for j in jobs)
-    print(f"run {run_id}: {done}/{total} points have results")
+    searching = sum(1 for j in jobs if j.search is not None and not j.search["done"])
+    print(f"run {run_id}: {done}/{total} points have results"
+          + (f"; {searching} SLO search(es) unfinished, each picking its points as it goes" if searching else ""))
     width = max([len(j.key) for j in jobs] + [3])
     print(f"{'JOB':{width}}  {'JOB ID':10}  {'STATE':13}  {'POINTS':7}  NODES / REASON")
     invalid = sum(len(j.invalid) for j in jobs if not _searched(j))
@@ -100,11 +104,11 @@ def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
     for j in jobs:
         extra = " ".join(x for x in (j.nodes, j.reason, f"invalid: {', '.join(j.invalid)}" if j.invalid else "")
                          if x)
-        print(f"{j.key:{width}}  {j.job_id or '-':10}  {j.state:13}  "
-              f"{f'{j.points_done}/{j.points_total}':7}  {extra}")
+        points = "search" if j.search is not None and not j.search["started"] else f"{j.points_done}/{j.points_total}"
+        print(f"{j.key:{width}}  {j.job_id or '-':10}  {j.state:13}  {points:7}  {extra}")
     for j in jobs:
         if j.search is not None:
-            print(f"{j.key}: {_search_line(j.search)}")
+            print(f"{j.key}: {_search_line(j.search, slurm.is_live(j.state))}")
 
 
 def _searched(job: JobStatus) -> bool:
@@ -112,16 +116,32 @@ def _searched(job: JobStatus) -> bool:
     return job.search is not None and bool(job.search["done"])
 
 
-def _search_line(search: dict[str, Any]) -> str:
-    probes = ", ".join(f"{_probe_at(p)} {'met' if p['met'] else 'missed'}" for p in search["probes"]) or "none yet"
+def _search_line(search: dict[str, Any], live: bool) -> str:
+    """The search's progress: not started, probing (``live``: its job is queued or running), cut
+    short (the job ended first: ``resume`` continues it), or its answer."""
+    rate = search.get("mode") == "rate"
+    if not search["started"]:
+        bisects = (f"request rates {', '.join(f'{r:g}' for r in search['bisects'])}/s at concurrency {search['cap']}"
+                   if rate else f"concurrencies {', '.join(map(str, search['bisects']))}")
+        return (f"SLO search {search['spec']} not started: bisects {bisects}, at most {search['max_probes']} "
+                f"probe(s){'' if live else '; the job ended first: `ixhpc resume` runs it'}")
+    probes = ", ".join(f"{_probe_at(p)} {'met' if p['met'] else 'failed (no result)' if p['failed'] else 'missed'}"
+                       for p in search["probes"]) or "none yet"
     if not search["done"]:
-        return (f"SLO search {search['spec']} unfinished (probes: {probes}; may still probe "
-                f"{', '.join(map(str, search['open']))}: `ixhpc resume` continues it)")
-    answer, rate = search["answer"], search.get("rate_answer")
+        pending = search.get("pending")
+        now = (f"; probing {f'{pending:g}/s' if rate else f'c{pending}'}" if live and pending is not None else "")
+        others = [c for c in search["open"] if c != pending]  # a rate search's open is its cap
+        later = f"; may still probe {', '.join(map(str, others))}" if others and not rate else ""
+        return (f"SLO search {search['spec']} {'running' if live else 'unfinished'} (probes: {probes}{now}{later})"
+                + ("" if live else ": `ixhpc resume` continues it"))
+    answer, rate_answer = search["answer"], search.get("rate_answer")
     found = ("none meets it" if answer is None
-             else f"answer {rate:g} req/s at concurrency {answer}" if rate is not None else f"answer {answer}")
-    return (f"SLO search {search['spec']}: {found} "
-            f"(probes: {probes}; not run, settled by the search: {', '.join(map(str, search['settled'])) or '-'})")
+             else f"answer {rate_answer:g} req/s at concurrency {answer}" if rate_answer is not None
+             else f"answer {answer}")
+    failed = ("; a failed probe counted as missed: submit the job again for a trustworthy answer"
+              if any(p["failed"] for p in search["probes"]) else "")
+    settled = ", ".join(map(str, search["settled"])) or "-"
+    return f"SLO search {search['spec']}: {found} (probes: {probes}; not run, settled by the search: {settled}){failed}"
 
 
 def _probe_at(probe: dict[str, Any]) -> str:

@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ixhpc.placement import JobPlan
     from ixhpc.rundir import Manifest
     from ixhpc.runs import Batch
 
@@ -47,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
     plans = runs.plan(target, run_dir, run_id)
     with rundir.create(root, run_id, "submit") as new:
         manifest = runs.write(target, new.dir, run_id, plans)
+        if target.slo:  # status knows each job searches before its first step (ixhpc.slo.seed)
+            _seed_searches(new.dir, plans)
         entries = {e.key: e for e in manifest.jobs}
         batch = runs.batches([(p.sbatch, entries[p.key]) for p in plans], run_id)
         for opts, _ in batch:
@@ -67,6 +72,15 @@ def run(args: argparse.Namespace) -> int:
     if args.wait:
         return _wait(run_dir, args.json)
     return 0
+
+
+def _seed_searches(run_dir: Path, plans: Sequence[JobPlan]) -> None:
+    from ixhpc import rundir, slo
+
+    layout = rundir.Layout.of(run_dir)
+    for plan in plans:
+        if plan.slo:
+            slo.seed(layout.slo_search(plan.key), slo.parse(plan.slo), plan.concs)
 
 
 def _report(run_dir: Path, manifest: Manifest, as_json: bool) -> None:

@@ -31,7 +31,7 @@ from ixhpc.results import agentic, metrics, store
 Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
 Number = StrictInt | StrictFloat
 
-SHAPES = get_args(point_metadata.ShapeTag)
+SHAPES = get_args(point_metadata.PointKind)
 
 
 class _Strict(BaseModel):
