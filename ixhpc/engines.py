@@ -33,7 +33,8 @@ configuration as data (``ixhpc.engine_config``) arrives resolved: flags in ``ext
 frontends (srt-slurm's and ixhpc's multiple frontends).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: pydantic would compile and evaluate every field's
+# annotation string when the module is imported (models are defined at import).
 
 import json
 import re
@@ -127,7 +128,7 @@ _SETTING = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)\Z", re.S)
 class LaunchSpec(BaseModel):
     """What a role needs to start, independent of the engine."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     framework: str
     role: Role
@@ -195,7 +196,7 @@ class LaunchSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _topology(self) -> LaunchSpec:
+    def _topology(self) -> "LaunchSpec":
         if self.nnodes > 1 and self.head_host is None:
             raise ValueError(f"a worker on {self.nnodes} nodes needs head_host (its rank-0 node)")
         return self
@@ -244,7 +245,7 @@ class LaunchSpec(BaseModel):
 
 
 class Launch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     argv: list[str]
     env: dict[str, str] = {}

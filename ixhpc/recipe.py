@@ -25,6 +25,7 @@ the kebab-case aliases) are then looked up in that map.
 # annotation string when the module is imported (models are defined at import).
 
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -345,6 +346,13 @@ class IxhpcBlock(StrictModel):
 # InferenceX's master-config schema.
 
 
+@functools.cache
+def no_ixhpc_block() -> IxhpcBlock:
+    """The block of an entry without one: every default (one shared instance: models are frozen,
+    and building the defaults' nested models per entry is most of expanding a large file)."""
+    return IxhpcBlock()
+
+
 class ConcForms(StrictModel):
     """Either `conc-list` or `conc-start`..`conc-end` (geometric, see ixhpc.sweep)."""
 
@@ -511,7 +519,7 @@ class EntryBase(StrictModel):
 
     @property
     def extras(self) -> IxhpcBlock:
-        return self.ixhpc or IxhpcBlock()
+        return self.ixhpc or no_ixhpc_block()
 
 
 def _single_aggregated(v: bool) -> bool:

@@ -125,17 +125,12 @@ MAX_EXPANSION = 1_000_000    # and at most this many in all
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _VALUE_TAG = "tag:yaml.org,2002:value"
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when available
-# libyaml's own composer (fast, but recursing in C: ~50,000 levels of `[` crash the interpreter)
-# composes documents whose nesting is bounded far below that; others go through Python's.
-C_COMPOSE_DEPTH = 5_000
-# A `*alias` or a `<<` merge as written (also matches inside comments and strings: such a file
-# just has its nodes counted, as any file with aliases).
-_MAY_EXPAND = re.compile(r"[\s\[{,]\*[^\s,\[\]{}]|^\*|<<", re.MULTILINE)
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 class _Loader(Composer, _BaseLoader):  # type: ignore[misc]
-    """The safe loader with Python's composer in front of the parser, counting nodes and
-    levels: for documents libyaml's composer could not take (``_nesting_bound``)."""
+    """The safe loader with Python's composer in front of the parser (libyaml's composer recurses
+    in C and crashes the interpreter at ~50,000 levels of `[`), counting nodes and levels."""
 
     def __init__(self, text: str) -> None:
         _BaseLoader.__init__(self, text)
@@ -155,35 +150,81 @@ class _Loader(Composer, _BaseLoader):  # type: ignore[misc]
             self._depth -= 1
 
 
-class _FastLoader(_BaseLoader):  # type: ignore[misc]
-    """libyaml's composer as it is (``C_COMPOSE_DEPTH``); a document it reads with any problem
-    is read again by ``_Loader``, so both read every document alike."""
-
-    ixhpc_nodes = 0
+class _NotPlain(Exception):
+    """A document ``_read_plain`` leaves to the composer and ``_Builder``."""
 
 
-def _nesting_bound(text: str, lines: list[str]) -> int:
-    """An upper bound of a document's nesting: a flow level opens with a bracket; a block level
-    starts further right than its parent, or (a sequence under a key) at its column, so block
-    levels are at most twice the longest line."""
-    return text.count("[") + text.count("{") + 2 * max(map(len, lines), default=0) + 2
+def _read_plain(name: str, text: str) -> "Located":
+    """The common document -- no anchors, aliases, merges or explicit tags, each key a scalar
+    written once, a mapping at the top, at most MAX_DEPTH levels -- built straight from
+    libyaml's events, without composing nodes: what ``_Builder`` makes of it, in half the time.
+    Any other document, or any problem, is _NotPlain: the composer's path reads it (and words
+    and locates its problems)."""
+    loader = _BaseLoader(text)
+    get, resolve, construct = loader.get_event, loader.resolve, loader.construct_object
+    lines: dict[Path_, int] = {}
+    scalars: dict[tuple[str, str], Any] = {}
+    tags: dict[tuple[str, Any], str] = {}
 
+    def line_of(event: Any) -> int:
+        return int(event.start_mark.line) + 1
 
-def _count_nodes(root: Node) -> int:
-    """Distinct nodes of a composed document (aliases are shared nodes), keys included."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                stack += (k, v)
-    return len(seen)
+    def scalar(event: Any) -> Any:
+        if event.anchor is not None or event.tag not in (None, "!"):
+            raise _NotPlain
+        ident = (event.value, event.implicit)
+        tag = tags.get(ident)
+        if tag is None:  # the resolver's regular expressions, once per distinct scalar
+            tag = tags[ident] = resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == _STR_TAG or tag == _VALUE_TAG:
+            return event.value
+        if tag == _MERGE_TAG:
+            raise _NotPlain
+        built = (tag, event.value)
+        if built not in scalars:
+            scalars[built] = construct(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark))
+        return scalars[built]
+
+    def value(event: Any, path: Path_) -> Any:
+        if len(path) >= MAX_DEPTH:
+            raise _NotPlain
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            return scalar(event)
+        if kind not in (yaml.SequenceStartEvent, yaml.MappingStartEvent) or event.anchor is not None \
+                or event.tag not in (None, "!"):
+            raise _NotPlain  # an alias, an anchor, a tag
+        if kind is yaml.SequenceStartEvent:
+            items: list[Any] = []
+            while type(event := get()) is not yaml.SequenceEndEvent:
+                at = (*path, len(items))
+                lines[at] = line_of(event)
+                items.append(value(event, at))
+            return items
+        out: dict[Any, Any] = {}
+        while type(event := get()) is not yaml.MappingEndEvent:
+            if type(event) is not yaml.ScalarEvent:
+                raise _NotPlain
+            key = scalar(event)
+            if not isinstance(key, (str, int, float, bool)) or key in out:
+                raise _NotPlain
+            at = (*path, key)
+            lines[at] = line_of(event)
+            out[key] = value(get(), at)
+        return out
+
+    try:
+        if type(get()) is not yaml.StreamStartEvent or type(get()) is not yaml.DocumentStartEvent:
+            raise _NotPlain
+        data = value(get(), ())
+        if type(get()) is not yaml.DocumentEndEvent or type(get()) is not yaml.StreamEndEvent \
+                or not isinstance(data, dict):
+            raise _NotPlain
+    except Exception as exc:  # whatever it is, the composer's path reports it
+        raise _NotPlain from exc
+    finally:
+        loader.dispose()
+    return Located(name, data, lines)
 
 
 class _Refused(Exception):
@@ -233,34 +274,27 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
     srt-slurm recipes rely on), instead of an error."""
     name = str(path)
     text = _decode(name, read_bounded(name, path))
-    lines = text.splitlines()
     tabs = [f"{name}:{i}: expected spaces for indentation, found a tab character"
-            for i, ln in enumerate(lines, 1) if "\t" in ln[: len(ln) - len(ln.lstrip())]]
+            for i, ln in enumerate(text.splitlines(), 1) if "\t" in ln[: len(ln) - len(ln.lstrip())]]
     if tabs:
         raise ConfigError(tabs)
-    fast = _BaseLoader is not yaml.SafeLoader and _nesting_bound(text, lines) <= C_COMPOSE_DEPTH
-    if fast:
+    if _BaseLoader is not yaml.SafeLoader:  # libyaml's parser
         try:
-            return _load_text(name, text, what, duplicates, _FastLoader)
-        except ConfigError:
-            pass  # every problem is located and worded by Python's composer (libyaml's omits names)
-    return _load_text(name, text, what, duplicates, _Loader)
+            return _read_plain(name, text)
+        except _NotPlain:
+            pass
+    return _load_text(name, text, what, duplicates)
 
 
-def _load_text(name: str, text: str, what: str, duplicates: str, kind: type) -> Located:
-    loader = kind(text)
+def _load_text(name: str, text: str, what: str, duplicates: str) -> Located:
+    """Any document: composed, then built by ``_Builder``."""
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             raise ConfigError([f"{name}:1: expected {what}, found an empty file"])
-        own = loader.ixhpc_nodes
-        if kind is _FastLoader:
-            # At most Python's count (which adds each alias written), so the budget is no larger;
-            # without aliases and merges nothing is built twice and no budget is needed.
-            own = _count_nodes(node) if _MAY_EXPAND.search(text) else MAX_FILE_BYTES
-        builder = _Builder(loader, name, own)
+        builder = _Builder(loader, name, loader.ixhpc_nodes)
         builder.keep_last = duplicates == "last"
-        builder.any_too_deep = kind is _FastLoader
         data = builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -356,7 +390,6 @@ class _Builder:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.keep_last = False
-        self.any_too_deep = False  # also scalars (libyaml composed it: Python's composer's limit)
         self.scalars: dict[tuple[str, str], Any] = {}   # tp: 8, dp-attn: false... built once
         self.building: set[int] = set()                  # collections being built (recursion)
         self.merged: dict[int, list[_Pair] | None] = {}  # a merge source's pairs (None: in progress)
@@ -370,11 +403,11 @@ class _Builder:
 
     def build(self, node: Node, path: Path_) -> Any:
         self.charge(node, path)
-        if len(path) >= MAX_DEPTH and (self.any_too_deep or not isinstance(node, yaml.ScalarNode)):
-            raise _Refused(node, path, f"expected at most {MAX_DEPTH} levels of nesting, found "
-                           f"more (through aliases)")
         if isinstance(node, yaml.ScalarNode):
             return self.scalar(node, path)
+        if len(path) >= MAX_DEPTH:
+            raise _Refused(node, path, f"expected at most {MAX_DEPTH} levels of nesting, found "
+                           f"more (through aliases)")
         if id(node) in self.building:
             raise _Refused(node, path, "expected a finite structure, found an alias inside "
                            "its own anchor")
