@@ -24,6 +24,39 @@ from ixhpc.job.wrapper import TIME_LIMIT_MARK
 MERGE_KEY = f"(merge into {rundir.Layout.MERGED})"   # the `submit --merge` job's status row
 
 
+@dataclasses.dataclass(frozen=True)
+class ProbeStatus:
+    """One probe of a job's SLO search: at ``conc`` (a rate search: at ``rate`` req/s)."""
+
+    conc: int
+    met: bool
+    failed: bool            # its client wrote no result: counted as missed, but a failed run
+    rate: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchStatus:
+    """A job's SLO search (ixhpc.slo) as ``status`` and ``resume`` see it."""
+
+    spec: str
+    started: bool           # its first step has run (``submit`` records it not started)
+    done: bool
+    answer: int | None      # the highest concurrency met (a rate search: its cap); None: none
+    rate_answer: float | None
+    probes: tuple[ProbeStatus, ...]
+    pending: int | float | None   # the probe under way (a rate search: its rate)
+    open: list[int]         # concurrencies it may still probe
+    settled: list[int]      # concurrencies the bisection settled without a run
+    mode: str               # "concurrency" or "rate"
+    cap: int | None         # a rate search's concurrency
+    bisects: list[Any]      # what it bisects, rising: concurrencies or request rates
+    max_probes: int | None
+
+    @property
+    def failed_probes(self) -> bool:
+        return any(p.failed for p in self.probes)
+
+
 @dataclasses.dataclass
 class JobStatus:
     key: str
@@ -36,8 +69,7 @@ class JobStatus:
     points_total: int
     missing: list[str]    # point keys without a valid result
     invalid: list[str] = dataclasses.field(default_factory=list)  # results the validity gate rejected
-    # the job's SLO search (ixhpc.slo): spec, done, answer, probes and settled (unprobed) concurrencies
-    search: dict[str, Any] | None = None
+    search: SearchStatus | None = None   # its SLO search (ixhpc.slo), if it searches
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -46,13 +78,13 @@ class JobStatus:
     def incomplete(self) -> bool:
         """Points without a result, or an SLO search not finished (one not started has no
         points yet): what ``resume`` reruns once the job has ended."""
-        return bool(self.missing) or (self.search is not None and not self.search["done"])
+        return bool(self.missing) or (self.search is not None and not self.search.done)
 
     @property
     def failed_probes(self) -> bool:
         """Its SLO search judged a probe whose client wrote no result as missed: the answer rests
         on a failed run (``resume`` cannot redo a finished search: submit again)."""
-        return self.search is not None and any(p["failed"] for p in self.search["probes"])
+        return self.search is not None and self.search.failed_probes
 
 
 def valid_point_file(path: Path) -> bool:
@@ -149,8 +181,8 @@ class RunStatus:
                 f"from squeue alone, a job it no longer lists shows as {slurm.UNKNOWN}")
 
 
-def _searched(layout: rundir.Layout, entry: rundir.JobEntry) -> tuple[list[rundir.PointRef], dict[str, Any] | None]:
-    """The points a job must have results for, and its SLO search's summary (None: no search)."""
+def _searched(layout: rundir.Layout, entry: rundir.JobEntry) -> tuple[list[rundir.PointRef], SearchStatus | None]:
+    """The points a job must have results for, and its SLO search (None: no search)."""
     from ixhpc import slo
 
     state = slo.load(layout.slo_search(entry.key))
@@ -161,14 +193,13 @@ def _searched(layout: rundir.Layout, entry: rundir.JobEntry) -> tuple[list[rundi
     tried = {q["conc"] for q in state["probes"]}
     settled = [p.conc for p in entry.points if p.conc not in {*wanted, *still_open, *tried}]
     rate = state.get("mode") == "rate"
-    return [p for p in entry.points if p.conc in wanted], {
-        "spec": state.get("spec", ""), "started": slo.started(state), "done": state["done"],
-        "answer": state.get("answer"), "rate_answer": state.get("answer_rate"),
-        "probes": [{**{k: q[k] for k in ("conc", "rate", "met") if k in q}, "failed": q.get("why") == slo.NO_RESULT}
-                   for q in state["probes"]],
-        "pending": state.get("pending"), "open": still_open, "settled": settled,
-        "mode": "rate" if rate else "concurrency", "cap": state.get("cap"),
-        "bisects": list(state["rates"] if rate else state["concurrencies"]), "max_probes": state.get("max_probes")}
+    probes = tuple(ProbeStatus(q["conc"], q["met"], q.get("why") == slo.NO_RESULT, q.get("rate"))
+                   for q in state["probes"])
+    return [p for p in entry.points if p.conc in wanted], SearchStatus(
+        spec=state.get("spec", ""), started=slo.started(state), done=state["done"], answer=state.get("answer"),
+        rate_answer=state.get("answer_rate"), probes=probes, pending=state.get("pending"), open=still_open,
+        settled=settled, mode="rate" if rate else "concurrency", cap=state.get("cap"),
+        bisects=list(state["rates"] if rate else state["concurrencies"]), max_probes=state.get("max_probes"))
 
 
 def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:

@@ -190,18 +190,18 @@ def test_a_seeded_search_counts_no_point_until_it_chooses_one(tmp_path: Path) ->
     objectives = slo.parse("ttft=1s")
     slo.seed(layout.slo_search("job"), objectives, [64, 1, 2, 4, 8, 16, 32])  # what submit records
     points, search = runstate._searched(layout, entry)
-    assert points == [] and search is not None and not search["started"] and not search["done"]
-    assert search["bisects"] == [1, 2, 4, 8, 16, 32, 64] and search["max_probes"] == 3
+    assert points == [] and search is not None and not search.started and not search.done
+    assert search.bisects == [1, 2, 4, 8, 16, 32, 64] and search.max_probes == 3
     # the job's first step takes the seeded search up: its first probe is the one point counted
     files = slo.ProbeFiles(lambda c: layout.bench_json("job", c), lambda c, r: layout.slo_rate_probe("job", c, r))
     entry_concs = [p.conc for p in entry.points]
     assert slo.next_probe(layout.slo_search("job"), files, objectives, entry_concs, start=True) == slo.Probe(8)
     points, search = runstate._searched(layout, entry)
-    assert [p.conc for p in points] == [8] and search is not None and search["started"] and search["pending"] == 8
+    assert [p.conc for p in points] == [8] and search is not None and search.started and search.pending == 8
     layout.bench_json("job", 8).write_text(json.dumps(_bench(0.5)))  # 8 misses: 2 next, 16..64 settled
     assert slo.next_probe(layout.slo_search("job"), files, objectives, entry_concs) == slo.Probe(2)
     points, search = runstate._searched(layout, entry)
-    assert [p.conc for p in points] == [2, 8] and search is not None and search["settled"] == [16, 32, 64]
+    assert [p.conc for p in points] == [2, 8] and search is not None and search.settled == [16, 32, 64]
     # a search already under way is never reset by a second seed
     slo.seed(layout.slo_search("job"), objectives, entry_concs)
     assert [q["conc"] for q in json.loads(layout.slo_search("job").read_text())["probes"]] == [8]
@@ -216,35 +216,43 @@ def test_a_rate_search_counts_its_cap_once_started() -> None:
 
 
 def test_status_says_a_search_is_not_started_running_cut_short_or_answered() -> None:
-    from ixhpc.commands.status import _search_line
+    from dataclasses import replace
 
-    base = {"spec": "ttft=1000ms", "mode": "concurrency", "bisects": [1, 2, 4], "max_probes": 2, "cap": None,
-            "probes": [], "pending": None, "open": [1, 2, 4], "settled": [], "answer": None, "rate_answer": None}
-    queued = {**base, "started": False, "done": False}
+    from ixhpc.commands.status import _search_line
+    from ixhpc.runstate import ProbeStatus, SearchStatus
+
+    queued = SearchStatus(spec="ttft=1000ms", started=False, done=False, answer=None, rate_answer=None, probes=(),
+                          pending=None, open=[1, 2, 4], settled=[], mode="concurrency", cap=None, bisects=[1, 2, 4],
+                          max_probes=2)
     assert "not started: bisects concurrencies 1, 2, 4, at most 2 probe(s)" in _search_line(queued, live=True)
     assert "`ixhpc resume` runs it" in _search_line(queued, live=False)
-    rate = {**queued, "mode": "rate", "bisects": [4.0, 8.0], "cap": 8}
+    rate = replace(queued, mode="rate", bisects=[4.0, 8.0], cap=8)
     assert "bisects request rates 4, 8/s at concurrency 8" in _search_line(rate, live=True)
-    running = {**base, "started": True, "done": False, "probes": [{"conc": 2, "met": True, "failed": False}],
-               "pending": 4, "open": [4]}
+    running = replace(queued, started=True, probes=(ProbeStatus(2, True, False),), pending=4, open=[4])
     assert _search_line(running, live=True).endswith("running (probes: c2 met; probing c4)")
     assert "unfinished (probes: c2 met): `ixhpc resume` continues it" in _search_line(running, live=False)
-    answered = {**running, "done": True, "answer": 4, "pending": None, "open": [], "settled": [1]}
+    answered = replace(running, done=True, answer=4, pending=None, open=[], settled=[1])
     assert "answer 4 (probes: c2 met; not run, settled by the search: 1)" in _search_line(answered, live=False)
-    broken = {**answered, "answer": 2, "probes": [{"conc": 2, "met": True, "failed": False},
-                                                  {"conc": 4, "met": False, "failed": True}]}
+    broken = replace(answered, answer=2, probes=(ProbeStatus(2, True, False), ProbeStatus(4, False, True)))
     line = _search_line(broken, live=False)
     assert "c4 failed (no result)" in line and "submit the job again" in line
+    rated = replace(answered, mode="rate", cap=8, rate_answer=4.0, answer=8,
+                    probes=(ProbeStatus(8, True, False, 4.0), ProbeStatus(8, False, False, 8.0)))
+    assert "answer 4 req/s at concurrency 8 (probes: 4/s met, 8/s missed" in _search_line(rated, live=False)
 
 
 def test_a_search_that_judged_a_failed_probe_ends_status_non_zero() -> None:
-    from ixhpc.runstate import JobStatus
+    from dataclasses import replace
 
-    search = {"done": True, "probes": [{"conc": 4, "met": False, "failed": True}]}
+    from ixhpc.runstate import JobStatus, ProbeStatus, SearchStatus
+
+    search = SearchStatus(spec="ttft=1s", started=True, done=True, answer=None, rate_answer=None,
+                          probes=(ProbeStatus(4, False, True),), pending=None, open=[], settled=[8], mode="concurrency",
+                          cap=None, bisects=[4, 8], max_probes=2)
     job = JobStatus("k", "single", "1", "COMPLETED", "", "", 0, 0, [], [], search)
     assert job.failed_probes and not job.incomplete  # resume cannot redo it; status says so (exit 1)
-    ok = JobStatus("k", "single", "1", "COMPLETED", "", "", 0, 0, [], [], {**search, "probes": [
-        {"conc": 4, "met": False, "failed": False}]})
+    ok = JobStatus("k", "single", "1", "COMPLETED", "", "", 0, 0, [], [],
+                   replace(search, probes=(ProbeStatus(4, False, False),)))
     assert not ok.failed_probes
 
 

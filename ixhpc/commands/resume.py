@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         statuses = {s.key: s for s in status.jobs}
         if args.invalid:  # invalid points count as missing: set aside below, then rerun
             for s in status.jobs:
-                if s.search is None or not s.search["done"]:  # a finished search's invalid probes stand
+                if s.search is None or not s.search.done:  # a finished search's invalid probes stand
                     s.missing = s.missing + s.invalid
         redo = [e for e in manifest.jobs if statuses[e.key].incomplete and not slurm.is_live(statuses[e.key].state)]
         aside = [] if args.dry_run else runstate.set_aside_damaged(
@@ -114,10 +114,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _why(job: JobStatus) -> str:
     search = job.search
-    if search is None or search["done"]:
+    if search is None or search.done:
         return f"{len(job.missing)} point(s) missing"
-    return (f"SLO search unfinished after {len(search['probes'])} probe(s)" if search["started"]
-            else "SLO search not started")
+    return f"SLO search unfinished after {len(search.probes)} probe(s)" if search.started else "SLO search not started"
 
 
 def _profile(path: Path) -> ClusterProfile:

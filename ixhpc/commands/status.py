@@ -11,11 +11,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ixhpc import rundir
-    from ixhpc.runstate import JobStatus
+    from ixhpc.runstate import JobStatus, ProbeStatus, SearchStatus
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -93,7 +93,7 @@ def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
 
     done = sum(j.points_done for j in jobs)
     total = sum(j.points_total for j in jobs)
-    searching = sum(1 for j in jobs if j.search is not None and not j.search["done"])
+    searching = sum(1 for j in jobs if j.search is not None and not j.search.done)
     print(f"run {run_id}: {done}/{total} points have results"
           + (f"; {searching} SLO search(es) unfinished, each picking its points as it goes" if searching else ""))
     width = max([len(j.key) for j in jobs] + [3])
@@ -104,7 +104,7 @@ def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
     for j in jobs:
         extra = " ".join(x for x in (j.nodes, j.reason, f"invalid: {', '.join(j.invalid)}" if j.invalid else "")
                          if x)
-        points = "search" if j.search is not None and not j.search["started"] else f"{j.points_done}/{j.points_total}"
+        points = "search" if j.search is not None and not j.search.started else f"{j.points_done}/{j.points_total}"
         print(f"{j.key:{width}}  {j.job_id or '-':10}  {j.state:13}  {points:7}  {extra}")
     for j in jobs:
         if j.search is not None:
@@ -113,36 +113,35 @@ def _print_table(run_id: str, jobs: list[JobStatus]) -> None:
 
 def _searched(job: JobStatus) -> bool:
     """A finished SLO search: its invalid probes are findings (missed), not reruns."""
-    return job.search is not None and bool(job.search["done"])
+    return job.search is not None and job.search.done
 
 
-def _search_line(search: dict[str, Any], live: bool) -> str:
+def _search_line(search: SearchStatus, live: bool) -> str:
     """The search's progress: not started, probing (``live``: its job is queued or running), cut
     short (the job ended first: ``resume`` continues it), or its answer."""
-    rate = search.get("mode") == "rate"
-    if not search["started"]:
-        bisects = (f"request rates {', '.join(f'{r:g}' for r in search['bisects'])}/s at concurrency {search['cap']}"
-                   if rate else f"concurrencies {', '.join(map(str, search['bisects']))}")
-        return (f"SLO search {search['spec']} not started: bisects {bisects}, at most {search['max_probes']} "
+    rate = search.mode == "rate"
+    if not search.started:
+        bisects = (f"request rates {', '.join(f'{r:g}' for r in search.bisects)}/s at concurrency {search.cap}"
+                   if rate else f"concurrencies {', '.join(map(str, search.bisects))}")
+        return (f"SLO search {search.spec} not started: bisects {bisects}, at most {search.max_probes} "
                 f"probe(s){'' if live else '; the job ended first: `ixhpc resume` runs it'}")
-    probes = ", ".join(f"{_probe_at(p)} {'met' if p['met'] else 'failed (no result)' if p['failed'] else 'missed'}"
-                       for p in search["probes"]) or "none yet"
-    if not search["done"]:
-        pending = search.get("pending")
+    probes = ", ".join(f"{_probe_at(p)} {'met' if p.met else 'failed (no result)' if p.failed else 'missed'}"
+                       for p in search.probes) or "none yet"
+    if not search.done:
+        pending = search.pending
         now = (f"; probing {f'{pending:g}/s' if rate else f'c{pending}'}" if live and pending is not None else "")
-        others = [c for c in search["open"] if c != pending]  # a rate search's open is its cap
+        others = [c for c in search.open if c != pending]  # a rate search's open is its cap
         later = f"; may still probe {', '.join(map(str, others))}" if others and not rate else ""
-        return (f"SLO search {search['spec']} {'running' if live else 'unfinished'} (probes: {probes}{now}{later})"
+        return (f"SLO search {search.spec} {'running' if live else 'unfinished'} (probes: {probes}{now}{later})"
                 + ("" if live else ": `ixhpc resume` continues it"))
-    answer, rate_answer = search["answer"], search.get("rate_answer")
-    found = ("none meets it" if answer is None
-             else f"answer {rate_answer:g} req/s at concurrency {answer}" if rate_answer is not None
-             else f"answer {answer}")
+    found = ("none meets it" if search.answer is None
+             else f"answer {search.rate_answer:g} req/s at concurrency {search.answer}"
+             if search.rate_answer is not None else f"answer {search.answer}")
     failed = ("; a failed probe counted as missed: submit the job again for a trustworthy answer"
-              if any(p["failed"] for p in search["probes"]) else "")
-    settled = ", ".join(map(str, search["settled"])) or "-"
-    return f"SLO search {search['spec']}: {found} (probes: {probes}; not run, settled by the search: {settled}){failed}"
+              if search.failed_probes else "")
+    settled = ", ".join(map(str, search.settled)) or "-"
+    return f"SLO search {search.spec}: {found} (probes: {probes}; not run, settled by the search: {settled}){failed}"
 
 
-def _probe_at(probe: dict[str, Any]) -> str:
-    return f"{probe['rate']:g}/s" if "rate" in probe else f"c{probe['conc']}"
+def _probe_at(probe: ProbeStatus) -> str:
+    return f"{probe.rate:g}/s" if probe.rate is not None else f"c{probe.conc}"
