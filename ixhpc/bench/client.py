@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import json.decoder
 import math
 import os
 import random
+import re
 import time
 from array import array
 from collections.abc import Callable, Iterator
@@ -122,15 +125,16 @@ def _payload(cfg: ClientConfig, prompt: Prompt) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder()
+# raw_decode's C scanner without its whitespace-skipping wrapper: (object, end) or StopIteration
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _handle_event(raw: bytes, now: float, result: RequestResult, max_stamps: int = _UNBOUNDED) -> bool:
     """Account one SSE event; return True at ``[DONE]``. More than ``max_stamps`` token events
     (or a usage count above it) fail the request: the server ignored ``max_tokens``.
 
-    It runs once per streamed token, so it is one function: absent keys cost one dict lookup,
-    and ``raw_decode`` of a str (about half ``json.loads``'s cost: no encoding sniffing; the end
-    check keeps the full validation) parses the event (``benchmarks/bench_client.py``)."""
+    The JSON is scanned as a str (about half ``json.loads``'s cost: no encoding sniffing); the
+    end check keeps the full validation (``benchmarks/bench_client.py``)."""
     raw = raw.strip()
     if raw[:5] != b"data:":
         if not raw or raw[:1] == b":":  # keep-alive comment
@@ -139,13 +143,26 @@ def _handle_event(raw: bytes, now: float, result: RequestResult, max_stamps: int
     data = raw[5:].lstrip()
     if data == b"[DONE]":
         return True
+    _account_event(_parse(data), now, result, max_stamps)
+    return False
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    """An SSE event's JSON object; ``data`` starts with no whitespace and ends with none."""
     try:
         text = data.decode()
-        event, end = _DECODER.raw_decode(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        event, end = _SCAN(text, 0)
+    except (StopIteration, json.JSONDecodeError, UnicodeDecodeError):
         text, end, event = "", -1, None
     if end != len(text) or type(event) is not dict:
         raise StreamError(f"malformed SSE data: {data[:80]!r}")
+    return event
+
+
+def _account_event(event: dict[str, Any], now: float, result: RequestResult, max_stamps: int) -> None:
+    """One parsed event: an error event fails the request; a content chunk records a token
+    time at ``now``; usage sets the output length. It runs once per streamed token, so it is
+    one function, and an absent key costs one dict look-up."""
     if "error" in event:
         error = event["error"]
         if error is not None and error is not False and error != "":  # "error": null is no error
@@ -164,13 +181,13 @@ def _handle_event(raw: bytes, now: float, result: RequestResult, max_stamps: int
             if len(times) >= max_stamps:
                 raise StreamError(f"the server sent more than {max_stamps} tokens (max_tokens + {STAMP_SLACK})")
             times.append(now)
-            chunk = str(chunk)
+            if type(chunk) is not str:
+                chunk = str(chunk)
             result.text_chars += len(chunk)
-            if " " in chunk.strip():  # a token holds one word at most: this chunk holds several tokens
+            if " " in chunk and " " in chunk.strip():  # a token holds one word at most: several tokens
                 result.multi_word_chunks += 1
     if "usage" in event:
         _account_usage(event["usage"], result, max_stamps)
-    return False
 
 
 def _account_usage(usage: Any, result: RequestResult, max_stamps: int) -> None:
@@ -185,6 +202,94 @@ def _account_usage(usage: Any, result: RequestResult, max_stamps: int) -> None:
             result.prompt_tokens = prompt_tokens
 
 
+_STRING: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+_TEMPLATE_TRIES = 3  # token events per request a template is learnt from, at most
+
+
+class _Template:
+    """A stream's token event minus its text, which the next events of the stream are matched
+    against: an engine sends every token of a request as the same bytes but for the token's
+    text (id, model, created, index, finish_reason: null...).
+
+    An event that is ``head`` + one JSON string + ``tail`` parses, token for token, as the
+    learnt one with that string as its text: the same accounting, without scanning the JSON
+    again. ``learn`` proves where the text sits with a second parse; an event that does not
+    match is parsed in full, as before. Only the single-event read takes this path."""
+
+    __slots__ = ("head", "tail", "event", "holder", "key")
+
+    def __init__(self, head: bytes, tail: bytes, event: dict[str, Any], holder: dict[str, Any], key: str) -> None:
+        self.head, self.tail, self.event, self.holder, self.key = head, tail, event, holder, key
+
+    def text(self, data: bytes) -> str | None:
+        """The text of ``data`` when it is this template's event with another text, else None."""
+        head, tail = len(self.head), len(self.tail)
+        if len(data) <= head + tail or not (data.startswith(self.head) and data.endswith(self.tail)):
+            return None
+        try:  # the head ends before the text's opening quote: one whole string, then the tail
+            middle = data[head:len(data) - tail].decode()
+            text, end = _STRING(middle, 1)
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+            return None
+        return text if end == len(middle) and middle[0] == '"' else None
+
+    @staticmethod
+    def learn(data: bytes, event: dict[str, Any]) -> _Template | None:
+        """The template of ``data`` (one whole ``data: {...}\\n\\n`` event, parsed as ``event``),
+        or None: no text, or its place not proven."""
+        path = _text_path(event)
+        if path is None:
+            return None
+        *parents, key = path
+        holder = _walk(event, parents)
+        value = holder[key]
+        json_text = data[6:-2].decode()
+        for match in re.finditer(rf'"{key}"[ \t\n\r]*:[ \t\n\r]*"', json_text):
+            start = match.end() - 1  # the text's opening quote, if this is the text
+            try:
+                found, end = _STRING(json_text, start + 1)
+                if found != value:
+                    continue
+                # the proof: another string in the same place changes the text and nothing else
+                probe_text = json_text[:start] + json.dumps(value + "\x01") + json_text[end:]
+                probe, stop = _SCAN(probe_text, 0)
+                probe_holder = _walk(probe, parents)
+                if stop != len(probe_text) or probe_holder.get(key) != value + "\x01":
+                    continue
+                probe_holder[key] = value
+            except (StopIteration, ValueError, LookupError, TypeError):
+                continue
+            if probe == event:
+                head = b"data: " + json_text[:start].encode()
+                tail = json_text[end:].encode() + b"\n\n"
+                return _Template(head, tail, event, holder, key)
+        return None
+
+
+def _text_path(event: dict[str, Any]) -> tuple[Any, ...] | None:
+    """Where ``_account_event`` reads a token event's text, when it is a non-empty str."""
+    choices = event.get("choices")
+    if not choices or type(choices) is not list or type(choices[0]) is not dict:
+        return None
+    choice = choices[0]
+    if choice.get("text") is not None:
+        path: tuple[Any, ...] = ("choices", 0, "text")
+        value = choice["text"]
+    else:
+        delta = choice.get("delta")
+        if type(delta) is not dict:
+            return None
+        key = "content" if delta.get("content") else "reasoning_content"
+        path, value = ("choices", 0, "delta", key), delta.get(key)
+    return path if type(value) is str and value else None
+
+
+def _walk(obj: Any, keys: list[Any]) -> Any:
+    for k in keys:
+        obj = obj[k]
+    return obj
+
+
 class _EventStream:
     """The body sink of one request: splits the SSE stream into events as bytes are read.
 
@@ -193,24 +298,40 @@ class _EventStream:
     and re-splitting it at every read cost quadratic time). Events longer than ``max_line``
     bytes and more than ``max_stamps`` token events fail the request."""
 
-    __slots__ = ("result", "pending", "done", "max_stamps", "max_line")
+    __slots__ = ("result", "pending", "done", "max_stamps", "max_line", "template", "tries")
 
     def __init__(self, result: RequestResult, max_stamps: int = _UNBOUNDED, max_line: int = 1 << 20) -> None:
         self.result, self.pending, self.done = result, bytearray(), False
         self.max_stamps, self.max_line = max_stamps, max_line
+        self.template: _Template | None = None  # the last token event's, see _Template
+        self.tries = _TEMPLATE_TRIES
 
     def __call__(self, data: bytes, arrived: float, read: float) -> None:
-        if read - arrived > self.result.read_lag:
-            self.result.read_lag = read - arrived
+        result = self.result
+        if read - arrived > result.read_lag:
+            result.read_lag = read - arrived
         if self.pending:
             whole = self._extend(data)
             if whole is None:
                 return
             data = whole
-        elif (data.endswith(b"\n\n") and data.find(b"\n\n") == len(data) - 2 and b"\r" not in data
-              and len(data) <= self.max_line):  # the usual read: one whole event
-            self.done = _handle_event(data, arrived, self.result, self.max_stamps) or self.done
-            return
+        elif len(data) <= self.max_line:
+            # the usual read: one whole event holding a JSON object
+            template = self.template
+            if template is not None:
+                text = template.text(data)
+                if text is not None:  # the last token event's bytes with another text
+                    template.holder[template.key] = text
+                    _account_event(template.event, arrived, result, self.max_stamps)
+                    return
+            if (data.startswith(b"data: {") and data.endswith(b"}\n\n") and data.find(b"\n\n") == len(data) - 2
+                    and b"\r" not in data):  # _handle_event's stripping would leave data[6:-2]
+                event = _parse(data[6:-2])
+                _account_event(event, arrived, result, self.max_stamps)
+                if self.tries and _text_path(event) is not None:
+                    self.tries -= 1
+                    self.template = _Template.learn(data, event)
+                return
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
         *events, rest = data.split(b"\n\n")  # usually one whole event per read
@@ -289,7 +410,10 @@ async def send(session: http.Client, cfg: ClientConfig, prompt: Prompt) -> Reque
     try:
         body = json.dumps(_payload(cfg, prompt)).encode()
         events = _EventStream(result, prompt.output_len + STAMP_SLACK, cfg.max_line_bytes)
-        await asyncio.wait_for(_stream(session, cfg.endpoint, body, result, events), cfg.request_timeout)
+        # a timeout on this task, not wait_for's task per request (per-request cost is per-token
+        # cost at short outputs)
+        async with asyncio.timeout(cfg.request_timeout if math.isfinite(cfg.request_timeout) else None):
+            await _stream(session, cfg.endpoint, body, result, events)
         result.success = True
     except asyncio.CancelledError:
         raise
@@ -353,6 +477,16 @@ def _gap(rng: random.Random, rate: float, burstiness: float) -> float:
     return rng.gammavariate(burstiness, 1.0 / (rate * burstiness))
 
 
+def freeze_heap() -> None:
+    """Before the measured requests: collect, then move every object alive now (modules, the
+    prompts, the warm connections) out of the garbage collector's sight, as InferenceX's
+    ``benchmark_serving`` does before its run. The collector's full passes during the run then
+    walk only the objects the run made, not the whole heap. Frozen objects are still freed as
+    usual once unreferenced."""
+    gc.collect()
+    gc.freeze()
+
+
 async def benchmark(
     cfg: ClientConfig, prompts: list[Prompt], warmups: list[Prompt]
 ) -> tuple[list[RequestResult], float, float]:
@@ -360,6 +494,7 @@ async def benchmark(
     with open_session(cfg) as session:
         if warmups:
             await run_requests(session, cfg, warmups)
+        freeze_heap()
         start = time.perf_counter()
         results = await run_requests(session, cfg, prompts)
         return results, start, time.perf_counter() - start

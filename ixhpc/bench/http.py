@@ -13,7 +13,12 @@ itself: one ``recvmsg_into`` gives the bytes and the stamp of the last packet re
 transport still writes), one system call a read instead of a peek and a read. With the
 per-token savings in ``client`` that took the client from about 44,000 to 52,000 output tokens
 per CPU-second at 512 streams (``benchmarks/bench_client.py``). A read holding several HTTP
-chunks gives its later chunks that last packet's stamp.
+chunks gives its later chunks that last packet's stamp. Those connections sit on one epoll of
+the client's (``_ReadHub``), which the loop watches as a single reader, and the usual read (one
+whole chunk) goes to the sink in one step (``_Connection._received``); with the event templates
+of ``client`` that took it to about 55,000 at 512 and 1024 streams. About half of what is
+left per token is the kernel's: the read, and on loopback the ACK it sends and the server's
+socket taking that ACK in.
 
 It speaks what OpenAI-compatible engines answer with: ``Content-Length``, chunked or
 read-until-close bodies, keep-alive connections pooled per client, ``http`` and ``https``.
@@ -28,15 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import select
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from ixhpc.bench import rxstamp
+from ixhpc.bench.rxstamp import ANCILLARY as _ANCILLARY
+from ixhpc.bench.rxstamp import stamp as _stamp
 
 BodySink = Callable[[bytes, float, float], None]  # (bytes, arrived, read): see Client.request and _deliver
 MAX_HEAD = 64 * 1024  # a longer status line + headers is not an HTTP server talking
@@ -66,22 +74,86 @@ _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 # asyncio's plain Protocol path allocates a 256 KiB bytes object per read, which cost 35 µs per
 # read here against 6 µs for recv_into (a streamed token is one small read).
 READ_BUFFER_SIZE = 256 * 1024
+# polls of a read hub per loop turn: tokens that came while it read are read in the same turn,
+# not after a trip through the event loop; bounded, so timers and sends still run
+DRAIN_ROUNDS = 4
+
+
+def _not_reading(*args: object) -> tuple[int, list[tuple[int, int, bytes]], int, Any]:
+    raise OSError("no own reads on this connection")
+
+
+class _ReadHub:
+    """The own-read connections of one client (see ``_Connection.connection_made``) on one
+    epoll of their own, which the event loop watches as a single reader.
+
+    asyncio would run each readable socket as a callback of its own: a key look-up, a handle
+    and a context switch into it per read, about as much as the read's own work here (a
+    streamed token is one read). Here one loop callback reads every ready socket in a plain
+    loop. Level-triggered, as asyncio's readers are: bytes left unread wake it again."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._epoll = select.epoll()
+        self._readers: dict[int, Callable[[], None]] = {}
+        loop.add_reader(self._epoll.fileno(), self._drain)
+
+    def add(self, fd: int, reader: Callable[[], None]) -> None:
+        self._epoll.register(fd, select.EPOLLIN)
+        self._readers[fd] = reader
+
+    def remove(self, fd: int) -> None:
+        """Stop reading ``fd`` (before it is closed); the last one out closes the hub."""
+        if self._readers.pop(fd, None) is not None and not self._epoll.closed:
+            self._epoll.unregister(fd)
+        if not self._readers:
+            self.close()
+
+    def _drain(self) -> None:
+        readers = self._readers
+        for _ in range(DRAIN_ROUNDS):
+            ready = self._epoll.poll(0)
+            if not ready:
+                return
+            for fd, _ in ready:
+                reader = readers.get(fd)
+                if reader is not None:
+                    try:
+                        reader()
+                    except Exception as exc:  # noqa: BLE001 - as the event loop treats a reader's error
+                        self.loop.call_exception_handler({"message": "read hub reader failed", "exception": exc})
+            if self._epoll.closed:
+                return
+
+    @property
+    def closed(self) -> bool:
+        return self._epoll.closed
+
+    def close(self) -> None:
+        if not self._epoll.closed:
+            if not self.loop.is_closed():
+                self.loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+        self._readers.clear()
 
 
 class _Connection(asyncio.BufferedProtocol):
     """One keep-alive connection; carries one exchange at a time."""
 
-    def __init__(self, buffer: memoryview, receive_stamps: bool = True) -> None:
+    def __init__(self, buffer: memoryview, receive_stamps: bool = True,
+                 hub: Callable[[], _ReadHub | None] | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self._buffer = buffer
+        self._buffers = [buffer]  # recvmsg_into's argument, built once
         self.closed = False
         self._want_stamps = receive_stamps
+        self._hub = hub  # gives the client's read hub for own reads (None: the loop's own reader)
+        self._reading: _ReadHub | asyncio.AbstractEventLoop | None = None  # who calls _readable
         self._stamps: socket.socket | None = None  # for the kernel's receive stamps
-        self._own_reads = False  # reads happen in _readable, not in asyncio's transport
         self._read_error: OSError | None = None
-        self._arrived: float | None = None  # the read's first packet's receive stamp
-        self._arrived_last: float | None = None  # its last packet's (own reads only)
-        self._later = 0.0  # the time given to a read's later deliveries (see _deliver)
+        self._arrived: float | None = None  # the read's first packet's receive stamp (asyncio's reads)
+        self._last_stamp: float | None = None  # the read's last packet's (own reads; see _deliver)
+        self._recvmsg_into: Callable[..., tuple[int, list[tuple[int, int, bytes]], int, Any]] = _not_reading
         self._deliveries = 0  # deliveries of the current read
         self._careful = False  # own reads: peek for the first packet's stamp (see _readable)
         self._last_io = 0.0  # perf_counter of the last read: what the stall check looks at
@@ -99,6 +171,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._left = 0  # bytes left of a Content-Length body or of the current chunk
         self._chunk_state = _SIZE
         self._pending = b""  # an incomplete chunk-size line or trailer
+        self._between_chunks = False  # a chunked 2xx body to the sink, between two chunks
         self.reusable = False
 
     # -- asyncio.BufferedProtocol -----------------------------------------------------
@@ -111,18 +184,25 @@ class _Connection(asyncio.BufferedProtocol):
             # Plain TCP on asyncio's own loop: read here, bytes and their receive stamp in one
             # recvmsg_into, instead of asyncio's recv_into after a peek for the stamp (two
             # system calls a read). uvloop reads natively, faster than a Python reader there.
-            self._own_reads = True
             self.transport.pause_reading()  # asyncio stops reading; it still writes
-            loop.add_reader(self._stamps.fileno(), self._readable)
+            self._recvmsg_into = self._stamps.recvmsg_into
+            hub = self._hub() if self._hub is not None else None
+            if hub is not None:
+                hub.add(self._stamps.fileno(), self._readable)
+                self._reading = hub
+            else:
+                loop.add_reader(self._stamps.fileno(), self._readable)
+                self._reading = loop
 
     def _readable(self) -> None:
-        assert self._stamps is not None
+        """One read, in one system call: the bytes and the kernel's receive stamp of the last
+        packet it took (on TCP)."""
         # The read's first packet's stamp needs a peek (one more system call): only while reads
         # hold several HTTP chunks (the client fell behind). Otherwise a read is one packet and
-        # the stamp recvmsg_into hands over (the last packet's, on TCP) is its only one.
-        first = rxstamp.arrival(self._stamps) if self._careful else None
+        # the stamp recvmsg_into hands over is its only one.
+        first = rxstamp.arrival(self._stamps) if self._careful and self._stamps is not None else None
         try:
-            nbytes, last = rxstamp.read_into(self._stamps, self._buffer)  # TCP: the last packet's
+            nbytes, ancillary, _, _ = self._recvmsg_into(self._buffers, _ANCILLARY)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:  # reset, refused...: the exchange fails with it, as asyncio's read does
@@ -135,14 +215,17 @@ class _Connection(asyncio.BufferedProtocol):
             elif self.transport is not None:
                 self.transport.close()
             return
-        self._arrived, self._arrived_last = (last if first is None else first), last
-        self.buffer_updated(nbytes)
+        last = _stamp(ancillary)
+        self._received(nbytes, last if first is None else first, last)
         self._careful = self._deliveries > 1
 
     def _stop_reading(self) -> None:
-        if self._own_reads and self._stamps is not None:
-            self._own_reads = False
-            asyncio.get_running_loop().remove_reader(self._stamps.fileno())
+        reading, self._reading = self._reading, None
+        if reading is not None and self._stamps is not None:
+            if isinstance(reading, _ReadHub):
+                reading.remove(self._stamps.fileno())
+            else:
+                reading.remove_reader(self._stamps.fileno())
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._stamps is not None:  # asyncio reads right after this call
@@ -150,17 +233,34 @@ class _Connection(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
+        arrived, self._arrived = self._arrived, None
+        self._received(nbytes, arrived, None)
+
+    def _received(self, nbytes: int, first: float | None, last: float | None) -> None:
+        """``nbytes`` read into the buffer, whose first and last packets came at ``first`` and
+        ``last`` (kernel stamps, None where unknown).
+
+        The usual read of a stream is exactly one whole chunk: its data goes to the sink here,
+        in one step (a streamed token is one read, so every call saved counts); any other read
+        takes ``_feed``."""
         now = self._last_io = time.perf_counter()
-        arrived = now if self._arrived is None else min(self._arrived, now)
-        last = self._arrived_last
-        self._later = now if last is None else min(max(last, arrived), now)
-        self._arrived = self._arrived_last = None
-        self._deliveries = 0
-        data = bytes(self._buffer[:nbytes])
+        arrived = now if first is None or first > now else first
+        self._last_stamp = last
         if self._done.done():
             self._abort(None)  # bytes nobody asked for: the connection's framing is lost
             return
+        data = bytes(self._buffer[:nbytes])
         try:
+            if self._between_chunks and self._sink is not None:
+                eol = data.find(b"\r\n", 0, 10)  # a size line of at most 8 hex digits
+                if eol > 0 and _HEX.issuperset(line := data[:eol]):
+                    stop = eol + 2 + int(line, 16)
+                    # not several chunks, a part of one, nor the last (empty) one
+                    if stop + 2 == nbytes and stop > eol + 2 and data.endswith(b"\r\n"):
+                        self._deliveries = 1
+                        self._sink(data[eol + 2:stop], arrived, now)
+                        return
+            self._deliveries = 0
             self._feed(data, arrived, now)
         except Exception as exc:  # noqa: BLE001 - a parse or sink error ends this exchange only
             self._abort(exc)
@@ -230,9 +330,13 @@ class _Connection(asyncio.BufferedProtocol):
     def _deliver(self, data: bytes, arrived: float, now: float) -> None:
         """Body bytes to the sink: the first delivery of a read with the read's first packet's
         stamp, later ones (more HTTP chunks in the same read: the client fell behind) with its
-        last packet's stamp where the kernel gave it, else the read's time."""
+        last packet's stamp where the kernel gave it (between the first's and the read's time),
+        else the read's time."""
         if self._sink is not None and 200 <= self.response.status < 300:
-            self._sink(data, self._later if self._deliveries else arrived, now)
+            if self._deliveries:
+                last = self._last_stamp
+                arrived = now if last is None else min(max(last, arrived), now)
+            self._sink(data, arrived, now)
             self._deliveries += 1
         elif len(self.response.body) < MAX_COLLECT:
             self.response.body += data[: MAX_COLLECT - len(self.response.body)]
@@ -332,8 +436,13 @@ class _Connection(asyncio.BufferedProtocol):
             elif not line:  # the empty line that ends the trailer: the body is complete
                 self._finish()
         self._pending = buf[pos:]
-        if self._done.done() and self._pending:
-            self.reusable = False  # bytes after the end: never reuse this connection
+        if self._done.done():
+            if self._pending:
+                self.reusable = False  # bytes after the end: never reuse this connection
+        elif self._chunk_state == _SIZE and not self._pending:
+            self._between_chunks = self._sink is not None and 200 <= self.response.status < 300
+        else:
+            self._between_chunks = False
 
 
 def _parse_status(line: str) -> tuple[str, int, str]:
@@ -382,6 +491,14 @@ class Client:
         self.receive_stamps = receive_stamps
         self.stall_timeout = stall_timeout  # seconds an exchange may receive nothing; inf: no limit
         self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        self._hub: _ReadHub | None = None  # made for own-read connections; closes with the last one
+
+    def _read_hub(self) -> _ReadHub:
+        """The read hub on the running loop, made when there is none."""
+        loop = asyncio.get_running_loop()
+        if self._hub is None or self._hub.loop is not loop or self._hub.closed:
+            self._hub = _ReadHub(loop)
+        return self._hub
 
     async def _connection(self) -> _Connection:
         while self._idle:
@@ -390,7 +507,8 @@ class Client:
                 return conn
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(
-            lambda: _Connection(self._buffer, self.receive_stamps), self.host, self.port, ssl=self.ssl)
+            lambda: _Connection(self._buffer, self.receive_stamps, self._read_hub), self.host, self.port,
+            ssl=self.ssl)
         return conn
 
     def head(self, method: str, path: str, body: bytes, content_type: str) -> bytes:

@@ -19,7 +19,6 @@ import socket
 import struct
 import sys
 import time
-from typing import cast
 
 SO_TIMESTAMPNS = 35  # Linux asm-generic value; Python's socket module does not name it
 # where that value is known to be right (the clusters' x86_64 and aarch64 nodes); elsewhere the
@@ -27,7 +26,7 @@ SO_TIMESTAMPNS = 35  # Linux asm-generic value; Python's socket module does not 
 SUPPORTED = sys.platform == "linux" and os.uname().machine in ("x86_64", "aarch64")
 _TIMESPEC = struct.Struct("@ll")
 _TIMESPEC_SIZE = _TIMESPEC.size
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0  # room for a stamp
 _PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # an int: OR-ing the enum flags per call costs µs
 
 
@@ -54,28 +53,32 @@ def read_into(sock: socket.socket, buffer: memoryview) -> tuple[int, float | Non
     receive stamp the kernel hands over with them as a ``perf_counter`` time, or None). On TCP
     that stamp is the LAST packet's the read took (``arrival`` peeks for the first's). Raises
     ``BlockingIOError`` when there is nothing to read, and the socket's other ``OSError``s."""
-    nbytes, ancillary, _, _ = sock.recvmsg_into([buffer], _ANCILLARY)
-    return nbytes, _stamp(ancillary)
+    nbytes, ancillary, _, _ = sock.recvmsg_into([buffer], ANCILLARY)
+    return nbytes, stamp(ancillary)
 
 
 def arrival(sock: socket.socket) -> float | None:
     """``time.perf_counter()`` seconds at which the first unread byte of ``sock`` was received,
     or None (nothing unread, no stamp on the packet)."""
     try:
-        _, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY, _PEEK)
+        _, ancillary, _, _ = sock.recvmsg(1, ANCILLARY, _PEEK)
     except OSError:
         return None
-    return _stamp(ancillary)
+    return stamp(ancillary)
 
 
 _SOL_SOCKET = int(socket.SOL_SOCKET)
+_perf_counter_ns, _time_ns = time.perf_counter_ns, time.time_ns
 
 
-def _stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+def stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The receive stamp in a ``recvmsg`` call's ancillary data as a ``perf_counter`` time, or None."""
     for level, kind, data in ancillary:
         if kind == SO_TIMESTAMPNS and level == _SOL_SOCKET and len(data) == _TIMESPEC_SIZE:
-            sec, nsec = cast(tuple[int, int], _TIMESPEC.unpack(data))
+            sec: int
+            nsec: int
+            sec, nsec = _TIMESPEC.unpack(data)
             # the stamp is CLOCK_REALTIME; perf_counter is CLOCK_MONOTONIC: same rate, so the
             # offset between them, read now, converts it
-            return (sec * 1_000_000_000 + nsec - (time.time_ns() - time.perf_counter_ns())) / 1e9
+            return (sec * 1_000_000_000 + nsec - _time_ns() + _perf_counter_ns()) / 1e9
     return None

@@ -1,6 +1,6 @@
 """The benchmark spread over several client processes, for token rates one process cannot read.
 
-One process reads about 25,000 streamed tokens per CPU-second (``benchmarks/bench_client.py``);
+One process reads about 55,000 streamed tokens per CPU-second (``benchmarks/bench_client.py``);
 a rack-scale deployment can stream several times that. With ``workers`` > 1, worker k gets
 prompts k, k+N, k+2N, ..., its share of the concurrency (the shares add up to it) and of a
 finite request rate (Poisson streams add up to one), and its own event loop and connections.
@@ -44,6 +44,7 @@ def _worker(cfg: client.ClientConfig, prompts: list[Prompt], warmups: list[Promp
         with client.open_session(cfg) as session:
             if warmups:
                 await client.run_requests(session, cfg, warmups)
+            client.freeze_heap()
             await asyncio.get_running_loop().run_in_executor(None, barrier.wait)
             start = time.perf_counter()
             results = await client.run_requests(session, cfg, prompts)
