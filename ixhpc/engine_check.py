@@ -25,11 +25,12 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ixhpc import engines
+from ixhpc.engine_config import flag_of
 from ixhpc.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -271,17 +272,11 @@ def check_role(image: str, role_kind: str, argv: Sequence[str], extra: Sequence[
     Finding paths are relative to the recipe entry: ``()`` for the entry itself, or
     ``("ixhpc", "engine-args", role_kind, i)`` for an engine-args item.
     """
-    inv = invocation(argv)
-    if inv is None:
-        return [], []
-    try:
-        version, warning = engine_version(inv.family, image)
-    except (KeyError, ValueError, LookupError) as exc:   # no flag data for the family
-        return [], [f"{inv.command} not checked: {exc}"]
+    checked = _checkable(argv, image)
+    if isinstance(checked, list):
+        return [], checked
+    inv, version, warning = checked
     notes = [f"image {image}: {warning}"] if warning else []
-    if not _has_command(inv.family, version, inv.command):
-        notes.append(f"no flag list for {inv.family} {version} {inv.command}; its flags are not checked")
-        return [], notes
     args = inv.args
     tail = len(args) - len(extra) if extra and tuple(args[len(args) - len(extra):]) == tuple(extra) else None
     found: list[Finding] = []
@@ -290,25 +285,62 @@ def check_role(image: str, role_kind: str, argv: Sequence[str], extra: Sequence[
         if tail is not None and index >= tail:
             path = ("ixhpc", "engine-args", role_kind, index - tail)
         found.append(Finding(path, message, _flag_at(args, index)))
-    for flag, value in _flag_values(args, OPTION_FILE_FLAGS):
+    for f in _option_files(inv, image, OPTION_FILE_FLAGS):
+        if f.problems is None:
+            notes.append(f.note)
+            continue
+        found.extend(Finding((), f"{f.flag} file ({f.path}): {message}", option=key) for key, message in f.problems)
+    return found, notes
+
+
+def _checkable(argv: Sequence[str], image: str) -> tuple[Invocation, str, str | None] | list[str]:
+    """A role's engine invocation with the version its flags are checked against (and the
+    warning when that is not the image's exact release), or the notes saying why not."""
+    inv = invocation(argv)
+    if inv is None:
+        return []
+    try:
+        version, warning = engine_version(inv.family, image)
+    except (KeyError, ValueError, LookupError) as exc:   # no flag data for the family
+        return [f"{inv.command} not checked: {exc}"]
+    if not _has_command(inv.family, version, inv.command):
+        return [*([f"image {image}: {warning}"] if warning else []),
+                f"no flag list for {inv.family} {version} {inv.command}; its flags are not checked"]
+    return inv, version, warning
+
+
+@dataclass(frozen=True)
+class _OptionFile:
+    """An option file ixhpc wrote for an engine, its keys checked against TensorRT-LLM's of the
+    image's release (dynamo.trtllm's files too)."""
+
+    flag: str
+    path: str
+    family: str
+    version: str
+    exact: bool          # against the image's own release (else the nearest older known one)
+    problems: tuple[tuple[str, str], ...] | None   # (key, message); None: no option list to check
+
+    @property
+    def note(self) -> str:
+        return (f"no list of TensorRT-LLM options for {self.family} {self.version}; the keys of the "
+                f"{self.flag} file are not checked")
+
+
+def _option_files(inv: Invocation, image: str, flags: Sequence[str]) -> Iterator[_OptionFile]:
+    family = "trt" if inv.family == "dynamo" else inv.family
+    try:
+        version, warning = engine_version(family, image)
+    except (KeyError, ValueError, LookupError):
+        return
+    for flag, value in _flag_values(inv.args, flags):
         content = inv.file(value)
         keys = _option_keys(content) if content is not None else None
         if keys is None:
             continue   # a file of the user's own: not ixhpc's to read
-        family, options_version = inv.family, version
-        if family == "dynamo":   # dynamo.trtllm's engine args: TensorRT-LLM's keys, of the image's release
-            family = "trt"
-            try:
-                options_version = engine_version(family, image)[0]
-            except (KeyError, ValueError, LookupError):
-                continue
-        problems = _check_options(family, options_version, keys)
-        if problems is None:
-            notes.append(f"no list of TensorRT-LLM options for {family} {options_version}; the keys of "
-                         f"the {flag} file are not checked")
-            continue
-        found.extend(Finding((), f"{flag} file ({value}): {message}", option=keys[i]) for i, message in problems)
-    return found, notes
+        problems = _check_options(family, version, keys)
+        yield _OptionFile(flag, value, family, version, warning is None,
+                          None if problems is None else tuple((keys[i], m) for i, m in problems))
 
 
 def _flag_values(args: Sequence[str], names: Iterable[str]) -> list[tuple[str, str]]:
@@ -355,7 +387,7 @@ def _config_key_path(point: RunPoint, kind: str, flag: str, option: str = "") ->
                for i, o in enumerate(point.ixhpc.overrides)]
     for where, configs in reversed(blocks):   # the last one that sets it is what the engine reads
         for key in getattr(configs, kind, None) or {}:
-            if (flag and "--" + str(key).replace("_", "-") == flag) or (option and str(key) == option):
+            if (flag and flag_of(key) == flag) or (option and str(key) == option):
                 return (*where, kind, key)
     return ()
 
@@ -400,14 +432,12 @@ def check_points(points: Sequence[RunPoint], entries: Mapping[str, LoadedEntry] 
     command; a router gets one more ``--prefill``/``--decode`` each), and additional-settings
     that only become environment variables (engines turns only ``FLAG_SETTINGS`` into flags).
     """
-    from ixhpc.engine_config import depends_on_conc
-    from ixhpc.placement import _per_conc
+    from ixhpc.placement import engine_starts
 
     out = _Collector(entries or {})
     sources: dict[str, str] = {}
     seen: set[tuple[object, ...]] = set()
-    # an engine per concurrency where its settings depend on it (as render plans them)
-    for point in [one for p in points for one in (_per_conc(p) if depends_on_conc(p.ixhpc) else [p])]:
+    for point in [one for p in points for one in engine_starts(p)]:  # as render plans them
         if not has_flag_list(point.framework):
             continue
         flat = _flag_shape(point)
@@ -520,63 +550,40 @@ def check_srt(dep: Deployment, plan: JobPlan) -> Report:
             notes[dep.doc.error(path, f"warning: {message} (checked against an older release)")] = None
 
     for role in plan.roles:
-        inv = invocation(role.argv)
-        if inv is None:
+        checked = _checkable(role.argv, dep.container)
+        if isinstance(checked, list):
+            notes.update((dep.doc.error((), f"warning: {n}"), None) for n in checked)
             continue
-        try:
-            version, warning = engine_version(inv.family, dep.container)
-        except (KeyError, ValueError, LookupError) as exc:
-            notes[dep.doc.error((), f"warning: {inv.command} not checked: {exc}")] = None
-            continue
+        inv, version, warning = checked
         if warning:
             notes[dep.doc.error((), f"warning: image {dep.container}: {warning}")] = None
-        if not _has_command(inv.family, version, inv.command):
-            notes[dep.doc.error((), f"warning: no flag list for {inv.family} {version} {inv.command}; "
-                                    f"its flags are not checked")] = None
-            continue
         kind = role.name.split("-", 1)[0]
         engine_role = next((r for r in _SRT_ENGINE_ROLES if r == kind), None)
         for index, message in _check_args(inv.family, version, inv.command, inv.args):
             path = _srt_flag_path(dep, engine_role, inv.args, index)
             found(warning is None, path, f"{role.name}: {message}" + ("" if path else " (a flag srtctl adds)"))
-        # TensorRT-LLM's option files, also dynamo.trtllm's: the keys of TensorRT-LLM's release
-        options_family = "trt" if inv.family == "dynamo" else inv.family
-        try:
-            options_version, options_warning = engine_version(options_family, dep.container)
-        except (KeyError, ValueError, LookupError):
-            continue
         # srtctl gives trtllm-serve its option file as --config
         serve = inv.command == f"{_TRTLLM_SERVE} serve"
-        option_flags = (*OPTION_FILE_FLAGS, "--config") if serve else OPTION_FILE_FLAGS
-        for flag, value in _flag_values(inv.args, option_flags):
-            content = inv.file(value)
-            keys = _option_keys(content) if content is not None else None
-            if keys is None:
+        for f in _option_files(inv, dep.container, (*OPTION_FILE_FLAGS, "--config") if serve else OPTION_FILE_FLAGS):
+            if f.problems is None:
+                notes[dep.doc.error((), f"warning: {f.note}")] = None
                 continue
-            problems = _check_options(options_family, options_version, keys)
-            if problems is None:
-                notes[dep.doc.error((), f"warning: no list of TensorRT-LLM options for {options_family} "
-                                        f"{options_version}; the keys of the {flag} file are not checked")] = None
-                continue
-            for index, message in problems:
-                path = ("backend", "trtllm_config", engine_role, keys[index]) if engine_role else ()
-                found(options_warning is None, path, f"{role.name}: {flag} file ({value}): {message}")
+            for key, message in f.problems:
+                path = ("backend", "trtllm_config", engine_role, key) if engine_role else ()
+                found(f.exact, path, f"{role.name}: {f.flag} file ({f.path}): {message}")
     return Report(tuple(errors), tuple(notes))
 
 
 def _srt_flag_path(dep: Deployment, role: SrtRole | None, args: Sequence[str], index: int
                    ) -> tuple[str | int, ...]:
     """The recipe key that gave the flag at (or before the value at) ``args[index]``."""
-    if not 0 <= index < len(args):
+    flag = _flag_at(args, index)
+    if not flag:
         return ()
-    word = args[index]
-    if not word.startswith("-") and index > 0:
-        word = args[index - 1]
-    flag = word.partition("=")[0]
     if role is not None:
         engine = f"{dep.backend_type}_config"
         for key in dep.engine_config(role):
-            if "--" + str(key).replace("_", "-") == flag:
+            if flag_of(key) == flag:
                 return ("backend", engine, role, str(key))
         return ()
     for key in dep.frontend.args or {}:

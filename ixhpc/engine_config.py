@@ -18,7 +18,7 @@ matching on ``conc``) restarts its engines per concurrency: each concurrency is 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,13 +35,18 @@ def json_value(v: Any) -> str:
     return json.dumps(v, separators=(",", ":")) if isinstance(v, (dict, list)) else str(v)
 
 
+def flag_of(key: Any) -> str:
+    """The flag an engine config key becomes (srt-slurm's rule: ``_`` -> ``-``)."""
+    return "--" + str(key).replace("_", "-")
+
+
 def config_flags(cfg: Mapping[str, Any]) -> list[str]:
     """An engine config map as flags (srt-slurm SPEC 10.1): keys sorted, ``_`` -> ``-``,
     ``true`` bare, ``false``/``null`` omitted, a list as several words, a map as JSON (17.1)."""
     out: list[str] = []
     for key in sorted(cfg):
         v = cfg[key]
-        flag = "--" + str(key).replace("_", "-")
+        flag = flag_of(key)
         if v is True:
             out.append(flag)
         elif v is False or v is None:
@@ -132,14 +137,13 @@ def resolve(block: IxhpcBlock, role: ConfigRole, values: PointValues) -> Resolve
     return Resolved(_substitute(config, values), env, backend)
 
 
-def _mentions_conc(value: Any) -> bool:
+def strings_in(value: Any) -> Iterator[str]:
+    """Every string of a config value, at any depth (map values and list items)."""
     if isinstance(value, str):
-        return "{conc}" in value
-    if isinstance(value, dict):
-        return any(_mentions_conc(x) for x in value.values())
-    if isinstance(value, list):
-        return any(_mentions_conc(x) for x in value)
-    return False
+        yield value
+    elif isinstance(value, (dict, list)):
+        for x in value.values() if isinstance(value, dict) else value:
+            yield from strings_in(x)
 
 
 def depends_on_conc(block: IxhpcBlock) -> bool:
@@ -150,7 +154,7 @@ def depends_on_conc(block: IxhpcBlock) -> bool:
         if o.when.conc is not None:
             return True
         maps += [o.engine_config.model_dump(), o.role_env.model_dump()]
-    return any(_mentions_conc(m) for m in maps)
+    return any("{conc}" in text for m in maps for text in strings_in(m))
 
 
 def is_set(block: IxhpcBlock) -> bool:

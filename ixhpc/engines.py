@@ -276,6 +276,11 @@ def _kv_offload_env(spec: LaunchSpec) -> dict[str, str]:
             "TOTAL_CPU_DRAM_GB": str(spec.total_cpu_dram_gb)}
 
 
+def _ranks(spec: LaunchSpec) -> int:
+    """Ranks of one replica: what a per-rank DRAM budget divides by."""
+    return max(1, spec.world * spec.pp)
+
+
 def _kv_offload_args(spec: LaunchSpec) -> list[str]:
     """The engine flags of a DRAM KV tier (agentx SPEC §4.3), sized from the replica's budget
     per rank where the engine's knob is per rank; decode workers do not offload (§4.2).
@@ -284,7 +289,7 @@ def _kv_offload_args(spec: LaunchSpec) -> list[str]:
     vLLM get the environment of ``_kv_offload_env`` only."""
     if spec.kv_offloading != "dram" or spec.role in ("decode", "router", "frontend"):
         return []
-    backend, ranks = spec.kv_offload_backend, max(1, spec.world * spec.pp)
+    backend, ranks = spec.kv_offload_backend, _ranks(spec)
     if spec.framework.endswith("sglang") and backend == "hicache":
         return ["--enable-hierarchical-cache", "--hicache-size", str(max(1, spec.total_cpu_dram_gb // ranks)),
                 "--hicache-write-policy", "write_through"]
@@ -578,8 +583,6 @@ def _vllm_connector(spec: LaunchSpec) -> str:
     backend = spec.transfer_backend or "nixl"
     _need(spec, backend in _VLLM_CONNECTORS,
           f"transfer-backend {backend}: vLLM's are {', '.join(_VLLM_CONNECTORS)}")
-    if backend == "nixl":
-        return '{"kv_connector": "NixlConnector", "kv_role": "kv_both"}'
     return json.dumps({"kv_connector": _VLLM_CONNECTORS[backend], "kv_role": "kv_both"})
 
 
@@ -627,7 +630,7 @@ def _trt_llm_api(spec: LaunchSpec, role: str) -> dict[str, Any]:
     if spec.kv_offloading == "dram" and spec.kv_offload_backend == "native" and role != "decode":
         # agentx SPEC §4.3: block reuse on and a host cache of the replica's budget per rank
         opts["kv_cache_config"] = {"enable_block_reuse": True,
-                                   "host_cache_size": spec.total_cpu_dram_gb * 10**9 // max(1, spec.world * spec.pp)}
+                                   "host_cache_size": spec.total_cpu_dram_gb * 10**9 // _ranks(spec)}
     return opts
 
 

@@ -99,6 +99,11 @@ class Role:
     def kv_port_index(self) -> int:
         return MAX_ROLES + self.port_index
 
+    @property
+    def url(self) -> str:
+        """Its HTTP address in the job script (its host and port variables)."""
+        return f"http://{shell.var(self.var + '_HOST')}:{shell.var(self.var + '_PORT')}"
+
 
 @dataclasses.dataclass
 class JobPlan:
@@ -205,7 +210,7 @@ def group_points(points: Sequence[RunPoint]) -> list[list[RunPoint]]:
     groups: dict[str, list[RunPoint]] = {}
     for p in points:
         if depends_on_conc(p.ixhpc):
-            for one in _per_conc(p):
+            for one in engine_starts(p):
                 groups[one.key] = [one]
             continue
         if not isinstance(p, SinglePoint) or p.agentic is not None:  # agentic: a cold prefix cache each
@@ -219,10 +224,11 @@ def group_points(points: Sequence[RunPoint]) -> list[list[RunPoint]]:
     return list(groups.values())
 
 
-def _per_conc(p: RunPoint) -> list[RunPoint]:
-    """A multi-node point of several concurrencies as one point per concurrency (its key
-    naming the one)."""
-    if len(p.conc) == 1:
+def engine_starts(p: RunPoint) -> list[RunPoint]:
+    """The point as its engines start: once for all its concurrencies, or, where its engine
+    settings depend on the concurrency (``engine_config.depends_on_conc``), one point per
+    concurrency (its key naming the one)."""
+    if len(p.conc) == 1 or not depends_on_conc(p.ixhpc):
         return [p]
     return [p.model_copy(update={"conc": [c], "key": names.with_concs(p.key, [c])}) for c in p.conc]
 
@@ -568,8 +574,7 @@ def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model
                               f"{placed.worker_gpus} GPU(s) on {slot.nnodes} node(s){where}",
                               engines.launch(spec).tasks_per_node, kv_port=kv is not None,
                               first_gpu=slot.first_gpu, used_gpus=slot.gpus, **het))
-    urls = {k: [f"http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}"
-                for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
+    urls = {k: [r.url for r in roles if r.name.startswith(k)] for k in ("prefill", "decode")}
     bootstrap = [shell.var(r.var + "_KV_PORT") for r in roles if r.name.startswith("prefill")
                  and r.kv_port and engine.router_bootstrap_ports]
     router: dict[str, Any] = dict(prefill_urls=urls["prefill"], decode_urls=urls["decode"],
@@ -686,7 +691,7 @@ def _bench_argv(p: RunPoint, roles: list[Role], time_limit_min: int) -> list[str
         return _agentic_argv(p, p.agentic, front, roles, time_limit_min)
     b = p.ixhpc.benchmark
     argv = ["python", "-m", "ixhpc.bench",
-            "--base-url", f"http://{shell.var(front.var + '_HOST')}:{shell.var(front.var + '_PORT')}",
+            "--base-url", front.url,
             "--isl", str(p.isl), "--osl", str(p.osl),
             "--random-range-ratio", str(b.random_range_ratio),
             "--num-prompts", shell.var("NUM_PROMPTS"), "--max-concurrency", shell.var("CONC"),
@@ -715,7 +720,7 @@ def _agentic_argv(p: RunPoint, a: AgenticRun, front: Role, roles: list[Role], ti
     gpus = p.gpus or 1  # agentx SPEC §3.4: every engine GPU (both pools)
     argv = ["python", "-m", "ixhpc.bench", "--scenario", "agentic-coding",
             "--traces", a.traces or ScriptPaths.traces_text(),
-            "--base-url", f"http://{shell.var(front.var + '_HOST')}:{shell.var(front.var + '_PORT')}",
+            "--base-url", front.url,
             "--model", p.model, "--concurrency", shell.var("CONC"), "--duration", str(a.duration),
             "--seed", str(a.seed), "--warmup-requests-per-lane", str(a.warmup_requests_per_lane),
             "--session-header", a.session_header, "--num-gpus", str(gpus),
@@ -735,7 +740,7 @@ def _metrics_url(role: Role, framework: str) -> str | None:
     if role.health_path is None or (family == "sim" and role.name == "router"):
         return None
     path = "/prometheus/metrics" if family == "trt" and role.name != "router" else "/metrics"
-    return f"{role.name}=http://{shell.var(role.var + '_HOST')}:{shell.var(role.var + '_PORT')}{path}"
+    return f"{role.name}={role.url}{path}"
 
 
 def _power_samplers(roles: list[Role], source: str, framework: str) -> tuple[list[PowerSampler], dict[str, int]]:
@@ -754,8 +759,7 @@ def _power_samplers(roles: list[Role], source: str, framework: str) -> tuple[lis
         argv = [shell.var("IXHPC_PYTHON"), "-m", "ixhpc.job.power", "--source", source, "--node", str(node),
                 "--out", ScriptPaths.power_csv_text(node), "--interval", f"{POWER_INTERVAL_S:g}"]
         if source == "sim":
-            argv += [f"--sim={r.name}=http://{shell.var(r.var + '_HOST')}:{shell.var(r.var + '_PORT')}/metrics"
-                     for r in here if r.node_index == node]
+            argv += [f"--sim={r.name}={r.url}/metrics" for r in here if r.node_index == node]
         else:
             argv += [f"--gpu={g}={r.name}" for r in here for g in range(r.first_gpu, r.first_gpu + r.used_gpus)]
         owner = here[0] if here else roles[0]

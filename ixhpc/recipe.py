@@ -37,6 +37,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator, model_validator
 
+from ixhpc.engine_config import strings_in
 from ixhpc.engines import FRAMEWORKS
 from ixhpc.yamlmodel import (
     COUNT_MAX,
@@ -236,17 +237,11 @@ TransferBackend = Literal["nixl", "mooncake", "lmcache", "ucx", "mpi", "default"
 def _placeholders_known(value: Any) -> Any:
     """Every ``{name}`` in a string (at any depth) is a known placeholder (JSON text such as
     '{"method":"mtp"}' has no bare word in braces, so it is left alone)."""
-    if isinstance(value, str):
-        for name in _PLACEHOLDER_WORD.findall(value):
+    for text in strings_in(value):
+        for name in _PLACEHOLDER_WORD.findall(text):
             if name not in CONFIG_PLACEHOLDERS:
                 raise ValueError(f"expected a placeholder among {{{'}, {'.join(CONFIG_PLACEHOLDERS)}}}, "
                                  f"found {{{name}}}")
-    elif isinstance(value, dict):
-        for v in value.values():
-            _placeholders_known(v)
-    elif isinstance(value, list):
-        for v in value:
-            _placeholders_known(v)
     return value
 
 
@@ -730,34 +725,28 @@ def _one_scenario(fixed: list[Any] | None, agentic: list[Any] | None) -> None:
                          "agentic-coding), found none")
 
 
-class SingleScenarios(StrictModel):
+class _Scenarios(StrictModel):
+    """An entry's scenario lists (each shape narrows ``fixed-seq-len``): one at least, not empty."""
+
+    fixed_seq_len: list[Any] | None = None
+    agentic_coding: list[AgenticItem] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "_Scenarios":
+        _one_scenario(self.fixed_seq_len, self.agentic_coding)
+        return self
+
+
+class SingleScenarios(_Scenarios):
     fixed_seq_len: list[FixedSingleSeqLen] | None = None
-    agentic_coding: list[AgenticItem] | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> "SingleScenarios":
-        _one_scenario(self.fixed_seq_len, self.agentic_coding)
-        return self
 
 
-class DisaggScenarios(StrictModel):
+class DisaggScenarios(_Scenarios):
     fixed_seq_len: list[FixedDisaggSeqLen] | None = None
-    agentic_coding: list[AgenticItem] | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> "DisaggScenarios":
-        _one_scenario(self.fixed_seq_len, self.agentic_coding)
-        return self
 
 
-class MultiAggScenarios(StrictModel):
+class MultiAggScenarios(_Scenarios):
     fixed_seq_len: list[FixedMultiAggSeqLen] | None = None
-    agentic_coding: list[AgenticItem] | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> "MultiAggScenarios":
-        _one_scenario(self.fixed_seq_len, self.agentic_coding)
-        return self
 
 
 class _CurrentEntry(EntryBase):

@@ -691,6 +691,11 @@ def _optional_row_keys(p: "_Point | _AgenticPoint") -> dict[str, Any]:
     return out
 
 
+# An agentic point offloading KV to DRAM without runners.yaml to size it (total-cpu-dram-gb: None).
+NEEDS_RUNNER_HARDWARE = ("kv-offloading: dram sizes total-cpu-dram-gb from the runner's hardware: give "
+                         "--runner-config (runners.yaml with `hardware:`)")
+
+
 class _AgenticPoint(_Sited, BaseModel):
     """An agentic-coding point (current format): a multi-turn coding trace replayed at a
     concurrency for ``duration`` seconds, no isl/osl. Listed by ``sweep``; ``expand`` runs it
@@ -737,8 +742,7 @@ class _AgenticPoint(_Sited, BaseModel):
 
     def to_inferencex_row(self) -> dict[str, Any]:
         if self.total_cpu_dram_gb is None:
-            raise ConfigError(f"{self.config_key}: kv-offloading: dram sizes total-cpu-dram-gb from the "
-                              f"runner's hardware: give --runner-config (runners.yaml with `hardware:`)")
+            raise ConfigError(f"{self.config_key}: {NEEDS_RUNNER_HARDWARE}")
         row: dict[str, Any] = {
             "image": self.image, "model": self.model, "model-prefix": self.model_prefix,
             "precision": self.precision, "framework": self.framework, "runner": self.runner,
@@ -1067,8 +1071,7 @@ def runnable_agentic(p: AgenticPoint, prof: ClusterProfile | None = None) -> Run
     benchmark step (the trace replay) differ. The recipe's ``ixhpc.agentic`` gives the corpus
     and may shorten the duration."""
     if p.total_cpu_dram_gb is None:
-        raise PlanError(f"{p.config_key}: kv-offloading: dram sizes total-cpu-dram-gb from the runner's "
-                        f"hardware: give --runner-config (runners.yaml with `hardware:`)")
+        raise PlanError(f"{p.config_key}: {NEEDS_RUNNER_HARDWARE}")
     a = p.ixhpc.agentic
     header = ("x-dynamo-session-id" if p.framework.startswith("dynamo")
               else "x-session-id" if isinstance(p, AgenticMultiPoint) and p.disagg else "none")

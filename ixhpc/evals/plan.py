@@ -135,7 +135,7 @@ def _argv(p: RunPoint, front: Role, python: str) -> list[str]:
     if LOCAL_TASK in e.tasks and e.task_dir:
         raise ConfigError([f"{p.source}: {p.config_key}: ixhpc.eval: task {LOCAL_TASK} is ixhpc's own; "
                            f"expected no task-dir beside it (lm-eval reads one task directory)"])
-    url = f"http://{shell.var(front.var + '_HOST')}:{shell.var(front.var + '_PORT')}/v1/chat/completions"
+    url = f"{front.url}/v1/chat/completions"
     model_args = (f"model={p.model},base_url={url},num_concurrent={shell.var('ECONC')},tokenized_requests=False,"
                   f"max_retries=3,timeout={e.request_timeout},max_length={context_length(p)}")
     include = (ScriptPaths.evals_dir_text() if LOCAL_TASK in e.tasks else

@@ -74,6 +74,7 @@ def ingest(layout: Layout, job: str, conc: int, power_expect: dict[str, int] | N
     point ran lm-eval (ixhpc.evals): its scores and verdict go into the point's file. ``custom``:
     a custom benchmark's step (command, exit_status, start_unix, end_unix): recorded with its
     log path and wall time instead of a load generator's result."""
+    from ixhpc import slo
     from ixhpc.evals import results as eval_results
     from ixhpc.results import power
     from ixhpc.results.ingest import no_benchmark, write_point
@@ -99,7 +100,9 @@ def ingest(layout: Layout, job: str, conc: int, power_expect: dict[str, int] | N
         end = float((window.get("clock") or {}).get("end_unix", 0.0))
         time.sleep(max(0.0, min(POWER_SETTLE_S, end + POWER_SETTLE_S - time.time())))
         measured = power.for_point(layout.power_csvs(job), window, power_expect)
-    search = json.loads(layout.slo_search(job).read_text()) if slo_search else None
+    search = slo.load(layout.slo_search(job)) if slo_search else None
+    if slo_search and search is None:
+        raise ResultFileError(f"{layout.slo_search(job)}: no SLO search recorded there")
     scored = (eval_results.collect({e: layout.eval_out(job, conc, e) for e in evals.concs}, evals)
               if evals is not None else None)
     write_point(out, bench, meta, measured, require_power, search, eval_result=scored, custom=custom)

@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ixhpc import containers, engines, names, render, shell
-from ixhpc.engine_config import config_flags, json_value
+from ixhpc.engine_config import config_flags, flag_of, json_value
 from ixhpc.errors import ConfigError, PlanError
 from ixhpc.placement import (
     MAX_ROLES,
@@ -388,7 +388,7 @@ def _merge_flags(own: list[str], cfg: Mapping[str, Any]) -> list[str]:
     the engine's parser keeps the last, the recipe's). So the recipe's value wins, except for
     the ports and hosts ixhpc allocates (values with a job-script variable): the job addresses
     those, so its own value stays and the recipe's is dropped."""
-    flags = {"--" + str(k).replace("_", "-"): k for k, v in cfg.items() if v is not None and v is not False}
+    flags = {flag_of(k): k for k, v in cfg.items() if v is not None and v is not False}
     out: list[str] = []
     kept = dict(cfg)
     i = 0
