@@ -15,7 +15,7 @@ Everything that knows about containers lives here, behind one small interface:
 Secrets (HF_TOKEN, ...) cross into containers by NAME only (``--container-env NAME`` /
 ``enroot start --env NAME``); their values are never written to argv, scripts or logs.
 A recipe's ``env`` does not come this way: its values are an ``env NAME=VALUE`` prefix of the
-step's argv (``ixhpc.placement._with_env``), which ``wrap`` runs inside the container as is.
+step's argv (``ixhpc.placement.with_env``), which ``wrap`` runs inside the container as is.
 Registry credentials live in enroot's ``$ENROOT_CONFIG_PATH/.credentials`` (netrc format).
 
 ``python -m ixhpc.containers import|path|srun-args|import-command`` drives this from a shell.

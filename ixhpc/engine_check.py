@@ -516,8 +516,8 @@ def role_argvs(point: RunPoint, gpus_per_node: int = DEFAULT_GPUS_PER_NODE) -> l
     profile = _no_cluster()
     model = point.ixhpc.model_path or point.model
     if isinstance(point, DisaggPoint):
-        return placement._disagg_roles(point, topo, profile, model)
-    return placement._aggregated_roles(point, topo, model)
+        return placement.disagg_roles(point, topo, profile, model)
+    return placement.aggregated_roles(point, topo, model)
 
 
 

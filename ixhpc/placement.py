@@ -56,7 +56,7 @@ PORT_BASE_RULE = f"{PORT_FIRST} + (SLURM_JOB_ID % {PORT_BLOCKS}) * {2 * MAX_ROLE
 SECRET_PASSTHROUGH = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
 # The job script's own variables: its values section (the run directory's paths, then these),
 # then what its library, node lookup and benchmark loop set. A recipe's env never enters the
-# script's shell (see _with_env) and may use none of these names (ixhpc.recipe refuses them).
+# script's shell (see with_env) and may use none of these names (ixhpc.recipe refuses them).
 SCRIPT_VARIABLES = ("IXHPC_PYTHON", "NUM_NODES", "HEALTH_TIMEOUT", "NUM_PROMPTS_FACTOR",
                     "NUM_WARMUPS_FIXED")
 JOB_VARIABLES = (*Layout.VARIABLES, *SCRIPT_VARIABLES, "CONCURRENCIES", "NODES", "ADDR", "PORT_BASE",
@@ -260,22 +260,22 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
     _check_pools(first, profile)
     try:
         served = evals.engine_point(first)  # an eval-only engine serves the eval's context
-        roles = (_disagg_roles(served, topo, profile, model) if isinstance(served, DisaggPoint)
-                 else _aggregated_roles(served, topo, model))
+        roles = (disagg_roles(served, topo, profile, model) if isinstance(served, DisaggPoint)
+                 else aggregated_roles(served, topo, model))
     except ConfigError as exc:  # what an engine cannot run, said at the recipe entry
         raise ConfigError([f"{first.source}: {first.config_key}: {e}" for e in exc.errors]) from None
     if len(roles) > MAX_ROLES:
         raise PlanError(f"{first.config_key}: {len(roles)} roles in one job; expected at most "
                         f"{MAX_ROLES} (each job has a block of {2 * MAX_ROLES} ports)")
-    runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
+    runtime = containers.runtime(profile.container_runtime, squash_cache=expand_path(profile.squash_cache),
                                  arch=profile.arch)
-    spec = _container_spec(first, profile, run_dir)
+    spec = container_spec(first, profile, run_dir)
     env = _step_env(first)
     for role in roles:
-        role.argv = _with_env(env, role.argv)
-        role.command = _srun(role, runtime, spec, profile)
+        role.argv = with_env(env, role.argv)
+        role.command = srun_line(role, runtime, spec, profile)
         if runtime.name != "none":
-            role.here = shell.command(_python(role.argv, runtime))
+            role.here = shell.command(python_argv(role.argv, runtime))
     prepare = runtime.prepare(spec)
     bench = _bench_argv(first, roles, first.ixhpc.time_limit or profile.time_limit)
     if slo:
@@ -292,7 +292,7 @@ def plan_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir: Path, 
         roles=roles,
         prepare_command=shell.command(_host_python(prepare)) if prepare else "",
         bench_argv=bench,
-        bench_command=_bench_command(first, bench, runtime, spec, env, topo.heterogeneous),
+        bench_command=bench_line(first, bench, runtime, spec, env, topo.heterogeneous),
         header=_header(first, key, concs),
         placement=[f"node {r.node_index}{'-' + str(r.node_index + r.nnodes - 1) if r.nnodes > 1 else ''}: "
                    f"{r.name} ({r.comment})" for r in roles],
@@ -335,7 +335,7 @@ def _components(p: RunPoint, topo: Topology, profile: ClusterProfile, run_dir: P
     return out
 
 
-def _expand(path: str | None) -> str | None:
+def expand_path(path: str | None) -> str | None:
     # A quoted "~" would reach the job literally: resolve it for the submitting user now.
     return str(Path(path).expanduser()) if path else None
 
@@ -379,7 +379,7 @@ def _header(p: RunPoint, key: str, concs: list[int]) -> list[str]:
         transfer = p.kv_p2p_transfer if not isinstance(p, SinglePoint) and p.kv_p2p_transfer else "not set"
         lines.append(f"current InferenceX format; router {router}; kv-p2p-transfer {transfer}")
     lines.append(f"{p.nodes} node(s), {p.gpus} GPU(s) {where}; concurrencies {' '.join(map(str, concs))}")
-    return [_comment(x) for x in lines]
+    return [comment_text(x) for x in lines]
 
 
 def _agentic_line(a: AgenticRun) -> str:
@@ -391,7 +391,7 @@ def _agentic_line(a: AgenticRun) -> str:
             f"no context cap")
 
 
-def _comment(text: str) -> str:
+def comment_text(text: str) -> str:
     # A comment line must stay one line: a newline in a recipe value would end it.
     return re.sub(r"[\x00-\x1f\x7f]", "?", text)
 
@@ -462,7 +462,7 @@ def _step_env(p: RunPoint) -> list[tuple[str, str]]:
     return sorted(p.ixhpc.env.items())
 
 
-def _with_env(env: list[tuple[str, str]], argv: list[str]) -> list[str]:
+def with_env(env: list[tuple[str, str]], argv: list[str]) -> list[str]:
     """A step's program with the recipe's env: ``env NAME=VALUE ... PROGRAM``.
 
     The recipe's env is a prefix of each role's and the benchmark client's command, run by the
@@ -484,7 +484,7 @@ def _model_path(p: RunPoint, profile: ClusterProfile) -> str:
     """The recipe's model-path, else <profile model-dir>/<model>, else the model name."""
     if p.ixhpc.model_path:
         return p.ixhpc.model_path
-    return f"{_expand(profile.model_dir)}/{p.model}" if profile.model_dir else p.model
+    return f"{expand_path(profile.model_dir)}/{p.model}" if profile.model_dir else p.model
 
 
 def _parallel(p: RunPoint, w: Any) -> dict[str, Any]:
@@ -528,7 +528,7 @@ def _engine_config(p: RunPoint, role: engines.Role, tp: int, ep: int, dp_attn: b
     return resolve(p.ixhpc, "router" if role == "frontend" else role, values)
 
 
-def _aggregated_roles(p: SinglePoint | MultiAggPoint, topo: Topology, model: str) -> list[Role]:
+def aggregated_roles(p: SinglePoint | MultiAggPoint, topo: Topology, model: str) -> list[Role]:
     """One engine serving both phases (single-node, or multi-node aggregated): the server,
     from node 0 on over as many nodes as it needs, its head (rank 0) on node 0."""
     w: Any = p if isinstance(p, SinglePoint) else p.prefill
@@ -546,7 +546,7 @@ def _aggregated_roles(p: SinglePoint | MultiAggPoint, topo: Topology, model: str
                  engines.launch(spec).tasks_per_node, first_gpu=slot.first_gpu, used_gpus=slot.gpus)]
 
 
-def _disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model: str) -> list[Role]:
+def disagg_roles(p: DisaggPoint, topo: Topology, profile: ClusterProfile, model: str) -> list[Role]:
     engine = engines.engine(p.framework)
     roles = _services(engine)
     # Dynamo's frontend and workers meet through etcd and NATS beside the frontend on node 0.
@@ -627,13 +627,13 @@ def _visible_gpus(names: list[str], gpn: int, slot: Slot, argv: list[str]) -> li
     if slot.gpus >= gpn:
         return argv
     ids = ",".join(str(g) for g in range(slot.first_gpu, slot.first_gpu + slot.gpus))
-    return _with_env([(n, ids) for n in names], argv)
+    return with_env([(n, ids) for n in names], argv)
 
 
 # ---------------------------------------------------------------- commands
 
 
-def _container_spec(p: RunPoint, profile: ClusterProfile, run_dir: Path) -> containers.ContainerSpec:
+def container_spec(p: RunPoint, profile: ClusterProfile, run_dir: Path) -> containers.ContainerSpec:
     # The run directory at its own path: the client writes its result there, roles their logs,
     # and ixhpc's own programs run from its bundle (ixhpc.bundle); it is the working directory.
     run = str(run_dir.resolve())
@@ -642,13 +642,13 @@ def _container_spec(p: RunPoint, profile: ClusterProfile, run_dir: Path) -> cont
                         f"container; expected --results elsewhere")
     mounts = [*profile.default_mounts, *p.ixhpc.container_mounts, f"{run}:{run}"]
     if profile.model_dir and not p.ixhpc.model_path:  # weights at the same path inside
-        mounts.append(f"{_expand(profile.model_dir)}:{_expand(profile.model_dir)}:ro")
+        mounts.append(f"{expand_path(profile.model_dir)}:{expand_path(profile.model_dir)}:ro")
     return containers.ContainerSpec(
-        image=p.image, mounts=mounts, env_names=list(SECRET_PASSTHROUGH),  # recipe env: _with_env
+        image=p.image, mounts=mounts, env_names=list(SECRET_PASSTHROUGH),  # recipe env: with_env
         workdir=run, name=None)
 
 
-def _srun(role: Role, runtime: containers.Runtime, spec: containers.ContainerSpec,
+def srun_line(role: Role, runtime: containers.Runtime, spec: containers.ContainerSpec,
           profile: ClusterProfile) -> str:
     het = [f"--het-group={role.het_group}"] if role.het_group is not None else []
     flags = ["srun", "--overlap", *het, f"--nodes={role.nnodes}",
@@ -658,10 +658,10 @@ def _srun(role: Role, runtime: containers.Runtime, spec: containers.ContainerSpe
     if role.gpus:
         flags.append(f"--gpus-per-node={role.gpus}" if profile.use_gpus_per_node
                      else f"--gres=gpu:{role.gpus}")
-    return shell.command([*flags, *runtime.srun_args(spec), *runtime.wrap(spec, _python(role.argv, runtime))])
+    return shell.command([*flags, *runtime.srun_args(spec), *runtime.wrap(spec, python_argv(role.argv, runtime))])
 
 
-def _python(argv: list[str], runtime: containers.Runtime) -> list[str]:
+def python_argv(argv: list[str], runtime: containers.Runtime) -> list[str]:
     """A role's or the client's ``python -m ixhpc.X`` (or ``-c``) runs from the run's bundle,
     with the job's Python on the host and ``python3`` in a container (see ``ixhpc.bundle``).
 
@@ -688,7 +688,7 @@ def _bench_argv(p: RunPoint, roles: list[Role], time_limit_min: int) -> list[str
     are the script's per-concurrency values)."""
     front = next(r for r in roles if r.name in ("router", "server"))
     if p.agentic is not None:
-        return _agentic_argv(p, p.agentic, front, roles, time_limit_min)
+        return agentic_argv(p, p.agentic, front, roles, time_limit_min)
     b = p.ixhpc.benchmark
     argv = ["python", "-m", "ixhpc.bench",
             "--base-url", front.url,
@@ -715,7 +715,7 @@ def _stall(b: BenchmarkSettings, time_limit_min: int) -> str:
     return stall_timeout(time_limit_min) if b.stall_timeout is None else f"{b.stall_timeout:g}"
 
 
-def _agentic_argv(p: RunPoint, a: AgenticRun, front: Role, roles: list[Role], time_limit_min: int) -> list[str]:
+def agentic_argv(p: RunPoint, a: AgenticRun, front: Role, roles: list[Role], time_limit_min: int) -> list[str]:
     """The trace replay (``ixhpc.bench --scenario agentic-coding``, docs/agentic.md) at CONC."""
     gpus = p.gpus or 1  # agentx SPEC §3.4: every engine GPU (both pools)
     argv = ["python", "-m", "ixhpc.bench", "--scenario", "agentic-coding",
@@ -771,7 +771,7 @@ def _power_samplers(roles: list[Role], source: str, framework: str) -> tuple[lis
     return samplers, expect
 
 
-def _bench_command(p: RunPoint, argv: list[str], runtime: containers.Runtime,
+def bench_line(p: RunPoint, argv: list[str], runtime: containers.Runtime,
                    spec: containers.ContainerSpec, env: list[tuple[str, str]], het: bool = False) -> str:
     b = p.ixhpc.benchmark
     flags = ["srun", "--overlap", *(["--het-group=0"] if het else []), "--nodes=1", "--ntasks=1",
@@ -780,7 +780,7 @@ def _bench_command(p: RunPoint, argv: list[str], runtime: containers.Runtime,
     if b.client_workers > 1:  # a one-task step is bound to one CPU where Slurm confines steps
         flags.append(f"--cpus-per-task={b.client_workers}")
     return shell.command([*flags, *runtime.srun_args(spec),
-                          *runtime.wrap(spec, _python(_with_env(env, argv), runtime))])
+                          *runtime.wrap(spec, python_argv(with_env(env, argv), runtime))])
 
 
 # ---------------------------------------------------------------- script mode
@@ -806,19 +806,19 @@ def plan_script_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir:
         script = ix.choose(checkout, ix.point_row(first))
     except ConfigError as exc:
         raise ConfigError([f"{first.source}: {first.config_key}: {e}" for e in exc.errors]) from None
-    runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
+    runtime = containers.runtime(profile.container_runtime, squash_cache=expand_path(profile.squash_cache),
                                  arch=profile.arch)
     in_container = runtime.name != "none"
     workspace = str(layout.workspace(key))
     where = ix.WORKSPACE if in_container else workspace
-    base = _container_spec(first, profile, run_dir)
+    base = container_spec(first, profile, run_dir)
     amd = ix.writable_root(first.runner)
     spec = base.model_copy(update={
         "mounts": [*base.mounts, f"{workspace}:{ix.WORKSPACE}"], "workdir": ix.WORKSPACE,
         "env_names": list(ix.SECRET_NAMES), "entrypoint": False,
         "writable": amd, "remap_root": amd})
     model = _model_path(first, profile)
-    hf_cache = (_expand(profile.model_dir) or "") if model != first.model and not first.ixhpc.model_path else ""
+    hf_cache = (expand_path(profile.model_dir) or "") if model != first.model and not first.ixhpc.model_path else ""
     site = ix.Site(model=model, hf_hub_cache=hf_cache,
                    port=shell.var("PORT_BASE"), runner_name=f"{profile.name}_{run_id}",
                    random_range_ratio=str(first.ixhpc.benchmark.random_range_ratio), conc=shell.var("CONC"),
@@ -827,7 +827,7 @@ def plan_script_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir:
     if not in_container:  # on the host the workspace is where it is
         env = [(k, v.replace(ix.WORKSPACE, where, 1) if k in ("INFMAX_CONTAINER_WORKSPACE", "RESULT_DIR") else v)
                for k, v in env]
-    argv = _with_env(_step_env(first), ["env", *(f"{k}={v}" for k, v in env), "bash", script])
+    argv = with_env(_step_env(first), ["env", *(f"{k}={v}" for k, v in env), "bash", script])
     flags = ["srun", "--overlap", "--nodes=1", "--ntasks=1", "--relative=0", "--job-name=inferencex",
              f"--output={ScriptPaths.script_log_text('CONC')}"]
     gpus = first.gpus or 0
@@ -844,7 +844,7 @@ def plan_script_job(group: Sequence[RunPoint], profile: ClusterProfile, run_dir:
         variables=_variables(first, run_dir, key), step_env=_step_env(first), roles=[],
         prepare_command=shell.command(_host_python(prepare)) if prepare else "",
         bench_argv=["bash", script], bench_command=command,
-        header=[*_header(first, key, concs), _comment(f"script mode: InferenceX's {script} from {checkout}")],
+        header=[*_header(first, key, concs), comment_text(f"script mode: InferenceX's {script} from {checkout}")],
         placement=[f"node 0: InferenceX's {script}, one step per concurrency"],
         runtime=runtime, container=spec, standins=STANDINS_LINE if profile.engine_standins else "",
         script=ScriptStep(checkout=str(checkout), script=script, workspace=workspace,

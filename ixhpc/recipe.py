@@ -106,7 +106,7 @@ def _not_the_jobs(name: str) -> str:
 
 
 # Recipes are written down (the run directory keeps a copy): no secret values in them. The
-# values reach each role's and benchmark step's environment only (ixhpc.placement._with_env).
+# values reach each role's and benchmark step's environment only (ixhpc.placement.with_env).
 RecipeEnvName = Annotated[EnvName, AfterValidator(_not_secret), AfterValidator(_not_the_jobs)]
 
 # --------------------------------------------------------------------------------------

@@ -135,10 +135,10 @@ def test_the_recipe_env_comes_before_the_engines_own_env():
     """Merged into one `env` prefix, so the program after it is still found (and an engine's
     own setting of a name wins, being later)."""
     argv = ["env", "A=engine", "python", "-m", "x"]
-    assert placement._with_env([("A", "recipe"), ("B", "2")], argv) == \
+    assert placement.with_env([("A", "recipe"), ("B", "2")], argv) == \
         ["env", "A=recipe", "B=2", "A=engine", "python", "-m", "x"]
-    assert placement._with_env([], argv) == argv
-    assert placement._with_env([("B", "2")], ["etcd"]) == ["env", "B=2", "etcd"]
+    assert placement.with_env([], argv) == argv
+    assert placement.with_env([("B", "2")], ["etcd"]) == ["env", "B=2", "etcd"]
 
 
 @pytest.mark.parametrize("value", HOSTILE)

@@ -409,21 +409,32 @@ async def send(session: http.Client, cfg: ClientConfig, prompt: Prompt) -> Reque
     result = RequestResult(input_len=prompt.input_len, max_tokens=prompt.output_len)
     try:
         body = json.dumps(_payload(cfg, prompt)).encode()
-        events = _EventStream(result, prompt.output_len + STAMP_SLACK, cfg.max_line_bytes)
+    except (TypeError, ValueError) as exc:
+        result.error = _describe(exc)
+        return result
+    await post_stream(session, cfg.endpoint, body, result, cfg.request_timeout, cfg.max_line_bytes)
+    if not result.success:
+        result.output_len = 0
+    return result
+
+
+async def post_stream(session: http.Client, path: str, body: bytes, result: RequestResult,
+                      timeout: float, max_line: int = 1 << 20) -> None:
+    """POST ``body`` (a streaming request for ``result.max_tokens`` tokens) and account its SSE
+    answer in ``result``, within ``timeout`` seconds; every failure ends up in ``result.error``."""
+    try:
+        events = _EventStream(result, result.max_tokens + STAMP_SLACK, max_line)
         # a timeout on this task, not wait_for's task per request (per-request cost is per-token
         # cost at short outputs)
-        async with asyncio.timeout(cfg.request_timeout if math.isfinite(cfg.request_timeout) else None):
-            await _stream(session, cfg.endpoint, body, result, events)
+        async with asyncio.timeout(timeout if math.isfinite(timeout) else None):
+            await _stream(session, path, body, result, events)
         result.success = True
     except asyncio.CancelledError:
         raise
     except TimeoutError:
-        result.error = f"timeout after {cfg.request_timeout:g} s"
+        result.error = f"timeout after {timeout:g} s"
     except Exception as exc:  # noqa: BLE001 - a request's failure is data, not a crash
         result.error = _describe(exc)
-    if not result.success:
-        result.output_len = 0
-    return result
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from ixhpc import containers, shell
 from ixhpc.errors import ConfigError
 from ixhpc.evals import client, thresholds
 from ixhpc.evals.tasks import LOCAL_TASK
-from ixhpc.placement import Role, _with_env
+from ixhpc.placement import Role, with_env
 from ixhpc.profiles import ClusterProfile
 from ixhpc.recipe import EvalSettings
 from ixhpc.rundir import ScriptPaths
@@ -148,7 +148,7 @@ def _argv(p: RunPoint, front: Role, python: str) -> list[str]:
             *(["--limit", str(e.limit)] if e.limit else []),
             *(["--num_fewshot", str(e.num_fewshot)] if e.num_fewshot is not None else []),
             "--output_path", ScriptPaths.eval_out_text("CONC", "ECONC"), "--log_samples"]
-    return _with_env(sorted(p.ixhpc.env.items()), argv)
+    return with_env(sorted(p.ixhpc.env.items()), argv)
 
 
 def plan(group: Sequence[RunPoint], roles: list[Role], profile: ClusterProfile, runtime: containers.Runtime,

@@ -14,7 +14,6 @@ a disaggregated point). Kinds, each what a broken deployment is seen to do:
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -54,17 +53,11 @@ async def stream(api: Api, request: web.Request, req: Request, chat: bool, inclu
         req.wake.clear()
         new = min(req.generated, cap) - sent
         if new > 0:
-            await resp.write(api._chunk(req, chat, " tok", None) * new)
+            await resp.write(api.token_chunk(req, chat) * new)
             sent += new
     if fault.kind == "stall":
         await asyncio.Event().wait()  # open and silent until the client gives up
-    out = api._chunk(req, chat, None, "stop")
-    if include_usage:
-        usage = {"prompt_tokens": req.prompt_tokens, "completion_tokens": sent,
-                 "total_tokens": req.prompt_tokens + sent}
-        out += b"data: " + json.dumps({"id": req.id, "object": "text_completion", "choices": [],
-                                       "usage": usage}).encode() + b"\n\n"
-    await resp.write(out + b"data: [DONE]\n\n")
+    await resp.write(api.ending(req, chat, "stop", include_usage, completion_tokens=sent))
     await resp.write_eof()
     req.cancelled = True  # the engine stops decoding it
     return resp

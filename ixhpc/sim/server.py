@@ -48,7 +48,7 @@ from ixhpc.bench import servermetrics
 from ixhpc.sim import answers, faults, kvcache, listener, model
 
 SIM_BANNER = "ixhpc simulated engine (not a real GPU engine)"
-_TOKEN_TEXT = " tok"
+TOKEN_TEXT = " tok"  # every generated token
 MAX_RECORDS = 200_000  # records kept for /sim/timings; older ones are dropped
 OUTPUT_CHUNK = 32  # streams written per event-loop turn: ~1 ms of writes at ~30 µs each
 MAX_SEQUENCE_TOKENS = 1 << 24  # longest output or KV transfer accepted, as a real engine's context limit
@@ -492,7 +492,8 @@ class Api:
         blocks = kvcache.block_keys(tokens, cache.cfg.block_size) if cache is not None and not kv_tokens else []
         return Request(id=rid, prompt_tokens=len(tokens), max_tokens=max_tokens, kv_tokens=kv_tokens, blocks=blocks)
 
-    def _chunk(self, req: Request, chat: bool, text: str | None, finish: str | None) -> bytes:
+    def chunk(self, req: Request, chat: bool, text: str | None, finish: str | None) -> bytes:
+        """One SSE chunk of ``req``'s stream: a token's ``text``, or (None) the end's ``finish``."""
         reason = "null" if finish is None else f'"{finish}"'
         head = f'data: {{"id":{json.dumps(req.id)},"created":{int(time.time())},"model":{self._model_json},'
         if chat:
@@ -504,19 +505,32 @@ class Api:
                     f'"logprobs":null,"finish_reason":{reason}}}]}}\n\n')
         return (head + tail).encode()
 
-    def _usage(self, req: Request) -> dict[str, int]:
-        return {
-            "prompt_tokens": req.prompt_tokens,
-            "completion_tokens": req.generated,
-            "total_tokens": req.prompt_tokens + req.generated,
-        }
+    def token_chunk(self, req: Request, chat: bool) -> bytes:
+        """The chunk of one generated token (every token is the same word)."""
+        return self.chunk(req, chat, TOKEN_TEXT, None)
+
+    def _usage(self, req: Request, completion_tokens: int | None = None) -> dict[str, int]:
+        done = req.generated if completion_tokens is None else completion_tokens
+        return {"prompt_tokens": req.prompt_tokens, "completion_tokens": done,
+                "total_tokens": req.prompt_tokens + done}
+
+    def ending(self, req: Request, chat: bool, finish: str, include_usage: bool,
+               completion_tokens: int | None = None) -> bytes:
+        """A stream's last chunk, its usage event (when asked for: ``completion_tokens``, else
+        every token generated) and ``[DONE]``."""
+        out = self.chunk(req, chat, None, finish)
+        if include_usage:
+            usage = {"id": req.id, "object": "text_completion", "choices": [],
+                     "usage": self._usage(req, completion_tokens)}
+            out += b"data: " + json.dumps(usage).encode() + b"\n\n"
+        return out + b"data: [DONE]\n\n"
 
     async def _stream(self, request: web.Request, req: Request, chat: bool, include_usage: bool) -> web.StreamResponse:
         if self.fault is not None:
             return await faults.stream(self, request, req, chat, include_usage, self.fault)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        token_chunk = self._chunk(req, chat, _TOKEN_TEXT, None)
+        token_chunk = self.token_chunk(req, chat)
         times = req.record["token_times"]
         sent = 0
         while not req.finished:
@@ -527,11 +541,7 @@ class Api:
                 continue
             out = token_chunk * new
             if req.finished:
-                out += self._chunk(req, chat, None, "length" if req.max_tokens == req.generated else "stop")
-                if include_usage:
-                    usage = {"id": req.id, "object": "text_completion", "choices": [], "usage": self._usage(req)}
-                    out += b"data: " + json.dumps(usage).encode() + b"\n\n"
-                out += b"data: [DONE]\n\n"
+                out += self.ending(req, chat, "length" if req.max_tokens == req.generated else "stop", include_usage)
             now = time.perf_counter()
             times.extend([now] * new)
             sent = req.generated
@@ -543,7 +553,7 @@ class Api:
         while not req.finished:
             await req.wake.wait()
             req.wake.clear()
-        text = _TOKEN_TEXT * req.generated if req.answer is None else req.answer
+        text = TOKEN_TEXT * req.generated if req.answer is None else req.answer
         choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
         if chat:
             choice["message"] = {"role": "assistant", "content": text}

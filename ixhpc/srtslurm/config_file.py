@@ -214,10 +214,10 @@ def _recipe_parallel(dep: Deployment, role: Role) -> tuple[int, int, int]:
     """(TP, DP, EP) of a role's engine config: TP as the planner reads it (GPUs per worker when
     unset); DP from ``data_parallel_size``/``dp_size``; EP from the engines' EP sizes, or TP x DP
     where vLLM's ``enable_expert_parallel`` is set."""
-    from ixhpc.srtslurm.plan import _tp_ep
+    from ixhpc.srtslurm.plan import tp_ep
 
     gpus = dep.gpus_per_worker(role)
-    tp, ep, _ = _tp_ep(dep, role, gpus)
+    tp, ep, _ = tp_ep(dep, role, gpus)
     norm = {str(k).replace("-", "_"): v for k, v in dep.engine_config(role).items()}
     dp = next((int(norm[k]) for k in ("data_parallel_size", "dp_size", "dp")
                if isinstance(norm.get(k), int) and not isinstance(norm.get(k), bool) and norm[k] > 0), 1)
@@ -325,7 +325,7 @@ def plan_point(point: Any, dirs: Sequence[str | Path], profile: ClusterProfile, 
     check its engine flags (``plan.check_engines``), warnings to this function; None: not checked."""
     from ixhpc.errors import PlanError
     from ixhpc.evals import plan as evals
-    from ixhpc.placement import _comment
+    from ixhpc.placement import comment_text
     from ixhpc.srtslurm.plan import check_engines, plan_config_file
 
     value = point_value(point)
@@ -352,7 +352,7 @@ def plan_point(point: Any, dirs: Sequence[str | Path], profile: ClusterProfile, 
                             key=point.key, entry=f"{point.config_key} ({point.key})", agentic=point.agentic,
                             eval_point=point if marked else None)
     if eval_value is not None:
-        plan.header.insert(3, _comment(f"eval-only: {EVAL_KEY}={eval_value} is the deployment; "
+        plan.header.insert(3, comment_text(f"eval-only: {EVAL_KEY}={eval_value} is the deployment; "
                                             f"ixhpc's lm-eval step runs against it, no throughput benchmark"))
     if engine_check is not None:
         check_engines([(dep, plan)], engine_check)

@@ -81,16 +81,16 @@ from ixhpc.placement import (
     STANDINS_LINE,
     JobPlan,
     Role,
-    _agentic_argv,
-    _bench_command,
-    _comment,
-    _container_spec,
-    _expand,
-    _python,
-    _srun,
+    agentic_argv,
+    bench_line,
+    comment_text,
+    container_spec,
     directives,
+    expand_path,
     profile_sbatch,
+    python_argv,
     script_variables,
+    srun_line,
 )
 from ixhpc.profiles import ClusterProfile
 from ixhpc.recipe import BenchmarkSettings, IxhpcBlock, Worker
@@ -253,7 +253,7 @@ def plan_config_file(dep: Deployment, profile: ClusterProfile, run_dir: Path, ru
                            agentic=agentic, eval_point=eval_point)
     was = dep.recipe.benchmark
     replaced = f"{was.type} benchmark" + (f" ({was.command})" if was.type == "custom" and was.command else "")
-    plan.header.insert(2, _comment(
+    plan.header.insert(2, comment_text(
         f"CONFIG_FILE of InferenceX agentic point {entry}: ixhpc's agentic-coding trace replay at "
         f"concurrencies {' '.join(map(str, plan.concs))} replaces the recipe's {replaced}"
         if agentic is not None else
@@ -441,7 +441,7 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
                         f"(cluster {profile.name})")
     alloc = allocate(dep)
     key = key or names.key(dep.name if not dep.selector else f"{dep.name}_{dep.selector}")
-    runtime = containers.runtime(profile.container_runtime, squash_cache=_expand(profile.squash_cache),
+    runtime = containers.runtime(profile.container_runtime, squash_cache=expand_path(profile.squash_cache),
                                  arch=profile.arch)
     contained = runtime.name != "none"
     host_model = _host_model(dep, profile)
@@ -457,7 +457,7 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
         mounts.append(f"{host_model}:{MODEL}")
     mounts += _recipe_mounts(dep)
     point = point.model_copy(update={"ixhpc": point.ixhpc.model_copy(update={"container_mounts": mounts})})
-    spec = _container_spec(point, profile, run_dir)
+    spec = container_spec(point, profile, run_dir)
 
     if ctx.infra:
         _infra_roles(ctx)
@@ -482,10 +482,10 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
                  else root if "ixhpc-dynamo-install" in role.argv else spec)
         role.command = _srun_line(role, runtime, image, profile, dep)
         if contained:
-            role.here = shell.command(_python(role.argv, runtime))
+            role.here = shell.command(python_argv(role.argv, runtime))
     custom = r.benchmark.type == "custom" and agentic is None
     bench = (["bash", "-lc", r.benchmark.command or ""] if custom
-             else _agentic_argv(point, agentic, public, ctx.roles, _limit_minutes(r.slurm.time_limit))
+             else agentic_argv(point, agentic, public, ctx.roles, _limit_minutes(r.slurm.time_limit))
              if agentic is not None else _bench_argv(ctx, public))
     components = [_sbatch(dep, profile, partition.name, run_dir, run_id, key, n, i)
                   for i, n in enumerate(alloc.components or (alloc.nodes,))]
@@ -508,7 +508,7 @@ def plan_deployment(dep: Deployment, profile: ClusterProfile, run_dir: Path, run
         roles=ctx.roles,
         prepare_command=_prepare(runtime, [spec, nginx] if public.name == "nginx" else [spec]),
         bench_argv=bench,
-        bench_command=_bench_command(point, bench, runtime, bench_spec, bench_env, bool(alloc.components)),
+        bench_command=bench_line(point, bench, runtime, bench_spec, bench_env, bool(alloc.components)),
         custom_bench=(r.benchmark.command or "") if custom else "",
         header=_header(dep, key, alloc, concs, dynamo_install(dep, profile), agentic is not None),
         placement=[f"node {r_.node_index}{'-' + str(r_.node_index + r_.nnodes - 1) if r_.nnodes > 1 else ''}: "
@@ -574,7 +574,7 @@ def _host_model(dep: Deployment, profile: ClusterProfile) -> str | None:
     if not profile.model_dir:
         raise PlanError(f"{dep.source}: model.path {path!r} is an alias; expected an absolute path, "
                         f"an hf: id, or a model-dir in cluster profile '{profile.name}'")
-    return f"{_expand(profile.model_dir)}/{path}"
+    return f"{expand_path(profile.model_dir)}/{path}"
 
 
 def _served_name(dep: Deployment, host_model: str | None) -> str:
@@ -604,7 +604,7 @@ def _recipe_mounts(dep: Deployment) -> list[str]:
     return out
 
 
-def _tp_ep(dep: Deployment, role: SrtRole, gpus: int) -> tuple[int, int, bool]:
+def tp_ep(dep: Deployment, role: SrtRole, gpus: int) -> tuple[int, int, bool]:
     cfg = dict(dep.engine_config(role))
     norm = {str(k).replace("-", "_"): v for k, v in cfg.items()}
 
@@ -665,7 +665,7 @@ def _point(dep: Deployment, profile: ClusterProfile, partition: str, key: str,
 
     def worker(role: SrtRole) -> Worker:
         g = dep.gpus_per_worker(role)
-        tp, ep, dp_attn = _tp_ep(dep, role, g)
+        tp, ep, dp_attn = tp_ep(dep, role, g)
         return Worker(num_worker=dep.worker_count(role), tp=tp, ep=ep, dp_attn=dp_attn)
     if dep.disaggregated:
         p_nodes = len(by_role.get("prefill", set()))
@@ -1220,7 +1220,7 @@ def _srun_line(role: Role, runtime: containers.Runtime, spec: containers.Contain
     """placement's srun line, plus srtctl's per-process srun flags (8.2): MPI for TensorRT-LLM
     workers and the trtllm-serve orchestrator (not on the local profile, which has no PMIx)
     and the recipe's ``srun_options`` on sglang/vLLM workers."""
-    line = _srun(role, runtime, spec, profile)
+    line = srun_line(role, runtime, spec, profile)
     extra: list[str] = []
     trt_worker = dep.backend_type == "trtllm" and role.var.startswith(("PREFILL_", "DECODE_", "AGG_"))
     if (trt_worker or (role.name == "frontend-0" and dep.frontend.type == "trtllm_serve")) \
@@ -1358,7 +1358,7 @@ def _header(dep: Deployment, key: str, alloc: Allocation, concs: list[int], inst
                   f"; the recipe asks for {asked}" if d.install and r.frontend.type == "dynamo" else ""))
     shape = ", ".join(f"{dep.worker_count(role)} {role} x {dep.gpus_per_worker(role)} GPU(s)"
                       for role in ROLES if dep.worker_count(role))
-    return [_comment(x) for x in (
+    return [comment_text(x) for x in (
         f"ixhpc job {key}",
         f"srt-slurm recipe {dep.source} (deployment {dep.name}), as srtctl v1.0.68 launches it",
         f"model {dep.model_path} ({r.model.precision}); image {dep.container}; backend {dep.backend_type}, "

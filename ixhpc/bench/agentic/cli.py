@@ -132,17 +132,7 @@ async def replay(a: argparse.Namespace, model: str, plans: list[planmod.TracePla
                          b', "stream": true, "max_completion_tokens": %d, "ignore_eos": true, '
                          b'"stream_options": {"include_usage": true}}' % send.max_tokens))
         result = client.RequestResult(input_len=turn.prompt_tokens, max_tokens=send.max_tokens)
-        try:
-            events = client._EventStream(result, send.max_tokens + client.STAMP_SLACK)
-            async with asyncio.timeout(a.request_timeout):  # no task per request, as wait_for makes
-                await client._stream(session, "/v1/chat/completions", body, result, events)
-            result.success = True
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError:
-            result.error = f"timeout after {a.request_timeout:g} s"
-        except Exception as exc:  # noqa: BLE001 - a request's failure is data
-            result.error = client._describe(exc)
+        await client.post_stream(session, "/v1/chat/completions", body, result, a.request_timeout)
         done.append((send, result))
         wake.set()
 
