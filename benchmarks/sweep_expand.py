@@ -5,7 +5,8 @@
 * Current files (2026-08, ``scenarios``, 1820 rows with eval marking as the generator's
   default): target under a third of InferenceX's generator for the same files and flags.
   With ``$IXHPC_INFERENCEX`` pointing at an InferenceX checkout its generator
-  (``utils/matrix_logic/generate_sweep_configs.py full-sweep``) is timed side by side.
+  (``utils/matrix_logic/generate_sweep_configs.py full-sweep``) is timed side by side, its
+  runs alternating with ixhpc's (a change in the machine's load then hits both alike).
 
 Measured in-process after one warm-up run; also prints the end-to-end CLI time (wall, and the
 child's CPU time, steadier on a shared machine). Both tools' modules are byte-compiled first
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 RUNS = 7
+END_TO_END_RUNS = 9
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "reference"
 MARCH = Path(os.environ.get("IXHPC_REFERENCE") or SHARED / "inferencex-2026-03")
@@ -52,17 +54,18 @@ def once(ref: Path, current: bool) -> tuple[float, int]:
     return time.perf_counter() - t0, len(rows)
 
 
-def median_of(argv: list[str], runs: int = 5, cwd: Path | None = None) -> tuple[float, float]:
-    """Median wall and CPU seconds (user + system of the child) of running ``argv``."""
-    walls, cpus = [], []
-    for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True, cwd=cwd, env=ENV)
-        walls.append(time.perf_counter() - t0)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    return statistics.median(walls), statistics.median(cpus)
+def timed(argv: list[str], cwd: Path | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system of the child) of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(argv, capture_output=True, check=True, cwd=cwd, env=ENV)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+def medians(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def bench(ref: Path, current: bool, label: str, target: str) -> None:
@@ -82,36 +85,43 @@ def bench(ref: Path, current: bool, label: str, target: str) -> None:
     if current:
         argv += ["--runner-config", str(ref / "runners.yaml")]
     compileall.compile_dir(REPO / "ixhpc", quiet=1)
-    ours = median_of(argv)
+    generator = _generator(ref) if current else None
+    ours, theirs = [], []
+    for _ in range(END_TO_END_RUNS):  # alternating, so a change in the machine's load hits both
+        ours.append(timed(argv))
+        if generator:
+            theirs.append(timed(*generator))
+    wall, cpu = medians(ours)
     print(f"  `ixhpc sweep full-sweep --format inferencex` end to end (incl. interpreter start): "
-          f"median {ours[0]:.3f} s wall, {ours[1]:.3f} s CPU")
-    if current:
-        side_by_side(ref, ours)
+          f"median {wall:.3f} s wall, {cpu:.3f} s CPU")
+    if generator:
+        gen_wall, gen_cpu = medians(theirs)
+        print(f"  InferenceX's generator ({generator[0][1]}), same files and flags, end to end: median "
+              f"{gen_wall:.3f} s wall, {gen_cpu:.3f} s CPU (ixhpc/InferenceX = {wall / gen_wall:.2f} wall, "
+              f"{cpu / gen_cpu:.2f} CPU; target < 0.33)")
 
 
-def side_by_side(ref: Path, ours: tuple[float, float]) -> None:
-    """InferenceX's own generator on the same files and flags, when $IXHPC_INFERENCEX is a checkout."""
+def _generator(ref: Path) -> tuple[list[str], Path] | None:
+    """InferenceX's own generator on the same files and flags, when $IXHPC_INFERENCEX is a
+    checkout of it (its argv and directory); None, saying why, when it cannot be timed."""
     checkout = os.environ.get("IXHPC_INFERENCEX")
     if not checkout:
         print("  InferenceX's generator: not timed ($IXHPC_INFERENCEX is not set to a checkout of it)")
-        return
+        return None
     gen = Path(checkout) / "utils" / "matrix_logic" / "generate_sweep_configs.py"
     if not gen.is_file():
         print(f"  InferenceX's generator: not timed ({gen} does not exist: $IXHPC_INFERENCEX is not a checkout)")
-        return
+        return None
     argv = [sys.executable, str(gen), "full-sweep", "--config-files", *map(str, files(ref)),
             "--runner-config", str(ref / "runners.yaml")]
     probe = subprocess.run(argv, capture_output=True, text=True, cwd=checkout, env=ENV)
     if probe.returncode != 0:
         tail = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
         print(f"  InferenceX's generator: not timed (it failed on these files: {tail})")
-        return
-    rows = len(json.loads(probe.stdout))
+        return None
+    print(f"  InferenceX's generator prints {len(json.loads(probe.stdout))} rows for the same files and flags")
     compileall.compile_dir(gen.parent, quiet=1)
-    theirs = median_of(argv, cwd=Path(checkout))
-    print(f"  InferenceX's generator ({gen}), same files and flags -> {rows} rows, end to end: median "
-          f"{theirs[0]:.3f} s wall, {theirs[1]:.3f} s CPU (ixhpc/InferenceX = {ours[0] / theirs[0]:.2f} wall, "
-          f"{ours[1] / theirs[1]:.2f} CPU; target < 0.33)")
+    return argv, Path(checkout)
 
 
 def main() -> None:

@@ -1,3 +1,3 @@
-from ixhpc.cli import main
+from ixhpc.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -1,7 +1,7 @@
 """Engine command builders: the launch line of one role (server, prefill/decode worker,
 router/frontend) for each InferenceX framework, as an argv list plus the env it needs.
 
-InferenceX ``framework:`` values map to engine families (``FRAMEWORKS``): sglang and
+InferenceX ``framework:`` values map to engine families (``ixhpc.frameworks``): sglang and
 sglang-disagg -> SGLang (router: sglang_router); vllm -> vLLM; trt -> TensorRT-LLM's
 ``trtllm-serve``; dynamo-sglang / dynamo-trt / dynamo-vllm -> NVIDIA Dynamo (a frontend plus
 ``dynamo.<backend>`` workers); atom -> AMD's ATOM; sim -> ixhpc's simulated engine.
@@ -46,18 +46,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ixhpc.errors import ConfigError
+from ixhpc.frameworks import FRAMEWORKS
 
 Role = Literal["server", "prefill", "decode", "router", "frontend"]
 Port = int | str   # a number, or a script variable placeholder (ixhpc.shell.var)
-
-FRAMEWORKS: dict[str, str] = {
-    "sglang": "sglang", "sglang-disagg": "sglang",
-    "vllm": "vllm",
-    "trt": "trt", "trt-llm": "trt", "trtllm": "trt",
-    "dynamo-sglang": "dynamo-sglang", "dynamo-trt": "dynamo-trt", "dynamo-vllm": "dynamo-vllm",
-    "atom": "atom",
-    "sim": "sim",
-}
 
 # additional-settings key -> engine flag, per family (the trt names are InferenceX's own).
 TUNING: dict[str, dict[str, str]] = {

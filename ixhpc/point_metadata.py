@@ -189,6 +189,6 @@ PointMetadata = Annotated[
                                        "shape (single-node, multi-node aggregated or "
                                        "disaggregated)"),
 ]
-# Built on first use: `ixhpc sweep` imports this module but never validates a record.
-ADAPTER: TypeAdapter[SingleRecord | MultiAggRecord | DisaggRecord] = TypeAdapter(
-    PointMetadata, config=ConfigDict(defer_build=True))
+PointRecord = SingleRecord | MultiAggRecord | DisaggRecord
+# Built on first use: a job step imports this module, not always to validate a record.
+ADAPTER: TypeAdapter[PointRecord] = TypeAdapter(PointMetadata, config=ConfigDict(defer_build=True))

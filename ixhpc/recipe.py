@@ -35,13 +35,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from ixhpc.engine_config import strings_in
-from ixhpc.engines import FRAMEWORKS
+from ixhpc.frameworks import FRAMEWORKS
 from ixhpc.yamlmodel import (
     COUNT_MAX,
     GPUS_MAX,
+    NESTED_IN_SEVERAL,
     ConfigError,
     Count,
     EnvName,
@@ -237,6 +244,8 @@ TransferBackend = Literal["nixl", "mooncake", "lmcache", "ucx", "mpi", "default"
 def _placeholders_known(value: Any) -> Any:
     """Every ``{name}`` in a string (at any depth) is a known placeholder (JSON text such as
     '{"method":"mtp"}' has no bare word in braces, so it is left alone)."""
+    from ixhpc.engine_config import strings_in  # only recipes with engine settings get here
+
     for text in strings_in(value):
         for name in _PLACEHOLDER_WORD.findall(text):
             if name not in CONFIG_PLACEHOLDERS:
@@ -383,6 +392,8 @@ def _dcp_divides(tp: int | None, dcp: int) -> None:
 
 
 class Worker(StrictModel):
+    model_config = NESTED_IN_SEVERAL
+
     num_worker: GpuCount
     tp: GpuCount
     ep: GpuCount
@@ -570,12 +581,16 @@ def _no_image_ref(v: str | None) -> str | None:
 class ComponentMetadata(StrictModel):
     """A component (the router) by name and version."""
 
+    model_config = NESTED_IN_SEVERAL
+
     name: Text
     version: Annotated[Text, AfterValidator(_no_image_ref)]
 
 
 class OffloadBackend(StrictModel):
     """The KV-offload backend (hicache, lmcache, mooncake...); version optional."""
+
+    model_config = NESTED_IN_SEVERAL
 
     name: Text
     version: Annotated[Text, AfterValidator(_no_image_ref)] | None = None
@@ -658,6 +673,8 @@ class AgenticSearch(ConcForms):
     """One agentic-coding search-space entry: `tp` (single-node entries) or `prefill` and
     `decode` (multi-node entries), never both."""
 
+    model_config = NESTED_IN_SEVERAL
+
     tp: GpuCount | None = None
     pp: Parallel = 1
     dcp_size: Parallel = 1
@@ -708,6 +725,8 @@ class AgenticSearch(ConcForms):
 
 
 class AgenticItem(StrictModel):
+    model_config = NESTED_IN_SEVERAL
+
     search_space: Annotated[list[AgenticSearch], Field(min_length=1)]
     dram_utilization: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
 
@@ -874,9 +893,11 @@ def _entry_model(raw: Any) -> type[EntryBase]:
     return MultiAggEntry if march else CurrentMultiAggEntry
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def fingerprint(raw: Any) -> str:
-    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":"),
-                                     default=str).encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL(raw).encode()).hexdigest()
 
 
 def parse_recipe(doc: Located) -> tuple[dict[str, LoadedEntry], list[str]]:

@@ -66,7 +66,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 from pydantic.config import JsonDict
@@ -74,8 +74,6 @@ from pydantic.fields import FieldInfo
 
 from ixhpc import names
 from ixhpc.errors import PlanError
-from ixhpc.point_metadata import DisaggRecord, MultiAggRecord, SingleRecord
-from ixhpc.profiles import ClusterProfile, profile_for_runner
 from ixhpc.recipe import (
     CURRENT_WORKER_KEYS,
     AgenticItem,
@@ -101,6 +99,10 @@ from ixhpc.recipe import (
 from ixhpc.topology import Topology, layout, worker_gpus
 from ixhpc.yamlmodel import ConfigError, format_path
 
+if TYPE_CHECKING:  # imported where used: `sweep --format inferencex` needs neither records nor profiles
+    from ixhpc.point_metadata import PointRecord
+    from ixhpc.profiles import ClusterProfile
+
 SEQ_LEN_NAMES = {"1k1k": (1024, 1024), "1k8k": (1024, 8192), "8k1k": (8192, 1024)}
 _SEQ_LEN_OF = {v: k for k, v in SEQ_LEN_NAMES.items()}
 _CURRENT_SEQ_LEN_OF = {v: k for k, v in SEQ_LEN_NAMES.items() if k != "1k8k"}  # 1k8k gone 2026-03-27
@@ -109,7 +111,6 @@ CURRENT_EVAL_SEQ_LEN = SEQ_LEN_NAMES["8k1k"]    # current: evals on 8k1k
 MIN_EVAL_CONC = 16                              # current: lowest concurrency eval marking picks
 AGENTIC_DURATION = 3600                         # seconds; not a recipe field (InferenceX's default)
 DRAM_MIB_CAP = 2_861_022                        # InferenceX's "3 TB decimal" cap on CPU DRAM
-PointRecord = SingleRecord | MultiAggRecord | DisaggRecord
 
 
 def seq_len_name(isl: int, osl: int, current: bool = False) -> str:
@@ -322,7 +323,7 @@ def filters_from_args(args: argparse.Namespace) -> Filters:
 class Site(BaseModel):
     """Where a point runs: the cluster profile and partition that serve its runner."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)  # built at import: every point has one
 
     cluster: str
     partition: str
@@ -369,7 +370,7 @@ class AgenticRun(BaseModel):
     from ``seed``), the KV-offload settings of agentx SPEC §4 and the fingerprint of the
     InferenceX row it came from. Such a point has no isl/osl and no context cap (§4.4)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)  # built at import: nested in every point model
 
     duration: int
     kv_offloading: KvOffloading
@@ -448,7 +449,9 @@ class _Point(_Sited, BaseModel):
         of the point's recipe format (ixhpc.topology)."""
         return worker_gpus(w.tp, w.ep, w.pp, w.pcp_size, self.current)
 
-    @computed_field  # type: ignore[prop-decorator]
+    # Serialized by inspection (the same nested dicts): typed, every point model would build
+    # the topology dataclasses' schema again, most of its own schema's cost.
+    @computed_field(return_type=Any)  # type: ignore[prop-decorator]
     @property
     def topology(self) -> Topology | None:
         return layout(self.engine_roles(), self.site.gpus_per_node) if self.site else None
@@ -486,7 +489,7 @@ class _Point(_Sited, BaseModel):
     def _row_shape(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def metadata(self, conc: int) -> PointRecord:
+    def metadata(self, conc: int) -> "PointRecord":
         """The record of docs/contracts.md ("Run point metadata") for one benchmark."""
         topo, site = self.topology, self.site
         if topo is None or site is None:
@@ -516,7 +519,7 @@ class _Point(_Sited, BaseModel):
                 common["kv_p2p_transfer"] = self.kv_p2p_transfer
         return self._record(common, topo)
 
-    def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
+    def _record(self, common: dict[str, Any], topo: Topology) -> "PointRecord":
         raise NotImplementedError
 
 
@@ -542,9 +545,10 @@ class SinglePoint(_Point):
             shape.update({"pp": self.pp, "dcp-size": self.dcp_size, "pcp-size": self.pcp_size})
         return shape
 
-    def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
+    def _record(self, common: dict[str, Any], topo: Topology) -> "PointRecord":
         more: dict[str, Any] = ({"pp": self.pp, "dcp_size": self.dcp_size, "pcp_size": self.pcp_size}
                                 if self.current else {})
+        from ixhpc.point_metadata import SingleRecord
         return SingleRecord(**common, tp=self.tp, ep=self.ep, dp_attn=self.dp_attn, **more)
 
 
@@ -591,7 +595,8 @@ class MultiAggPoint(_MultiNode):
     def engine_roles(self) -> tuple[tuple[str, int, int], ...]:
         return (("server", 1, self._worker_gpus(self.prefill)),)
 
-    def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
+    def _record(self, common: dict[str, Any], topo: Topology) -> "PointRecord":
+        from ixhpc.point_metadata import MultiAggRecord
         return MultiAggRecord(**common, **self._worker_fields())
 
 
@@ -627,7 +632,7 @@ class DisaggPoint(_MultiNode):
         return tuple((role, w.num_worker, self._worker_gpus(w))
                      for role, w in (("prefill", self.prefill), ("decode", self.decode)))
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field(return_type=Any)  # type: ignore[prop-decorator]
     @property
     def topology(self) -> Topology | None:
         if self.pools is not None:
@@ -654,11 +659,12 @@ class DisaggPoint(_MultiNode):
     def decode_gpus(self) -> int | None:
         return self._role_total("decode", "gpus")
 
-    def _record(self, common: dict[str, Any], topo: Topology) -> PointRecord:
+    def _record(self, common: dict[str, Any], topo: Topology) -> "PointRecord":
         p, d = topo.role("prefill"), topo.role("decode")
         pools: dict[str, Any] = {}
         if self.pools:
             pools = {"prefill_partition": self.pools[0].partition, "decode_partition": self.pools[1].partition}
+        from ixhpc.point_metadata import DisaggRecord
         return DisaggRecord(**common, **self._worker_fields(), prefill_nodes=p.nodes,
                             decode_nodes=d.nodes, prefill_gpus=p.gpus, decode_gpus=d.gpus, **pools)
 
@@ -800,13 +806,13 @@ AnyPoint = Annotated[SinglePoint | MultiAggPoint | DisaggPoint | AgenticSinglePo
 
 
 def expand(recipes: Recipes, filters: Filters | None = None,
-           cluster: ClusterProfile | None = None,
-           profiles: dict[str, ClusterProfile] | None = None,
+           cluster: "ClusterProfile | None" = None,
+           profiles: "dict[str, ClusterProfile] | None" = None,
            runners: RunnersFile | None = None) -> list[RunPoint]:
     """The run points that can run (render, submit): ``expand_all``, agentic points as run
     points of their shape (``runnable_agentic``); frameworks ixhpc has no engine for are a
     PlanError naming them."""
-    from ixhpc.engines import FRAMEWORKS
+    from ixhpc.frameworks import FRAMEWORKS
 
     points = _expand(recipes, filters, cluster, profiles, runners, runnable=True)
     points = [runnable_agentic(p, cluster) if isinstance(p, _AgenticPoint) else p for p in points]
@@ -818,8 +824,8 @@ def expand(recipes: Recipes, filters: Filters | None = None,
 
 
 def expand_all(recipes: Recipes, filters: Filters | None = None,
-               cluster: ClusterProfile | None = None,
-               profiles: dict[str, ClusterProfile] | None = None,
+               cluster: "ClusterProfile | None" = None,
+               profiles: "dict[str, ClusterProfile] | None" = None,
                runners: RunnersFile | None = None) -> list[AnyPoint]:
     """All points of the recipes (agentic ones too), in generation order, with eval marking
     applied: InferenceX's rules for the recipes' format (a call takes one format).
@@ -846,8 +852,8 @@ def recipe_format(recipes: Recipes) -> bool:
     return True in first
 
 
-def _expand(recipes: Recipes, filters: Filters | None, cluster: ClusterProfile | None,
-            profiles: dict[str, ClusterProfile] | None, runners: RunnersFile | None,
+def _expand(recipes: Recipes, filters: Filters | None, cluster: "ClusterProfile | None",
+            profiles: "dict[str, ClusterProfile] | None", runners: RunnersFile | None,
             runnable: bool) -> list[AnyPoint]:
     filters = filters or Filters()
     current = recipe_format(recipes)
@@ -866,7 +872,7 @@ def _expand(recipes: Recipes, filters: Filters | None, cluster: ClusterProfile |
         runner_values = _runner_values(entry.spec.runner, filters, runners)
         if not runner_values:
             continue
-        prof = cluster or profile_for_runner(entry.spec.runner, profiles=profiles)
+        prof = cluster or _serving(entry.spec.runner, profiles)
         if current:
             made = list(_current_points(key, entry, filters, prof, runner_values, runners))
         else:
@@ -894,6 +900,14 @@ def _expand(recipes: Recipes, filters: Filters | None, cluster: ClusterProfile |
     if filters.evals_only or filters.all_evals:
         points = [p.model_copy(update={"eval_only": True}) for p in points if p.run_eval]
     return points
+
+
+def _serving(runner: str, profiles: "dict[str, ClusterProfile] | None") -> "ClusterProfile | None":
+    """The first profile serving ``runner``; none when no profile was read (InferenceX rows)."""
+    if not profiles:
+        return None
+    from ixhpc.profiles import profile_for_runner
+    return profile_for_runner(runner, profiles=profiles)
 
 
 def _selected_keys(recipes: Recipes, f: Filters) -> list[str]:
@@ -937,7 +951,7 @@ def _per_runner(points: list[Any], runner_values: list[str]) -> list[Any]:
 
 
 def _entry_points(key: str, entry: LoadedEntry, f: Filters,
-                  prof: ClusterProfile | None) -> Iterator[RunPoint]:
+                  prof: "ClusterProfile | None") -> Iterator[RunPoint]:
     """A March-format entry's points."""
     spec = entry.spec
     extras = spec.extras
@@ -999,7 +1013,7 @@ def _single_points(key: str, slc: Any, item: SingleNodeSearch, f: Filters,
                           conc=[c], tp=item.tp, ep=ep, dp_attn=dp_attn, **extra, **common)
 
 
-def _current_points(key: str, entry: LoadedEntry, f: Filters, prof: ClusterProfile | None,
+def _current_points(key: str, entry: LoadedEntry, f: Filters, prof: "ClusterProfile | None",
                     runner_values: list[str], runners: RunnersFile | None) -> Iterator[AnyPoint]:
     """A current-format entry's points: fixed-seq-len first, then agentic-coding (SPEC.md 5)."""
     spec = entry.spec
@@ -1040,7 +1054,8 @@ def _current_points(key: str, entry: LoadedEntry, f: Filters, prof: ClusterProfi
                             runners)  # once per entry, with the label's hardware
             common = dict(base, spec_decoding=s.spec_decoding, kv_offloading=s.offload,
                           kv_offload_backend=s.kv_offload_backend, total_cpu_dram_gb=dram,
-                          router=s.router or top_router)
+                          router=s.router or top_router,
+                          run_eval=None if f.no_evals else False)  # unmarked until marking runs
             kv = "" if s.offload == "none" else f"kv{s.offload}-{s.kv_offload_backend.name}"
             if s.tp is not None:
                 spec_part = "" if s.spec_decoding == "none" else f"_spec-{s.spec_decoding}"
@@ -1064,7 +1079,7 @@ def _current_points(key: str, entry: LoadedEntry, f: Filters, prof: ClusterProfi
                         **dict(common, runner=runner))
 
 
-def runnable_agentic(p: AgenticPoint, prof: ClusterProfile | None = None) -> RunPoint:
+def runnable_agentic(p: AgenticPoint, prof: "ClusterProfile | None" = None) -> RunPoint:
     """An agentic point as the run point of its shape (single-node, multi-node aggregated or
     disaggregated) carrying ``AgenticRun``: placement, render, the job and resume then treat
     it as any other point; only its engine flags (KV offload, no context cap) and its
@@ -1101,7 +1116,7 @@ def runnable_agentic(p: AgenticPoint, prof: ClusterProfile | None = None) -> Run
                          decode=UnusedWorker.model_validate(p.decode.model_dump()), **common)
 
 
-def _with_pools(p: RunPoint, prof: ClusterProfile | None) -> RunPoint:
+def _with_pools(p: RunPoint, prof: "ClusterProfile | None") -> RunPoint:
     """A disaggregated point whose pools name different hardware, with the partition that
     serves each pool's hardware (as a runner label, or by partition name); as it is when the
     profile has no such partition (placement then refuses it, naming the hardware)."""
@@ -1113,7 +1128,7 @@ def _with_pools(p: RunPoint, prof: ClusterProfile | None) -> RunPoint:
     return p.model_copy(update={"pools": (sites[0], sites[1])})
 
 
-def _hardware_site(hardware: str, prof: ClusterProfile) -> Site | None:
+def _hardware_site(hardware: str, prof: "ClusterProfile") -> Site | None:
     part = prof.partition_for(hardware) or next((x for x in prof.partitions if x.name == hardware), None)
     if part is None:
         return None
@@ -1207,7 +1222,7 @@ def _min_max_concs(item: Any, f: Filters, multinode: bool) -> list[int]:
     return conc_range(start, end, f.step_size)
 
 
-def _site(runner: str, prof: ClusterProfile | None) -> Site | None:
+def _site(runner: str, prof: "ClusterProfile | None") -> Site | None:
     part = prof.partition_for(runner) if prof else None
     if prof is None or part is None:
         return None
@@ -1277,20 +1292,21 @@ def mark_evals(points: list[RunPoint]) -> list[RunPoint]:
             at_tp = [m for m in members if m.tp == tp]
             top = max(m.conc[0] for m in at_tp)
             marked.update(m.key for m in at_tp if m.conc[0] == top)
-    return [p.model_copy(update={"run_eval": p.key in marked}) for p in points]
+    return [p.model_copy(update={"run_eval": True}) if p.key in marked else p for p in points]
 
 
 # --------------------------------------------------------------------------------------
 # Eval marking, current format (SPEC.md 7.2-7.3; InferenceX's mark_eval_entries and
 # mark_all_eval_entries). Ties go to the first point in generation order.
 
-_EVAL_IGNORED = ("conc", "run-eval", "eval-only", "eval-conc", "eval-all-concs", "exp-name")
+_EVAL_IGNORED = frozenset(("conc", "run-eval", "eval-only", "eval-conc", "eval-all-concs", "exp-name"))
+_GROUP_KEY = json.JSONEncoder(sort_keys=True, check_circular=False).encode  # rows are fresh trees
 
 
 def _eval_group(p: AnyPoint) -> str:
     """A multi-node point's eval group: its whole row but the concurrency-specific keys."""
     row = p.to_inferencex_row()
-    return json.dumps({k: v for k, v in row.items() if k not in _EVAL_IGNORED}, sort_keys=True)
+    return _GROUP_KEY({k: v for k, v in row.items() if k not in _EVAL_IGNORED})
 
 
 def _fixed_8k1k(p: AnyPoint) -> bool:
@@ -1327,8 +1343,9 @@ def mark_current_evals(points: list[AnyPoint], include_agentic: bool) -> list[An
         marked.update(i for i in members if points[i].conc[0] in chosen)
     eval_conc = {i: top for top, i in multi.values()}
     marked.update(eval_conc)
-    return [p.model_copy(update={"run_eval": i in marked, **(
-        {"eval_conc": eval_conc[i]} if i in eval_conc else {})}) for i, p in enumerate(points)]
+    return [p if p.run_eval is False and i not in marked else  # as it is (most points)
+            p.model_copy(update={"run_eval": i in marked, **({"eval_conc": eval_conc[i]} if i in eval_conc else {})})
+            for i, p in enumerate(points)]
 
 
 def mark_all_evals(points: list[AnyPoint]) -> list[AnyPoint]:

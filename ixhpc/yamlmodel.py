@@ -16,7 +16,7 @@ import os
 import re
 import stat
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -52,6 +52,11 @@ class SnakeStrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
+
+# The config of a model nested in several others (worker blocks, router metadata): built at
+# import, because pydantic builds a deferred model's schema anew inside every model that uses
+# it (for InferenceX's current files that was 8 ms of `ixhpc sweep`'s 300).
+NESTED_IN_SEVERAL = ConfigDict(defer_build=False)
 
 PosInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
@@ -159,64 +164,70 @@ def _read_plain(name: str, text: str) -> "Located":
     written once, a mapping at the top, at most MAX_DEPTH levels -- built straight from
     libyaml's events, without composing nodes: what ``_Builder`` makes of it, in half the time.
     Any other document, or any problem, is _NotPlain: the composer's path reads it (and words
-    and locates its problems)."""
+    and locates its problems). Its lines are the top-level keys' until a deeper one is asked
+    for (``_LazyLines``)."""
+    data, top = _plain_events(text, every_line=False)
+    return Located(name, data, _LazyLines(top, lambda: _plain_events(text, every_line=True)[1]))
+
+
+def _plain_events(text: str, every_line: bool) -> tuple[dict[Any, Any], dict[Path_, int]]:
+    """``_read_plain``'s document and the lines of its top-level keys (``every_line``: of
+    every key and item)."""
     loader = _BaseLoader(text)
     get, resolve, construct = loader.get_event, loader.resolve, loader.construct_object
+    scalar_event, sequence_end, mapping_end = yaml.ScalarEvent, yaml.SequenceEndEvent, yaml.MappingEndEvent
+    collection_start = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
     lines: dict[Path_, int] = {}
-    scalars: dict[tuple[str, str], Any] = {}
-    tags: dict[tuple[str, Any], str] = {}
-
-    def line_of(event: Any) -> int:
-        return int(event.start_mark.line) + 1
+    built: dict[tuple[str, Any], Any] = {}  # a scalar's value, once per distinct scalar
 
     def scalar(event: Any) -> Any:
-        if event.anchor is not None or event.tag not in (None, "!"):
+        if event.anchor is not None or (event.tag is not None and event.tag != "!"):
             raise _NotPlain
         ident = (event.value, event.implicit)
-        tag = tags.get(ident)
-        if tag is None:  # the resolver's regular expressions, once per distinct scalar
-            tag = tags[ident] = resolve(yaml.ScalarNode, event.value, event.implicit)
-        if tag == _STR_TAG or tag == _VALUE_TAG:
-            return event.value
+        value = built.get(ident, built)  # ``built`` itself: not built yet
+        if value is not built:
+            return value
+        tag = resolve(yaml.ScalarNode, event.value, event.implicit)  # the resolver's regular expressions
         if tag == _MERGE_TAG:
             raise _NotPlain
-        built = (tag, event.value)
-        if built not in scalars:
-            scalars[built] = construct(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark))
-        return scalars[built]
+        value = event.value if tag == _STR_TAG or tag == _VALUE_TAG else \
+            construct(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark))
+        built[ident] = value
+        return value
 
-    def value(event: Any, path: Path_) -> Any:
-        if len(path) >= MAX_DEPTH:
-            raise _NotPlain
-        kind = type(event)
-        if kind is yaml.ScalarEvent:
-            return scalar(event)
-        if kind not in (yaml.SequenceStartEvent, yaml.MappingStartEvent) or event.anchor is not None \
-                or event.tag not in (None, "!"):
+    def collection(event: Any, path: Path_, depth: int) -> Any:
+        if type(event) not in collection_start or event.anchor is not None \
+                or (event.tag is not None and event.tag != "!"):
             raise _NotPlain  # an alias, an anchor, a tag
-        if kind is yaml.SequenceStartEvent:
+        too_deep = depth + 1 >= MAX_DEPTH  # for its items
+        record = every_line or depth == 0
+        if type(event) is yaml.SequenceStartEvent:
             items: list[Any] = []
-            while type(event := get()) is not yaml.SequenceEndEvent:
-                at = (*path, len(items))
-                lines[at] = line_of(event)
-                items.append(value(event, at))
+            while type(event := get()) is not sequence_end:
+                if too_deep:
+                    raise _NotPlain
+                if record:
+                    lines[(*path, len(items))] = _line(event)
+                items.append(scalar(event) if type(event) is scalar_event else
+                             collection(event, (*path, len(items)), depth + 1))
             return items
         out: dict[Any, Any] = {}
-        while type(event := get()) is not yaml.MappingEndEvent:
-            if type(event) is not yaml.ScalarEvent:
+        while type(event := get()) is not mapping_end:
+            if type(event) is not scalar_event or too_deep:
                 raise _NotPlain
             key = scalar(event)
             if not isinstance(key, (str, int, float, bool)) or key in out:
                 raise _NotPlain
-            at = (*path, key)
-            lines[at] = line_of(event)
-            out[key] = value(get(), at)
+            if record:
+                lines[(*path, key)] = _line(event)
+            event = get()
+            out[key] = scalar(event) if type(event) is scalar_event else collection(event, (*path, key), depth + 1)
         return out
 
     try:
         if type(get()) is not yaml.StreamStartEvent or type(get()) is not yaml.DocumentStartEvent:
             raise _NotPlain
-        data = value(get(), ())
+        data = collection(get(), (), 0)
         if type(get()) is not yaml.DocumentEndEvent or type(get()) is not yaml.StreamEndEvent \
                 or not isinstance(data, dict):
             raise _NotPlain
@@ -224,7 +235,40 @@ def _read_plain(name: str, text: str) -> "Located":
         raise _NotPlain from exc
     finally:
         loader.dispose()
-    return Located(name, data, lines)
+    return data, lines
+
+
+def _line(event: Any) -> int:
+    return int(event.start_mark.line) + 1
+
+
+class _LazyLines(Mapping[Path_, int]):
+    """A plain document's lines: its top-level keys' at once (every entry's location), the
+    rest read again from the text when first asked for (errors, srt-slurm's rebasing), which
+    keeps the 14,000 paths of InferenceX's master files off the common path."""
+
+    def __init__(self, top: dict[Path_, int], read_all: Callable[[], dict[Path_, int]]) -> None:
+        self._top, self._read_all = top, read_all
+        self._all: dict[Path_, int] | None = None
+
+    def _every(self) -> dict[Path_, int]:
+        if self._all is None:
+            self._all = self._read_all()
+        return self._all
+
+    def __getitem__(self, path: Path_) -> int:
+        return self._top[path] if len(path) == 1 else self._every()[path]
+
+    def __contains__(self, path: object) -> bool:
+        if isinstance(path, tuple) and len(path) == 1:
+            return path in self._top  # the top level is complete
+        return path in self._every()
+
+    def __iter__(self) -> Iterator[Path_]:
+        return iter(self._every())
+
+    def __len__(self) -> int:
+        return len(self._every())
 
 
 class _Refused(Exception):
@@ -241,7 +285,7 @@ class Located:
 
     file: str
     data: Any
-    lines: dict[Path_, int]
+    lines: Mapping[Path_, int]
     warnings: list[str] = field(default_factory=list)  # e.g. duplicate keys read as PyYAML does
 
     def line(self, path: Iterable[str | int | float]) -> int:
@@ -274,10 +318,11 @@ def load_yaml(path: str | Path, what: str = "a mapping of config keys to recipe 
     srt-slurm recipes rely on), instead of an error."""
     name = str(path)
     text = _decode(name, read_bounded(name, path))
-    tabs = [f"{name}:{i}: expected spaces for indentation, found a tab character"
-            for i, ln in enumerate(text.splitlines(), 1) if "\t" in ln[: len(ln) - len(ln.lstrip())]]
-    if tabs:
-        raise ConfigError(tabs)
+    if "\t" in text:  # then find the lines indented with one (a line at a time is slow)
+        tabs = [f"{name}:{i}: expected spaces for indentation, found a tab character"
+                for i, ln in enumerate(text.splitlines(), 1) if "\t" in ln[: len(ln) - len(ln.lstrip())]]
+        if tabs:
+            raise ConfigError(tabs)
     if _BaseLoader is not yaml.SafeLoader:  # libyaml's parser
         try:
             return _read_plain(name, text)

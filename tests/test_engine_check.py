@@ -21,6 +21,7 @@ import yaml
 from ixhpc import cli, engine_check, engine_flags, engines, runs
 from ixhpc.commands import validate
 from ixhpc.errors import ConfigError
+from ixhpc.frameworks import FRAMEWORKS
 from ixhpc.profiles import get_profile
 from ixhpc.sweep import Filters
 
@@ -254,7 +255,7 @@ def test_sim_and_services_have_no_command_to_check():
     assert engine_check.invocation(engines.build(_spec("sim", "server"))) is None
     assert engine_check.invocation(engines.dynamo_services("h")[0].argv) is None
     assert not engine_check.has_flag_list("sim")
-    assert all(engine_check.has_flag_list(f) for f in engines.FRAMEWORKS if engines.FRAMEWORKS[f] != "sim")
+    assert all(engine_check.has_flag_list(f) for f in FRAMEWORKS if FRAMEWORKS[f] != "sim")
 
 
 def test_wrappers_and_placeholders():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ixhpc import engines, shell
+from ixhpc import engines, frameworks, shell
 from ixhpc.errors import UserError
 
 GOLDEN = Path(__file__).parent / "golden" / "engines"
@@ -71,7 +71,7 @@ def test_every_inferencex_framework_has_a_builder(inferencex):
     for master in inferencex.glob("*-master.yaml"):
         found |= {e["framework"] for e in yaml.safe_load(master.read_text()).values()}
     assert found, "no reference master configs found"
-    assert found <= set(engines.FRAMEWORKS), found - set(engines.FRAMEWORKS)
+    assert found <= set(frameworks.FRAMEWORKS), found - set(frameworks.FRAMEWORKS)
     for fw in found:
         role = "prefill" if fw.startswith("dynamo") or fw.endswith("disagg") else "server"
         assert engines.build(_spec(fw, role))

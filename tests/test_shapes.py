@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from ixhpc import engines, runs
 from ixhpc.cli import main
 from ixhpc.errors import ResultFileError
+from ixhpc.frameworks import FRAMEWORKS
 from ixhpc.point_metadata import ADAPTER, DisaggRecord, MultiAggRecord, SingleRecord
 from ixhpc.profiles import get_profile
 from ixhpc.recipe import load_recipe_files, validate_file
@@ -185,7 +186,7 @@ def test_engines_say_what_placement_needs():
     assert engines.engine("dynamo-trt").health_path() is None
     assert engines.engine("sim").health_path("router") == "/health"
     assert not engines.engine("atom").multinode
-    assert set(engines.ENGINES) == set(engines.FRAMEWORKS.values())
+    assert set(engines.ENGINES) == set(FRAMEWORKS.values())
 
 
 # ---------------------------------------------------------------- for real

@@ -328,3 +328,24 @@ def test_sweep_invalid_recipe_exits_2(tmp_path: Path, capsys: pytest.CaptureFixt
     bad.write_text("k: [1\n")
     assert main(["sweep", str(bad)]) == 2
     assert f"{bad}:2: invalid YAML" in capsys.readouterr().err
+
+
+def test_matrix_rows_print_as_json_dumps_and_read_no_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The matrix is `json.dumps` of the rows, byte for byte; InferenceX's rows do not say
+    where a point runs, so no cluster profile is read for them (a broken one is reported by
+    the table, which shows sites, and by --cluster)."""
+    from ixhpc.commands.sweep import _json_array
+
+    rows = [{"a": [1, {"b": "c\u00e9"}], "d": None}, {"e": 1.5, "f": True}]
+    assert _json_array(iter(rows)) == json.dumps(rows) and _json_array(iter([])) == json.dumps([])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    broken = tmp_path / "clusters.yaml"
+    broken.write_text("mine: {extends: nosuch}\n")
+    monkeypatch.setenv(ENV_VAR, str(broken))
+    assert main(["sweep", "--format", "inferencex", str(recipe)]) == 0
+    assert json.loads(capsys.readouterr().out)
+    assert main(["sweep", str(recipe)]) == ConfigError.exit_code
+    assert main(["sweep", "--format", "inferencex", "--cluster", "gb200", str(recipe)]) == ConfigError.exit_code
+    assert "nosuch" in capsys.readouterr().err

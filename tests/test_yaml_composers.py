@@ -65,6 +65,9 @@ def test_reference_master_files_read_alike(tmp_path: Path) -> None:
     "? [a, b]\n: 1\n",
     "a: " + "[" * 99 + "]" * 99 + "\n",      # at the nesting limit
     "a: " + "[" * 100 + "]" * 100 + "\n",    # one past it: Python's composer locates it
+    "a: " + "[" * 98 + "1" + "]" * 98 + "\n",  # a scalar at the limit
+    "a: " + "[" * 99 + "1" + "]" * 99 + "\n",  # a scalar one past it
+    "a: " + "[" * 98 + "{k: 1}" + "]" * 98 + "\n",  # a key one past it
     "a:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 120)) + " " * 120 + "x: 1\n",
     "x: " + "[" * 60 + "1" + "]" * 60 + "\n" + "".join(
         f"l{i}: &l{i} " + "[" * 60 + f"*l{i - 1}" + "]" * 60 + "\n" for i in range(1, 3)).replace(

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ixhpc.sweep import AnyPoint
@@ -35,7 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="InferenceX runners.yaml (either form): --runner-type labels are "
                              "checked against it; --runner-node-filter and KV offloading read it")
     parser.add_argument("--format", choices=("inferencex", "table"), default="table",
-                        help="inferencex: a JSON array of matrix rows; table: for people")
+                        help="inferencex: a JSON array of matrix rows (which say nothing of where points "
+                             "run: no cluster profile is read unless --cluster/--profiles names one); "
+                             "table: for people")
     parser.add_argument("--json", action="store_true",
                         help="print the run points (all fields, topology) as a JSON array")
     parser.add_argument("--cluster", metavar="NAME",
@@ -54,7 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ixhpc import profiles, sweep
+    from ixhpc import sweep
     from ixhpc.errors import ConfigError
     from ixhpc.recipe import load_recipe_files, load_runners
 
@@ -81,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"invalid runner type(s) {', '.join(unknown)}; "
                               f"{args.runner_config} defines: {', '.join(sorted(runners.labels))}")
     recipes = load_recipe_files(files)
-    known = profiles.load_profiles(args.profiles)
+    # InferenceX's rows do not say where a point runs: no cluster profile is read for them
+    # unless one is named (--cluster, --profiles).
+    sited = args.json or args.format != "inferencex" or args.cluster or args.profiles
+    known = {}
+    if sited:
+        from ixhpc.profiles import load_profiles
+        known = load_profiles(args.profiles)
     cluster = None
     if args.cluster:
         if args.cluster not in known:
@@ -92,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         _emit(json.dumps([p.model_dump(mode="json") for p in points], indent=1))
     elif args.format == "inferencex":
-        _emit(json.dumps([p.to_inferencex_row() for p in points]))
+        _emit(_json_array(p.to_inferencex_row() for p in points))
     else:
         _emit(_table(points))
         print(f"{len(points)} run points, {sum(len(p.conc) for p in points)} benchmarks",
@@ -123,6 +132,14 @@ def _changelog(args: argparse.Namespace, words: list[str]) -> int:
         trim=args.trim_conc, evals_only=args.evals_only, all_evals=args.all_evals)
     _emit(changelog.NO_ENTRIES if matrix is None else matrix.to_json())
     return 0
+
+
+def _json_array(rows: Iterable[dict[str, Any]]) -> str:
+    """``json.dumps(list(rows))``, the same text, encoded a row at a time: the fragments of a
+    megabyte of matrix are never all alive at once. Rows are fresh trees, so the encoder's
+    cycle bookkeeping is left out."""
+    encode = json.JSONEncoder(check_circular=False).encode
+    return "[" + ", ".join([encode(row) for row in rows]) + "]"
 
 
 def _emit(text: str) -> None:

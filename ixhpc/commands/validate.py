@@ -62,8 +62,8 @@ def _expansion_errors(path: str, engine_check: bool, inferencex: Path | None = N
 
 def _runnable_errors(path: str, points: list[AnyPoint], recipes: Recipes, engine_check: bool,
                      inferencex: Path | None) -> list[str]:
-    from ixhpc.engines import FRAMEWORKS
     from ixhpc.errors import PlanError
+    from ixhpc.frameworks import FRAMEWORKS
     from ixhpc.sweep import AgenticMultiPoint, AgenticSinglePoint, runnable_agentic
 
     # Points ixhpc cannot run (render/submit refuse them with a PlanError): frameworks without

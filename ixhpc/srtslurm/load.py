@@ -17,7 +17,7 @@ import copy
 import fnmatch
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ def merge(base: Any, override: Any) -> Any:
     return out
 
 
-def _rebase(lines: dict[Path_, int], src: Path_, dst: Path_ = ()) -> dict[Path_, int]:
+def _rebase(lines: Mapping[Path_, int], src: Path_, dst: Path_ = ()) -> dict[Path_, int]:
     n = len(src)
     return {dst + p[n:]: line for p, line in lines.items() if p[:n] == src}
 

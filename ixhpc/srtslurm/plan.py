@@ -99,11 +99,12 @@ from ixhpc.srtslurm import ROLES, Deployment, load_recipe
 from ixhpc.srtslurm import Role as SrtRole
 from ixhpc.srtslurm.load import split_selector
 from ixhpc.srtslurm.schema import SGLangBackend, TrtllmBackend, VllmBackend
-from ixhpc.sweep import AgenticRun, DisaggPoint, MultiAggPoint, PointRecord, RunPoint, Site, seq_len_name
+from ixhpc.sweep import AgenticRun, DisaggPoint, MultiAggPoint, RunPoint, Site, seq_len_name
 from ixhpc.topology import Topology
 from ixhpc.yamlmodel import load_yaml
 
 if TYPE_CHECKING:
+    from ixhpc.point_metadata import PointRecord
     from ixhpc.runs import RunTarget
 
 # srtctl's fixed port numbers for what stays node-internal (SPEC 7).

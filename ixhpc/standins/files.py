@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ixhpc import atomic, engines
+from ixhpc import atomic
+from ixhpc.frameworks import FRAMEWORKS
 from ixhpc.rundir import Layout
 from ixhpc.standins import commands, flagtable
 
@@ -93,7 +94,7 @@ def family_tables(family: str, image: str) -> dict[str, Any]:
 
 def job_config(plan: JobPlan) -> dict[str, Any]:
     p = plan.points[0]
-    family = engines.FRAMEWORKS[p.framework]
+    family = FRAMEWORKS[p.framework]
     sim = p.ixhpc.sim
     settings: dict[str, Any] = {"precision": p.precision, "gpu": _gpu(p.runner)}
     if sim is not None:
