@@ -62,10 +62,10 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
 
 
 def _selected_command(argv: Sequence[str]) -> str | None:
-    for arg in argv:
-        if not arg.startswith("-"):
-            return arg if arg in COMMANDS else None
-    return None
+    """The command the line names first; None when an option comes before it (ixhpc's own,
+    --help or --version, which then answer for every command)."""
+    first = argv[0] if argv else None
+    return first if first in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
