@@ -673,8 +673,6 @@ class AgenticSearch(ConcForms):
     """One agentic-coding search-space entry: `tp` (single-node entries) or `prefill` and
     `decode` (multi-node entries), never both."""
 
-    model_config = NESTED_IN_SEVERAL
-
     tp: GpuCount | None = None
     pp: Parallel = 1
     dcp_size: Parallel = 1
