@@ -352,8 +352,9 @@ class IxhpcBlock(StrictModel):
 
 @functools.cache
 def no_ixhpc_block() -> IxhpcBlock:
-    """The block of an entry without one: every default (one shared instance: models are frozen,
-    and building the defaults' nested models per entry is most of expanding a large file)."""
+    """The block of an entry (or a point) without one: every default (one shared instance:
+    models are frozen, and building the defaults' nested models per entry is most of expanding
+    a large file)."""
     return IxhpcBlock()
 
 

@@ -192,14 +192,14 @@ def _searched(layout: rundir.Layout, entry: rundir.JobEntry) -> tuple[list[rundi
     _, still_open = slo.needed(state)
     tried = {q["conc"] for q in state["probes"]}
     settled = [p.conc for p in entry.points if p.conc not in {*wanted, *still_open, *tried}]
-    rate = state.get("mode") == "rate"
+    rate = slo.rate_mode(state)
     probes = tuple(ProbeStatus(q["conc"], q["met"], q.get("why") == slo.NO_RESULT, q.get("rate"))
                    for q in state["probes"])
     return [p for p in entry.points if p.conc in wanted], SearchStatus(
         spec=state.get("spec", ""), started=slo.started(state), done=state["done"], answer=state.get("answer"),
         rate_answer=state.get("answer_rate"), probes=probes, pending=state.get("pending"), open=still_open,
         settled=settled, mode="rate" if rate else "concurrency", cap=state.get("cap"),
-        bisects=list(state["rates"] if rate else state["concurrencies"]), max_probes=state.get("max_probes"))
+        bisects=slo.bisected(state), max_probes=state.get("max_probes"))
 
 
 def job_statuses(run: Path, manifest: rundir.Manifest) -> list[JobStatus]:

@@ -81,17 +81,18 @@ def new_search(slo: Slo, concurrencies: Sequence[int]) -> dict[str, Any]:
             **rate, "pending": None, "done": False, "answer": None, "max_probes": max_probes(len(values))}
 
 
-def _rate_mode(state: dict[str, Any]) -> bool:
+def rate_mode(state: dict[str, Any]) -> bool:
+    """Whether the search bisects request rates at one concurrency (else concurrencies)."""
     return state.get("mode") == "rate"
 
 
-def _values(state: dict[str, Any]) -> list[Any]:
+def bisected(state: dict[str, Any]) -> list[Any]:
     """What the search bisects, rising: request rates or concurrencies."""
-    return list(state["rates"]) if _rate_mode(state) else list(state["concurrencies"])
+    return list(state["rates"]) if rate_mode(state) else list(state["concurrencies"])
 
 
 def _value(state: dict[str, Any], p: dict[str, Any]) -> Any:
-    return p["rate"] if _rate_mode(state) else p["conc"]
+    return p["rate"] if rate_mode(state) else p["conc"]
 
 
 def step(state: dict[str, Any], slo: Slo, bench: dict[str, Any] | None) -> dict[str, Any]:
@@ -100,14 +101,14 @@ def step(state: dict[str, Any], slo: Slo, bench: dict[str, Any] | None) -> dict[
     search: its cap, and ``answer_rate`` the highest rate met); None: none met it."""
     state = {**state, "probes": list(state["probes"])}
     if state["pending"] is not None:
-        state["probes"].append(probe(slo, state["cap"], bench, state["pending"]) if _rate_mode(state)
+        state["probes"].append(probe(slo, state["cap"], bench, state["pending"]) if rate_mode(state)
                                else probe(slo, state["pending"], bench))
         state["pending"] = None
-    values = _values(state)
+    values = bisected(state)
     lo, hi = _bounds(state)
     if hi - lo <= 1:
         state["done"] = True
-        if _rate_mode(state):
+        if rate_mode(state):
             state["answer"], state["answer_rate"] = (state["cap"], values[lo]) if lo >= 0 else (None, None)
         else:
             state["answer"] = values[lo] if lo >= 0 else None
@@ -118,7 +119,7 @@ def step(state: dict[str, Any], slo: Slo, bench: dict[str, Any] | None) -> dict[
 
 def _bounds(state: dict[str, Any]) -> tuple[int, int]:
     """Indexes into the values searched: the highest met (-1: none), the lowest missed (len: none)."""
-    values = _values(state)
+    values = bisected(state)
     lo, hi = -1, len(values)
     for p in state["probes"]:
         i = values.index(_value(state, p))
@@ -134,7 +135,7 @@ def needed(state: dict[str, Any]) -> tuple[list[int], list[int]]:
     file, those it may still probe: none once done). The others are settled without a run. A
     rate search's one point is its cap, ingested once the search is done."""
     probed = [p["conc"] for p in state["probes"] if p.get("why") != NO_RESULT]
-    if _rate_mode(state):
+    if rate_mode(state):
         return ((sorted(set(probed)), []) if state["done"] else ([], [state["cap"]]))
     if state["done"]:
         return probed, []
@@ -153,7 +154,7 @@ def chosen(state: dict[str, Any]) -> list[int]:
     its probes (but those whose client wrote nothing) and the one it is probing now; nothing
     before its first probe. A rate search's one point is its cap, once it has started."""
     probed, _ = needed(state)
-    if _rate_mode(state):
+    if rate_mode(state):
         return probed if state["done"] else [state["cap"]] if started(state) else []
     pending = state.get("pending")
     return [*probed, *([pending] if pending is not None and pending not in probed else [])]
@@ -183,7 +184,7 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 def summary_line(state: dict[str, Any]) -> str:
-    if _rate_mode(state):
+    if rate_mode(state):
         tried = ", ".join(f"{p['rate']:g}/s:{'met' if p['met'] else 'missed'}" for p in state["probes"])
         rate = state.get("answer_rate")
         result = (f"highest request rate meeting it at concurrency {state['cap']}: {rate:g}/s" if rate is not None
@@ -234,21 +235,21 @@ def next_probe(state_path: Path, files: ProbeFiles, slo: Slo, concurrencies: Seq
     if state is None or state.get("spec") != slo.text() or state.get("concurrencies") != sorted(set(concurrencies)):
         state = new_search(slo, concurrencies)
     if state["done"]:
-        if _rate_mode(state) and not files.bench(state["cap"]).exists():  # the job ended before the copy
+        if rate_mode(state) and not files.bench(state["cap"]).exists():  # the job ended before the copy
             _keep_answer(state, files)
         return None
     pending = state["pending"]
-    bench_path = files.bench(state["cap"] if _rate_mode(state) else pending) if pending is not None else None
+    bench_path = files.bench(state["cap"] if rate_mode(state) else pending) if pending is not None else None
     if start and bench_path is not None and not bench_path.exists():
         print(f"[ixhpc] SLO search resumed after {len(state['probes'])} probe(s): "
-              f"{'rate' if _rate_mode(state) else 'concurrency'} {pending:g} again", file=sys.stderr)
+              f"{'rate' if rate_mode(state) else 'concurrency'} {pending:g} again", file=sys.stderr)
         return _probe(state, pending)
     bench = _read_json(bench_path) if bench_path is not None else None
-    if _rate_mode(state) and bench_path is not None and bench_path.exists():
+    if rate_mode(state) and bench_path is not None and bench_path.exists():
         os.replace(bench_path, files.kept(state["cap"], pending))  # the next probe writes the same file
     state = step(state, slo, bench)
     atomic.write_text(state_path, json.dumps(state, indent=1))
-    if state["done"] and _rate_mode(state):  # after the state: a done search makes this copy again
+    if state["done"] and rate_mode(state):  # after the state: a done search makes this copy again
         _keep_answer(state, files)
     if state["done"]:
         print(f"[ixhpc] {summary_line(state)}", file=sys.stderr)
@@ -256,7 +257,7 @@ def next_probe(state_path: Path, files: ProbeFiles, slo: Slo, concurrencies: Seq
 
 
 def _probe(state: dict[str, Any], pending: Any) -> Probe:
-    return Probe(state["cap"], float(pending)) if _rate_mode(state) else Probe(int(pending))
+    return Probe(state["cap"], float(pending)) if rate_mode(state) else Probe(int(pending))
 
 
 def _keep_answer(state: dict[str, Any], files: ProbeFiles) -> None:

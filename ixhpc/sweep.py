@@ -95,6 +95,7 @@ from ixhpc.recipe import (
     UnusedWorker,
     Worker,
     is_current,
+    no_ixhpc_block,
 )
 from ixhpc.topology import Topology, layout, worker_gpus
 from ixhpc.yamlmodel import ConfigError, format_path
@@ -428,7 +429,7 @@ class _Point(_Sited, BaseModel):
     conc: list[int]
     run_eval: bool = False
     site: Site | None = None          # None: no profile serves the runner (matrix output only)
-    ixhpc: IxhpcBlock = IxhpcBlock()
+    ixhpc: IxhpcBlock = Field(default_factory=no_ixhpc_block)
     # the current format's (defaults: what a March-format point means)
     recipe_format: Literal["march", "current"] = "march"
     scenario_type: Literal["fixed-seq-len"] = "fixed-seq-len"
@@ -733,7 +734,7 @@ class _AgenticPoint(_Sited, BaseModel):
     eval_all_concs: bool = False
     eval_only: bool = False
     site: Site | None = None
-    ixhpc: IxhpcBlock = IxhpcBlock()
+    ixhpc: IxhpcBlock = Field(default_factory=no_ixhpc_block)
     recipe_format: Literal["current"] = "current"
     scenario_type: Literal["agentic-coding"] = "agentic-coding"
 

@@ -48,15 +48,6 @@ def enable(transport: asyncio.BaseTransport) -> socket.socket | None:
     return dup
 
 
-def read_into(sock: socket.socket, buffer: memoryview) -> tuple[int, float | None]:
-    """Read what ``sock`` holds into ``buffer`` in one system call: (bytes read, 0 at EOF; the
-    receive stamp the kernel hands over with them as a ``perf_counter`` time, or None). On TCP
-    that stamp is the LAST packet's the read took (``arrival`` peeks for the first's). Raises
-    ``BlockingIOError`` when there is nothing to read, and the socket's other ``OSError``s."""
-    nbytes, ancillary, _, _ = sock.recvmsg_into([buffer], ANCILLARY)
-    return nbytes, stamp(ancillary)
-
-
 def arrival(sock: socket.socket) -> float | None:
     """``time.perf_counter()`` seconds at which the first unread byte of ``sock`` was received,
     or None (nothing unread, no stamp on the packet)."""
@@ -72,7 +63,9 @@ _perf_counter_ns, _time_ns = time.perf_counter_ns, time.time_ns
 
 
 def stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
-    """The receive stamp in a ``recvmsg`` call's ancillary data as a ``perf_counter`` time, or None."""
+    """The receive stamp in a ``recvmsg`` call's ancillary data (room: ``ANCILLARY``) as a
+    ``perf_counter`` time, or None. On TCP a read's stamp is the LAST packet's it took
+    (``arrival`` peeks for the first's)."""
     for level, kind, data in ancillary:
         if kind == SO_TIMESTAMPNS and level == _SOL_SOCKET and len(data) == _TIMESPEC_SIZE:
             sec: int

@@ -353,7 +353,7 @@ def plan_point(point: Any, dirs: Sequence[str | Path], profile: ClusterProfile, 
                             eval_point=point if marked else None)
     if eval_value is not None:
         plan.header.insert(3, comment_text(f"eval-only: {EVAL_KEY}={eval_value} is the deployment; "
-                                            f"ixhpc's lm-eval step runs against it, no throughput benchmark"))
+                                           f"ixhpc's lm-eval step runs against it, no throughput benchmark"))
     if engine_check is not None:
         check_engines([(dep, plan)], engine_check)
     return plan
