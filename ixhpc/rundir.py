@@ -36,6 +36,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -493,21 +494,36 @@ def create(root: Path, run_id: str, command: str) -> Iterator[NewRun]:
 @contextlib.contextmanager
 def locked(run: Path, command: str) -> Iterator[None]:
     """One writer per run: `submit` and `resume` hold this while they read the run's state,
-    submit and record jobs; a second one refuses at once instead of submitting twice."""
+    submit and record jobs; a second one refuses at once instead of submitting twice. The
+    file names its holder while the lock is held and is emptied when it is released, so a
+    refusal never names an earlier holder."""
     path = Layout.of(run).lock
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another command"
-            raise PlanError(f"run {run} is being submitted by {holder}; try again once it has "
+            raise PlanError(f"run {run} is being submitted by {_holder(fd)}; try again once it has "
                             f"ended (`ixhpc status {run}` shows its jobs)") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"`ixhpc {command}` (pid {os.getpid()})\n".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # releases the lock, also when the process dies
+
+
+LOCK_NAME_WAIT_S = 2.0  # a holder writes its name right after taking the lock
+
+
+def _holder(fd: int) -> str:
+    """The lock holder's own words, waiting out the moment between its lock and its write."""
+    deadline = time.monotonic() + LOCK_NAME_WAIT_S
+    while not (text := os.pread(fd, 200, 0).decode(errors="replace").strip()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return text or "another command"
 
 
 def save(run: Path, manifest: Manifest) -> None:

@@ -27,6 +27,34 @@ def test_a_second_resume_refuses_while_the_run_is_locked(tmp_path: Path) -> None
     assert (run / rundir.Layout.MANIFEST).read_bytes() == before  # nothing submitted or recorded
 
 
+def test_a_refusal_names_the_holder_not_an_earlier_one(tmp_path: Path) -> None:
+    """The lock file is emptied when released; a refusal that comes between the holder's lock
+    and its writing its name waits for the name instead of naming an earlier holder."""
+    import fcntl
+    import os
+    import threading
+
+    import pytest
+
+    from ixhpc.errors import PlanError
+
+    with rundir.locked(tmp_path, "submit"):
+        pass
+    lock = rundir.Layout.of(tmp_path).lock
+    assert lock.read_text() == ""
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # taken, its name not written yet
+    late = threading.Timer(0.3, os.pwrite, (fd, b"`ixhpc resume` (pid 7)\n", 0))
+    late.start()
+    try:
+        with pytest.raises(PlanError, match=r"being submitted by `ixhpc resume` \(pid 7\)"):
+            with rundir.locked(tmp_path, "resume"):
+                pass
+    finally:
+        late.join()
+        os.close(fd)
+
+
 def test_the_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None:
     code = ("import os, sys; from pathlib import Path; from ixhpc import rundir\n"
             "with rundir.locked(Path(sys.argv[1]), 'resume'): os._exit(9)")
