@@ -1,7 +1,8 @@
 """The package as a user installs it: an sdist, a wheel built from it, a fresh venv, a real job.
 
-The venv sees the system's site-packages for the dependencies (no network needed), so the
-test checks that ``ixhpc`` itself comes from the wheel installed in the venv, not from this
+The venv finds the dependencies in the test's own environment (a path line in a ``.pth``
+file: no network needed, and nothing assumed of the base interpreter's packages), so the test
+checks that ``ixhpc`` itself comes from the wheel installed in the venv, not from this
 checkout, and runs everything from outside the repository.
 """
 
@@ -11,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
@@ -39,6 +41,15 @@ def _build(out: Path) -> tuple[Path, Path]:
     return sdist, next(out.glob("ixhpc-*.whl"))
 
 
+def _see_dependencies(python: Path) -> None:
+    """The venv's own site-packages come first; the test environment's follow them. Its .pth
+    files are not run from there, so the checkout's editable install stays out of the venv."""
+    ours = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                cwd=python.parent).stdout.strip()
+    (Path(site) / "test-environment.pth").write_text("".join(f"{p}\n" for p in ours))
+
+
 def test_a_wheel_in_a_fresh_venv_renders_submits_and_runs_a_job(slurm, tmp_path):
     sdist, wheel = _build(tmp_path / "dist")
     with tarfile.open(sdist) as tf:
@@ -47,10 +58,11 @@ def test_a_wheel_in_a_fresh_venv_renders_submits_and_runs_a_job(slurm, tmp_path)
         assert sorted(Path(n).name for n in zf.namelist() if n.startswith("ixhpc/sbatch_templates/")) == TEMPLATES
 
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp_path)
+    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp_path)
     python, cli = venv / "bin" / "python", venv / "bin" / "ixhpc"
-    # --force-reinstall: the checkout's editable install, seen through the system site, has the
-    # same version; pip installs into the venv and leaves that one alone.
+    _see_dependencies(python)
+    # --force-reinstall: the checkout's editable install, seen through that path, has the same
+    # version; pip installs into the venv and leaves that one alone.
     _run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--force-reinstall",
           str(wheel)], cwd=tmp_path)
     where = _run([str(python), "-c", "import ixhpc; print(ixhpc.__file__)"], cwd=tmp_path).stdout.strip()
