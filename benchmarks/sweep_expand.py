@@ -97,8 +97,8 @@ def bench(ref: Path, current: bool, label: str, target: str) -> None:
     if generator:
         gen_wall, gen_cpu = medians(theirs)
         print(f"  InferenceX's generator ({generator[0][1]}), same files and flags, end to end: median "
-              f"{gen_wall:.3f} s wall, {gen_cpu:.3f} s CPU (ixhpc/InferenceX = {wall / gen_wall:.2f} wall, "
-              f"{cpu / gen_cpu:.2f} CPU; target < 0.33)")
+              f"{gen_wall:.3f} s wall, {gen_cpu:.3f} s CPU (ixhpc/InferenceX = {wall / gen_wall:.3f} wall, "
+              f"{cpu / gen_cpu:.3f} CPU; target < 1/3 = 0.333)")
 
 
 def _generator(ref: Path) -> tuple[list[str], Path] | None:

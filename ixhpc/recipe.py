@@ -49,6 +49,7 @@ from ixhpc.yamlmodel import (
     COUNT_MAX,
     GPUS_MAX,
     NESTED_IN_SEVERAL,
+    OWN_VALIDATOR,
     ConfigError,
     Count,
     EnvName,
@@ -513,7 +514,7 @@ class EntryBase(StrictModel):
     framework: Text
     runner: Text
     disagg: bool = False
-    ixhpc: IxhpcBlock | None = None
+    ixhpc: Annotated[IxhpcBlock, OWN_VALIDATOR] | None = None
 
     @field_validator("framework")
     @classmethod

@@ -98,7 +98,7 @@ from ixhpc.recipe import (
     no_ixhpc_block,
 )
 from ixhpc.topology import Topology, layout, worker_gpus
-from ixhpc.yamlmodel import ConfigError, format_path
+from ixhpc.yamlmodel import OWN_VALIDATOR, ConfigError, format_path
 
 if TYPE_CHECKING:  # imported where used: `sweep --format inferencex` needs neither records nor profiles
     from ixhpc.point_metadata import PointRecord
@@ -429,7 +429,7 @@ class _Point(_Sited, BaseModel):
     conc: list[int]
     run_eval: bool = False
     site: Site | None = None          # None: no profile serves the runner (matrix output only)
-    ixhpc: IxhpcBlock = Field(default_factory=no_ixhpc_block)
+    ixhpc: Annotated[IxhpcBlock, OWN_VALIDATOR] = Field(default_factory=no_ixhpc_block)
     # the current format's (defaults: what a March-format point means)
     recipe_format: Literal["march", "current"] = "march"
     scenario_type: Literal["fixed-seq-len"] = "fixed-seq-len"
@@ -734,7 +734,7 @@ class _AgenticPoint(_Sited, BaseModel):
     eval_all_concs: bool = False
     eval_only: bool = False
     site: Site | None = None
-    ixhpc: IxhpcBlock = Field(default_factory=no_ixhpc_block)
+    ixhpc: Annotated[IxhpcBlock, OWN_VALIDATOR] = Field(default_factory=no_ixhpc_block)
     recipe_format: Literal["current"] = "current"
     scenario_type: Literal["agentic-coding"] = "agentic-coding"
 

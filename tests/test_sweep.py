@@ -349,3 +349,17 @@ def test_matrix_rows_print_as_json_dumps_and_read_no_profile(tmp_path: Path, mon
     assert main(["sweep", str(recipe)]) == ConfigError.exit_code
     assert main(["sweep", "--format", "inferencex", "--cluster", "gb200", str(recipe)]) == ConfigError.exit_code
     assert "nosuch" in capsys.readouterr().err
+
+
+def test_a_point_holds_its_entry_ixhpc_block_as_built_and_dumps_it_whole(recipes) -> None:
+    """Points take the entry's validated block as it is and dump it as the block dumps
+    itself; a mapping is validated as a block, its errors located under `ixhpc`."""
+    import pydantic
+
+    p = expand(recipes, Filters())[0]
+    block = recipes.entries[p.config_key].spec.extras
+    assert p.ixhpc is block
+    assert p.model_dump()["ixhpc"] == block.model_dump()
+    assert json.loads(p.model_dump_json())["ixhpc"] == json.loads(block.model_dump_json())
+    with pytest.raises(pydantic.ValidationError, match=r"ixhpc\.health_timeout"):
+        type(p).model_validate({**dict(p), "ixhpc": {"health_timeout": -1}})
